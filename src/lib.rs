@@ -1,0 +1,16 @@
+//! actimq: a distributed message broker on actix, modelled on Apache RocketMQ.
+//!
+//! # Layout
+//! - [`storage`]: the durable storage engine (commit log, consume queues, index, recovery).
+//!   Plain Rust, no actors and no sockets.
+//!
+//! The protocol codec (`protocol`), the actors (`actors`: NameServer, Broker, MessageQueue,
+//! ConsumerGroup, connections and the client side) and the binaries (`mqnamesrv`,
+//! `mqbroker`, `mqadmin`, `mqbench`) build on it; see `DESIGN.md` in the shared docs and
+//! the README for what exists today.
+
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod protocol;
+pub mod storage;

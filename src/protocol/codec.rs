@@ -1,0 +1,160 @@
+//! tokio-util framing for [`Frame`]s: a 4-byte big-endian length, then the frame's
+//! MessagePack.
+//!
+//! The decoder is the first code to see a peer's bytes, so it is written to be hostile-input
+//! safe: a length above the limit is refused before a single byte is reserved for it, partial
+//! input is `Ok(None)` (flow control, not failure), and undecodable contents are a typed
+//! error. It never panics. Connection actors wrap it in `FramedRead`/`FramedWrite`.
+
+use bytes::{BufMut, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::error::{Error, Result};
+use super::frame::Frame;
+
+/// Default limit on one frame (16 MiB), RocketMQ's default `frameMaxLength`. A pull response
+/// of 32 messages of 4 MiB would not fit, which is why pulls are also bounded by bytes.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
+
+/// Size of the length prefix in front of every frame.
+pub const LENGTH_PREFIX_SIZE: usize = 4;
+
+/// Room reserved for the envelope keys and small fields when encoding, on top of header,
+/// body and remark, so encoding usually needs one allocation at most.
+const ENVELOPE_ESTIMATE: usize = 64;
+
+/// Length-prefixed MessagePack framing with a size limit, for both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCodec {
+    /// Largest frame (without the length prefix) this codec will read or write. Checked on
+    /// the announced length before buffering, so one peer cannot make us allocate more.
+    max_frame_size: usize,
+}
+
+impl FrameCodec {
+    /// A codec refusing frames above `max_frame_size` bytes (capped at `u32::MAX`, the most
+    /// the length prefix can announce).
+    pub fn new(max_frame_size: usize) -> Self {
+        FrameCodec {
+            max_frame_size: max_frame_size.min(u32::MAX as usize),
+        }
+    }
+
+    /// The limit in force.
+    pub fn max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// Appends `frame` (length prefix and MessagePack) to `dst`. On error `dst` is left as
+    /// it was, so a refused frame never leaves half a frame in the write buffer.
+    fn encode_frame(&self, frame: &Frame, dst: &mut BytesMut) -> Result<()> {
+        let max = self.max_frame_size;
+        let remark_len = frame.remark.as_ref().map_or(0, String::len);
+        // A lower bound of the encoded size: refuse obvious cases before writing anything.
+        let estimate = frame
+            .header
+            .len()
+            .saturating_add(frame.body.len())
+            .saturating_add(remark_len);
+        if estimate > max {
+            return Err(Error::FrameTooLarge {
+                size: estimate,
+                max,
+            });
+        }
+
+        let start = dst.len();
+        dst.reserve(LENGTH_PREFIX_SIZE + estimate + ENVELOPE_ESTIMATE);
+        dst.put_u32(0); // patched below once the length is known
+        let written = rmp_serde::encode::write_named(&mut (&mut *dst).writer(), &frame.wire());
+        if let Err(e) = written {
+            dst.truncate(start);
+            return Err(Error::Encode {
+                type_name: "Frame",
+                reason: e.to_string(),
+            });
+        }
+
+        let size = dst.len() - start - LENGTH_PREFIX_SIZE;
+        let announced = match u32::try_from(size) {
+            Ok(n) if size <= max => n,
+            _ => {
+                dst.truncate(start);
+                return Err(Error::FrameTooLarge { size, max });
+            }
+        };
+        if let Some(prefix) = dst.get_mut(start..start + LENGTH_PREFIX_SIZE) {
+            prefix.copy_from_slice(&announced.to_be_bytes());
+        }
+        Ok(())
+    }
+}
+
+impl Default for FrameCodec {
+    /// A codec with [`DEFAULT_MAX_FRAME_SIZE`].
+    fn default() -> Self {
+        FrameCodec::new(DEFAULT_MAX_FRAME_SIZE)
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>> {
+        let Some(prefix) = src.get(..LENGTH_PREFIX_SIZE) else {
+            return Ok(None);
+        };
+        let mut len_bytes = [0u8; LENGTH_PREFIX_SIZE];
+        len_bytes.copy_from_slice(prefix);
+        let size = u32::from_be_bytes(len_bytes) as usize;
+        if size > self.max_frame_size {
+            return Err(Error::FrameTooLarge {
+                size,
+                max: self.max_frame_size,
+            });
+        }
+
+        let total = LENGTH_PREFIX_SIZE + size;
+        if src.len() < total {
+            // Only now, with the length known to be acceptable, make room for the rest.
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+
+        // Split the frame off (no copy) so header and body can keep pointing into it.
+        let mut frame_bytes = src.split_to(total);
+        let payload = frame_bytes.split_off(LENGTH_PREFIX_SIZE).freeze();
+        if payload.is_empty() {
+            return Err(Error::malformed("empty frame (length 0)"));
+        }
+        Frame::decode_payload(&payload).map(Some)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(Error::malformed(format!(
+                "connection closed in the middle of a frame ({} bytes buffered)",
+                src.len()
+            ))),
+        }
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = Error;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<()> {
+        self.encode_frame(&frame, dst)
+    }
+}
+
+impl Encoder<&Frame> for FrameCodec {
+    type Error = Error;
+
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<()> {
+        self.encode_frame(frame, dst)
+    }
+}

@@ -1,0 +1,516 @@
+//! The commit log: one append-only byte log for every topic of a broker, split into
+//! fixed-size segment files named by their starting offset.
+//!
+//! Owns the segment list, appends (one writer at a time, serialised by the store), zero-copy
+//! reads, flushing, the recovery scan and whole-segment deletion. It never interprets what
+//! the records mean for queues or keys: that is the dispatcher's job in `store`.
+//!
+//! # Invariants
+//! - Segments are contiguous: segment i+1 starts where segment i ends.
+//! - A record never spans two segments; a segment's unused tail is closed by a blank marker.
+//! - The end offset only grows, except when recovery truncates a torn tail at open.
+
+#![allow(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::storage::error::{Error, Result};
+use crate::storage::mapped_file::{parse_segment_name, sync_dir, MappedFile};
+use crate::storage::record::{self, Peek, RecordView, END_FILE_MIN_BLANK_LENGTH};
+
+/// The commit log.
+#[derive(Debug)]
+pub struct CommitLog {
+    dir: PathBuf,
+    segment_size: usize,
+    warm: bool,
+    segments: RwLock<Vec<Arc<MappedFile>>>,
+    /// The next segment, being created and pre-faulted by a background thread so that a roll
+    /// does not stall appends (a cold mapped page costs about ten times a warm one).
+    prepared: Mutex<Option<Prepared>>,
+    /// Everything below this offset is on disk.
+    flushed_offset: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    start: u64,
+    handle: std::thread::JoinHandle<Result<MappedFile>>,
+}
+
+/// Outcome of walking the log during recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// Offset just past the last good record.
+    pub end: u64,
+    /// Records validated.
+    pub records: u64,
+    /// Segments touched.
+    pub segments: u64,
+}
+
+impl CommitLog {
+    /// Opens (or creates) the log in `dir`. Segment positions are unknown until the store
+    /// calls [`CommitLog::set_end`] after deciding where the log ends.
+    pub fn open(dir: &Path, segment_size: usize, warm: bool) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name();
+            let Some(start) = name.to_str().and_then(parse_segment_name) else {
+                tracing::warn!(file = ?entry.path(), "ignoring a file that is not a commit-log segment");
+                continue;
+            };
+            found.push((start, entry.path()));
+        }
+        found.sort();
+        let mut segments = Vec::with_capacity(found.len());
+        let mut expect: Option<u64> = None;
+        for (start, path) in found {
+            if start % segment_size as u64 != 0 || expect.is_some_and(|e| e != start) {
+                return Err(Error::BadFile {
+                    path,
+                    reason: format!(
+                        "segment does not follow its predecessor (expected start {}, segment size {segment_size})",
+                        expect.unwrap_or(0)
+                    ),
+                });
+            }
+            segments.push(Arc::new(MappedFile::open(&path, start, segment_size)?));
+            expect = Some(start + segment_size as u64);
+        }
+        Ok(CommitLog {
+            dir: dir.to_owned(),
+            segment_size,
+            warm,
+            segments: RwLock::new(segments),
+            flushed_offset: AtomicU64::new(0),
+            prepared: Mutex::new(None),
+        })
+    }
+
+    /// Segment size in bytes.
+    pub fn segment_size(&self) -> usize {
+        self.segment_size
+    }
+
+    /// A snapshot of the segment list.
+    pub fn segments(&self) -> Vec<Arc<MappedFile>> {
+        self.segments.read().clone()
+    }
+
+    /// Lowest readable offset (start of the oldest segment kept).
+    pub fn min_offset(&self) -> u64 {
+        self.segments
+            .read()
+            .first()
+            .map(|s| s.from_offset())
+            .unwrap_or(0)
+    }
+
+    /// Offset the next record will be written at (if it fits in the active segment).
+    pub fn max_offset(&self) -> u64 {
+        self.segments
+            .read()
+            .last()
+            .map(|s| s.from_offset() + s.wrote() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Everything below this offset is on disk.
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed_offset.load(Ordering::Acquire)
+    }
+
+    /// Start offset of the segment that holds `offset`.
+    pub fn segment_start(&self, offset: u64) -> u64 {
+        offset - offset % self.segment_size as u64
+    }
+
+    /// Appends one record of `len` bytes, written by `fill(buf, physical_offset)`.
+    /// Rolls to a new segment (closing the old one with a blank marker) when it does not fit.
+    /// The caller must serialise appends (the store's write lock) and check `len` against
+    /// the segment size.
+    pub(crate) fn append_with(&self, len: usize, fill: impl FnOnce(&mut [u8], u64)) -> Result<u64> {
+        let seg = self.writable_segment(len)?;
+        let pos = seg.wrote();
+        // SAFETY: the store's write lock makes us the only writer, and `pos..pos+len` lies at
+        // or beyond the published position, so no reader sees it yet.
+        let buf = unsafe { seg.slice_mut(pos, len) }.ok_or_else(|| Error::BadFile {
+            path: seg.path().to_owned(),
+            reason: format!("record of {len} bytes does not fit at {pos}"),
+        })?;
+        let phys = seg.from_offset() + pos as u64;
+        fill(buf, phys);
+        seg.set_wrote(pos + len);
+        Ok(phys)
+    }
+
+    /// Returns the active segment if `len` bytes plus a blank marker fit, else closes it and
+    /// creates the next one.
+    fn writable_segment(&self, len: usize) -> Result<Arc<MappedFile>> {
+        let last = self.segments.read().last().cloned();
+        match last {
+            Some(seg) if seg.remaining() >= len + END_FILE_MIN_BLANK_LENGTH => Ok(seg),
+            Some(seg) => {
+                self.close_segment(&seg);
+                self.create_segment(seg.from_offset() + self.segment_size as u64)
+            }
+            None => self.create_segment(0),
+        }
+    }
+
+    fn close_segment(&self, seg: &MappedFile) {
+        let pos = seg.wrote();
+        let rest = seg.size() - pos;
+        if rest >= END_FILE_MIN_BLANK_LENGTH {
+            // SAFETY: single writer (store write lock); the range is unpublished.
+            if let Some(buf) = unsafe { seg.slice_mut(pos, rest) } {
+                record::encode_blank(buf);
+            }
+        }
+        seg.set_wrote(seg.size());
+    }
+
+    fn create_segment(&self, start: u64) -> Result<Arc<MappedFile>> {
+        let prepared = self.prepared.lock().take();
+        let seg = match prepared.map(|p| (p.start, p.handle.join())) {
+            Some((at, Ok(Ok(seg)))) if at == start => seg,
+            Some((at, joined)) => {
+                if let Ok(Ok(stray)) = joined {
+                    stray.delete()?;
+                }
+                tracing::warn!(
+                    at,
+                    start,
+                    "pre-allocated segment unusable; creating one in line"
+                );
+                MappedFile::create(&self.dir, start, self.segment_size, self.warm)?
+            }
+            None => MappedFile::create(&self.dir, start, self.segment_size, self.warm)?,
+        };
+        let seg = Arc::new(seg);
+        self.segments.write().push(Arc::clone(&seg));
+        self.prepare(start + self.segment_size as u64);
+        Ok(seg)
+    }
+
+    /// Starts pre-allocating the segment at `start` in the background (when warming is on).
+    fn prepare(&self, start: u64) {
+        if !self.warm {
+            return;
+        }
+        let (dir, size) = (self.dir.clone(), self.segment_size);
+        let spawned = std::thread::Builder::new()
+            .name("actimq-prealloc".into())
+            .spawn(move || MappedFile::create(&dir, start, size, true));
+        match spawned {
+            Ok(handle) => *self.prepared.lock() = Some(Prepared { start, handle }),
+            Err(e) => tracing::warn!(error = %e, "cannot start segment pre-allocation"),
+        }
+    }
+
+    /// Pre-allocates the segment after the active one; called once recovery settled the end.
+    pub fn prepare_next(&self) {
+        let next = self
+            .segments
+            .read()
+            .last()
+            .map(|s| s.from_offset() + s.size() as u64)
+            .unwrap_or(0);
+        self.prepare(next);
+    }
+
+    /// Waits for a pending pre-allocation and removes its file (at shutdown: an unused
+    /// segment past the end would only be deleted again by the next open).
+    pub fn discard_prepared(&self) -> Result<()> {
+        if let Some(p) = self.prepared.lock().take() {
+            if let Ok(Ok(seg)) = p.handle.join() {
+                seg.delete()?;
+                sync_dir(&self.dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment with a blank marker so the next append starts a new one.
+    /// Used when replaying a master's log, whose blank markers say where it rolled.
+    pub(crate) fn roll(&self) -> Result<()> {
+        if let Some(seg) = self.segments.read().last().cloned() {
+            self.close_segment(&seg);
+        }
+        Ok(())
+    }
+
+    /// Zero-copy view of up to `len` published bytes at `offset`, never crossing a segment
+    /// end (for shipping the log to a slave). Empty at the end of the log.
+    pub fn read_available(&self, offset: u64, len: usize) -> Result<Bytes> {
+        if offset == self.max_offset() {
+            return Ok(Bytes::new());
+        }
+        let seg = self.locate(offset)?;
+        let pos = (offset - seg.from_offset()) as usize;
+        let len = len.min(seg.wrote().saturating_sub(pos));
+        seg.bytes(pos, len).ok_or(Error::OffsetBeyondEnd {
+            requested: offset,
+            max: self.max_offset(),
+        })
+    }
+
+    /// Zero-copy view of exactly `len` bytes at `offset`.
+    pub fn read(&self, offset: u64, len: usize) -> Result<Bytes> {
+        let seg = self.locate(offset)?;
+        let pos = (offset - seg.from_offset()) as usize;
+        seg.bytes(pos, len).ok_or(Error::OffsetBeyondEnd {
+            requested: offset + len as u64,
+            max: self.max_offset(),
+        })
+    }
+
+    /// Zero-copy view of the whole record at `offset` (its size is read from the record).
+    pub fn read_record(&self, offset: u64) -> Result<Bytes> {
+        let seg = self.locate(offset)?;
+        let pos = (offset - seg.from_offset()) as usize;
+        let beyond = || Error::OffsetBeyondEnd {
+            requested: offset,
+            max: self.max_offset(),
+        };
+        let head = seg.slice(pos, 8).ok_or_else(beyond)?;
+        match record::peek(head) {
+            Ok(Peek::Message(len)) => seg.bytes(pos, len).ok_or_else(beyond),
+            Ok(Peek::Blank) => Err(beyond()),
+            Err(source) => Err(Error::CorruptRecord { offset, source }),
+        }
+    }
+
+    fn locate(&self, offset: u64) -> Result<Arc<MappedFile>> {
+        // One guard for the minimum and the lookup, so a concurrent retention run shows up
+        // as "offset moved" and never as "beyond the end".
+        let segs = self.segments.read();
+        let min = segs.first().map(|s| s.from_offset()).unwrap_or(0);
+        if offset < min {
+            return Err(Error::OffsetMoved {
+                requested: offset,
+                min,
+            });
+        }
+        let idx = ((offset - min) / self.segment_size as u64) as usize;
+        segs.get(idx)
+            .cloned()
+            .ok_or_else(|| Error::OffsetBeyondEnd {
+                requested: offset,
+                max: segs
+                    .last()
+                    .map(|s| s.from_offset() + s.wrote() as u64)
+                    .unwrap_or(0),
+            })
+    }
+
+    /// Flushes every segment with unflushed bytes. Callable from any thread while the
+    /// writer appends. Returns the offset below which everything is durable.
+    pub fn flush(&self) -> Result<u64> {
+        let from = self.flushed_offset();
+        let segs = self.segments();
+        let mut durable = from;
+        for seg in segs
+            .iter()
+            .filter(|s| s.from_offset() + s.size() as u64 > from)
+        {
+            let flushed = seg.flush()?;
+            durable = seg.from_offset() + flushed as u64;
+            if flushed < seg.size() {
+                break;
+            }
+        }
+        self.flushed_offset.fetch_max(durable, Ordering::AcqRel);
+        Ok(self.flushed_offset())
+    }
+
+    /// Walks records from `start` (a record boundary), validating each one including its CRC,
+    /// and calls `visit` for each good record. Stops at `limit`, at the first torn or corrupt
+    /// record, or at the end of the last segment. Only for use at open, before the log is shared.
+    pub fn scan(
+        &self,
+        start: u64,
+        limit: u64,
+        mut visit: impl FnMut(&RecordView<'_>),
+    ) -> ScanOutcome {
+        let segs = self.segments();
+        let mut out = ScanOutcome {
+            end: start,
+            records: 0,
+            segments: 0,
+        };
+        let Some(first) = segs.first() else {
+            return out;
+        };
+        let mut offset = start.max(first.from_offset());
+        out.end = offset;
+        let mut idx = ((offset - first.from_offset()) / self.segment_size as u64) as usize;
+        while let Some(seg) = segs.get(idx) {
+            out.segments += 1;
+            let mut pos = (offset - seg.from_offset()) as usize;
+            let size = seg.size();
+            loop {
+                if seg.from_offset() + pos as u64 >= limit {
+                    return out;
+                }
+                // SAFETY: recovery runs before the log is shared; nobody writes concurrently.
+                let Some(rest) = (unsafe { seg.slice_unpublished(pos, size - pos) }) else {
+                    return out;
+                };
+                if rest.len() < END_FILE_MIN_BLANK_LENGTH {
+                    return out;
+                }
+                match record::peek(rest) {
+                    Ok(Peek::Blank) => break,
+                    Ok(Peek::Message(len)) if len <= rest.len() => {
+                        let Ok(view) = record::decode(&rest[..len], record::Verify::Strict) else {
+                            return out;
+                        };
+                        if view.physical_offset != seg.from_offset() + pos as u64 {
+                            return out;
+                        }
+                        visit(&view);
+                        out.records += 1;
+                        pos += len;
+                        out.end = seg.from_offset() + pos as u64;
+                    }
+                    _ => return out,
+                }
+            }
+            // A blank marker: the log continues in the next segment, if there is one.
+            out.end = seg.from_offset() + size as u64;
+            offset = out.end;
+            idx += 1;
+        }
+        out
+    }
+
+    /// Makes `end` the end of the log: segments wholly below it are full, the one holding it
+    /// is cut there (its tail zeroed when `zero_tail`, so stale bytes can never be mistaken
+    /// for records), and segments past it are deleted. Only for use at open.
+    pub fn set_end(&self, end: u64, zero_tail: bool) -> Result<()> {
+        let mut segs = self.segments.write();
+        let mut keep = Vec::with_capacity(segs.len());
+        let mut deleted = false;
+        for seg in segs.drain(..) {
+            let from = seg.from_offset();
+            let to = from + seg.size() as u64;
+            if to <= end {
+                seg.set_wrote(seg.size());
+                seg.set_flushed(seg.size());
+                keep.push(seg);
+            } else if from <= end {
+                let pos = (end - from) as usize;
+                if zero_tail {
+                    // SAFETY: only at open, before the log is shared.
+                    unsafe { zero_dirty_tail(&seg, pos) };
+                }
+                seg.set_wrote(pos);
+                seg.set_flushed(pos);
+                keep.push(seg);
+            } else {
+                tracing::warn!(path = %seg.path().display(), "deleting commit-log segment past the recovered end");
+                seg.delete()?;
+                deleted = true;
+            }
+        }
+        *segs = keep;
+        if deleted {
+            sync_dir(&self.dir)?;
+        }
+        self.flushed_offset.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes every byte of the segments from `start` on to disk, written or zeroed. Used
+    /// after unclean recovery: the recovered tail may never have been flushed, and it must be
+    /// durable before anything after it is acknowledged.
+    pub fn sync_from(&self, start: u64) -> Result<()> {
+        for seg in self
+            .segments()
+            .iter()
+            .filter(|s| s.from_offset() + s.size() as u64 > start)
+        {
+            seg.flush_all()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes up to `max` of the oldest segments (never the active one) that `pick`
+    /// accepts, stopping at the first it rejects so the log stays contiguous. Returns the
+    /// number deleted.
+    pub fn delete_oldest(
+        &self,
+        max: usize,
+        mut pick: impl FnMut(&MappedFile) -> bool,
+    ) -> Result<usize> {
+        let victims: Vec<Arc<MappedFile>> = {
+            let segs = self.segments.read();
+            let deletable = segs.len().saturating_sub(1);
+            segs.iter()
+                .take(deletable.min(max))
+                .take_while(|s| pick(s))
+                .cloned()
+                .collect()
+        };
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        {
+            // Only remove what is still at the front: a concurrent run may have taken some.
+            let mut segs = self.segments.write();
+            let still_front = segs
+                .iter()
+                .zip(&victims)
+                .take_while(|(a, b)| Arc::ptr_eq(a, b))
+                .count();
+            if still_front != victims.len() {
+                return Ok(0);
+            }
+            segs.drain(..still_front);
+        }
+        for seg in &victims {
+            tracing::info!(path = %seg.path().display(), "retention: deleting commit-log segment");
+            seg.delete()?;
+        }
+        sync_dir(&self.dir)?;
+        Ok(victims.len())
+    }
+
+    /// Last modification time of a segment's file.
+    pub fn modified(seg: &MappedFile) -> Option<SystemTime> {
+        std::fs::metadata(seg.path())
+            .and_then(|m| m.modified())
+            .ok()
+    }
+}
+
+/// Zeroes a segment from `pos`, skipping pages that are already zero so that never-written
+/// (sparse) parts of a large segment are not allocated on disk.
+///
+/// # Safety
+/// No other thread may access the segment.
+unsafe fn zero_dirty_tail(seg: &MappedFile, pos: usize) {
+    const CHUNK: usize = 4096;
+    let size = seg.size();
+    let mut at = pos;
+    while at < size {
+        let len = (CHUNK - at % CHUNK).min(size - at);
+        // SAFETY: in bounds; exclusive access is the caller's contract.
+        if let Some(chunk) = unsafe { seg.slice_mut(at, len) } {
+            if chunk.iter().any(|b| *b != 0) {
+                chunk.fill(0);
+            }
+        }
+        at += len;
+    }
+}

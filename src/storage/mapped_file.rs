@@ -1,0 +1,330 @@
+//! One fixed-size file mapped into memory: the unit of the commit log, consume queues and
+//! index.
+//!
+//! Owns the mapping, the write position readers may see and the position known flushed.
+//! The single writer appends beyond the published write position; readers only touch bytes
+//! below it, so the two never overlap and no lock is needed on the read path. This module
+//! must never decide *what* is written; it only hands out bytes.
+
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::storage::error::{Error, Result};
+
+/// Width of the zero-padded start offset in segment file names (RocketMQ's convention).
+pub const FILE_NAME_DIGITS: usize = 20;
+
+/// Page size used when pre-faulting.
+const PAGE: usize = 4096;
+
+/// A mapped segment file.
+pub struct MappedFile {
+    path: PathBuf,
+    /// Logical offset of the first byte of this file within its log.
+    file_from_offset: u64,
+    size: usize,
+    map: MmapRaw,
+    /// Kept open so the mapping's file stays the one we created, and for `set_len`.
+    _file: File,
+    /// Bytes written and visible to readers. Only grows, except during recovery.
+    wrote: AtomicUsize,
+    /// Bytes known to be on disk.
+    flushed: AtomicUsize,
+}
+
+impl std::fmt::Debug for MappedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedFile")
+            .field("path", &self.path)
+            .field("from", &self.file_from_offset)
+            .field("wrote", &self.wrote.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The file name for a segment starting at `offset`.
+pub fn segment_name(offset: u64) -> String {
+    format!("{offset:0width$}", width = FILE_NAME_DIGITS)
+}
+
+/// Parses a segment file name back into its start offset.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    if name.len() != FILE_NAME_DIGITS || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+/// Fsyncs a directory so that file creations and deletions in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+impl MappedFile {
+    /// Creates a new zero-filled segment file of `size` bytes and maps it.
+    pub fn create(dir: &Path, file_from_offset: u64, size: usize, warm: bool) -> Result<Self> {
+        let path = dir.join(segment_name(file_from_offset));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let prepared = file
+            .set_len(size as u64)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(&path, e))
+            .and_then(|()| sync_dir(dir));
+        if let Err(e) = prepared {
+            // Leave nothing behind that would make the next attempt fail with "exists".
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        let mf = Self::map(path, file, file_from_offset, size)?;
+        if warm {
+            mf.warm();
+        }
+        Ok(mf)
+    }
+
+    /// Maps an existing segment. A file shorter than `size` (a torn creation or a damaged
+    /// disk) is zero-extended so that recovery sees its missing tail as "not written".
+    pub fn open(path: &Path, file_from_offset: u64, size: usize) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len > size as u64 {
+            return Err(Error::BadFile {
+                path: path.to_owned(),
+                reason: format!(
+                    "file is {len} bytes but the configured segment size is {size}; \
+                     the segment size cannot be changed for an existing store"
+                ),
+            });
+        }
+        if len < size as u64 {
+            tracing::warn!(path = %path.display(), len, size, "segment shorter than configured, zero-extending");
+            file.set_len(size as u64).map_err(|e| Error::io(path, e))?;
+        }
+        Self::map(path.to_owned(), file, file_from_offset, size)
+    }
+
+    fn map(path: PathBuf, file: File, file_from_offset: u64, size: usize) -> Result<Self> {
+        let map = MmapOptions::new()
+            .len(size)
+            .map_raw(&file)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(MappedFile {
+            path,
+            file_from_offset,
+            size,
+            map,
+            _file: file,
+            wrote: AtomicUsize::new(0),
+            flushed: AtomicUsize::new(0),
+        })
+    }
+
+    /// Touches every page of the unwritten part so that appends do not pay page faults.
+    pub fn warm(&self) {
+        let start = self.wrote.load(Ordering::Acquire);
+        let mut pos = start.next_multiple_of(PAGE);
+        while pos < self.size {
+            // SAFETY: `pos` is inside the mapping and beyond the published write position,
+            // which no reader touches; zero is what the fresh file holds anyway.
+            unsafe { self.map.as_mut_ptr().add(pos).write_volatile(0) };
+            pos += PAGE;
+        }
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Logical offset of the first byte.
+    pub fn from_offset(&self) -> u64 {
+        self.file_from_offset
+    }
+
+    /// File size in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Bytes published to readers.
+    pub fn wrote(&self) -> usize {
+        self.wrote.load(Ordering::Acquire)
+    }
+
+    /// Bytes known durable.
+    pub fn flushed(&self) -> usize {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Bytes left for appends.
+    pub fn remaining(&self) -> usize {
+        self.size - self.wrote()
+    }
+
+    /// Whether no more appends fit.
+    pub fn is_full(&self) -> bool {
+        self.wrote() >= self.size
+    }
+
+    /// Publishes bytes up to `pos` to readers.
+    pub fn set_wrote(&self, pos: usize) {
+        self.wrote.store(pos.min(self.size), Ordering::Release);
+    }
+
+    /// Records that bytes up to `pos` are durable (used after recovery and for full files).
+    pub fn set_flushed(&self, pos: usize) {
+        self.flushed.store(pos.min(self.size), Ordering::Release);
+    }
+
+    /// Mutable access to `len` bytes at `pos` for the single writer.
+    ///
+    /// # Safety
+    /// The caller must be the only writer of this file (the owning log's write lock is held)
+    /// and must not hand out a range overlapping bytes below the published write position
+    /// while readers may exist, except during recovery before the store is shared.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut(&self, pos: usize, len: usize) -> Option<&mut [u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.size {
+            return None;
+        }
+        // SAFETY: in bounds by the check above; exclusivity is the caller's contract.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(pos), len) })
+    }
+
+    /// Read access to bytes at `pos`, which must lie below the published write position.
+    pub fn slice(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.wrote() {
+            return None;
+        }
+        // SAFETY: published bytes are never written again while the file is shared.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) })
+    }
+
+    /// Read access to any bytes of the mapping, published or not.
+    ///
+    /// # Safety
+    /// No writer may be writing the range concurrently (recovery, or under the writer's lock).
+    pub unsafe fn slice_unpublished(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.size {
+            return None;
+        }
+        // SAFETY: in bounds; no concurrent writer by the caller's contract.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) })
+    }
+
+    /// A zero-copy handle on published bytes that keeps this mapping alive.
+    pub fn bytes(self: &Arc<Self>, pos: usize, len: usize) -> Option<Bytes> {
+        self.slice(pos, len)?;
+        Some(Bytes::from_owner(MappedSlice {
+            file: Arc::clone(self),
+            pos,
+            len,
+        }))
+    }
+
+    /// Writes published-but-unflushed bytes to disk. Safe to call from any thread, also
+    /// while the writer appends. Returns the new flushed position.
+    pub fn flush(&self) -> Result<usize> {
+        let target = self.wrote();
+        let done = self.flushed();
+        if target > done {
+            self.map
+                .flush_range(done, target - done)
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.flushed.fetch_max(target, Ordering::AcqRel);
+        }
+        Ok(target.max(done))
+    }
+
+    /// Flushes the whole mapping regardless of positions (for files written in place).
+    pub fn flush_all(&self) -> Result<()> {
+        self.map.flush().map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Zeroes everything from `pos` to the end and moves both positions back to `pos`.
+    ///
+    /// # Safety
+    /// Only during recovery or under the writer's lock with no reader holding a view of the
+    /// truncated range.
+    pub unsafe fn truncate(&self, pos: usize) {
+        if pos < self.size {
+            // SAFETY: in bounds; exclusivity is the caller's contract.
+            unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(pos), 0, self.size - pos) };
+        }
+        self.wrote.store(pos.min(self.size), Ordering::Release);
+        self.flushed.fetch_min(pos.min(self.size), Ordering::AcqRel);
+    }
+
+    /// Removes the file from disk. The mapping stays valid for holders of [`Bytes`] views.
+    pub fn delete(&self) -> Result<()> {
+        std::fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Owner behind a zero-copy [`Bytes`] view of a mapped segment.
+struct MappedSlice {
+    file: Arc<MappedFile>,
+    pos: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for MappedSlice {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the range was published when this view was made, and published bytes are
+        // never rewritten while views exist (truncation happens only during recovery).
+        unsafe { std::slice::from_raw_parts(self.file.map.as_ptr().add(self.pos), self.len) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(segment_name(1 << 30), "00000000001073741824");
+        assert_eq!(parse_segment_name("00000000001073741824"), Some(1 << 30));
+        assert_eq!(parse_segment_name("0000000000107374182x"), None);
+        assert_eq!(parse_segment_name("12"), None);
+    }
+
+    #[test]
+    fn write_publish_read_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let mf = Arc::new(MappedFile::create(dir.path(), 0, 8192, true).unwrap());
+        assert!(
+            mf.slice(0, 4).is_none(),
+            "unpublished bytes are not readable"
+        );
+        unsafe { mf.slice_mut(0, 4).unwrap().copy_from_slice(b"abcd") };
+        mf.set_wrote(4);
+        let b = mf.bytes(0, 4).unwrap();
+        assert_eq!(&b[..], b"abcd");
+        assert_eq!(mf.flush().unwrap(), 4);
+        assert_eq!(mf.flushed(), 4);
+        assert!(unsafe { mf.slice_mut(8190, 4) }.is_none());
+        drop(mf);
+        assert_eq!(&b[..], b"abcd", "a view outlives the file handle");
+    }
+}

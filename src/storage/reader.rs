@@ -1,0 +1,94 @@
+//! Pull-style reads: turning (queue, offset, limits, tag filter) into stored records.
+//!
+//! Mirrors RocketMQ's `getMessage`: status codes for every edge (empty queue, offset too
+//! small, caught up, past the end), tag filtering on the hash kept in the consume queue, and
+//! records handed out as zero-copy views of the mapped log. Never copies a body.
+
+use crate::storage::error::Error;
+use crate::storage::store::{GetResult, GetStatus, MessageStore};
+
+/// Upper bound on entries examined per call, so a selective filter over a long queue
+/// cannot turn one pull into a full scan.
+pub const MAX_FILTER_SCAN: u64 = 16_000;
+
+pub(crate) fn get_messages(
+    store: &MessageStore,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+    max_msgs: usize,
+    max_bytes: usize,
+    filter: Option<&dyn Fn(i64) -> bool>,
+) -> GetResult {
+    let shared = store.shared();
+    let done = |status, next_offset, min_offset, max_offset| GetResult {
+        status,
+        messages: Vec::new(),
+        next_offset,
+        min_offset,
+        max_offset,
+    };
+    let Some(cq) = shared.queue(topic, queue_id) else {
+        return done(GetStatus::NoMessageInQueue, 0, 0, 0);
+    };
+    let (min, max) = (cq.min_offset(), cq.max_offset());
+    if max == 0 {
+        return done(GetStatus::NoMessageInQueue, 0, min, max);
+    }
+    if offset < min {
+        return done(GetStatus::OffsetTooSmall, min, min, max);
+    }
+    if offset == max {
+        return done(GetStatus::OffsetOverflowOne, offset, min, max);
+    }
+    if offset > max {
+        return done(GetStatus::OffsetOverflowBadly, max, min, max);
+    }
+    let mut messages = Vec::new();
+    let mut bytes = 0usize;
+    let mut removing = false;
+    let mut next = offset;
+    let limit = offset.saturating_add(MAX_FILTER_SCAN).min(max);
+    while next < limit && messages.len() < max_msgs {
+        let Some(entry) = cq.get(next) else {
+            next += 1;
+            continue;
+        };
+        if filter.is_some_and(|f| !f(entry.tags_code)) {
+            next += 1;
+            continue;
+        }
+        if !messages.is_empty() && bytes + entry.size as usize > max_bytes {
+            break;
+        }
+        match shared
+            .commit_log
+            .read(entry.physical_offset, entry.size as usize)
+        {
+            Ok(raw) => {
+                bytes += raw.len();
+                messages.push(raw);
+            }
+            Err(Error::OffsetMoved { .. }) => removing = true,
+            Err(e) => {
+                tracing::error!(topic, queue_id, offset = next, error = %e, "consume-queue entry points at unreadable log");
+                break;
+            }
+        }
+        next += 1;
+    }
+    let status = if !messages.is_empty() {
+        GetStatus::Found
+    } else if removing {
+        GetStatus::MessageWasRemoving
+    } else {
+        GetStatus::NoMatchedMessage
+    };
+    GetResult {
+        status,
+        messages,
+        next_offset: next,
+        min_offset: cq.min_offset(),
+        max_offset: max,
+    }
+}

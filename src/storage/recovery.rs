@@ -1,0 +1,102 @@
+//! Start-up recovery: decide where the commit log ends and bring the derived consume queues
+//! and index back in line with it.
+//!
+//! After a clean shutdown the checkpoint is trusted and no old segment is read. After an
+//! unclean one the log is walked from the segment holding the checkpoint (or from the
+//! active segment, whichever is earlier), cut at the first torn or corrupt record, and every
+//! record from there on is dispatched again through the store's one dispatch path.
+//! This module never appends new data.
+
+use std::sync::atomic::Ordering;
+
+use crate::storage::checkpoint::Checkpoint;
+use crate::storage::error::Result;
+use crate::storage::store::{Dispatch, Shared};
+
+pub(crate) fn recover(shared: &Shared, clean: bool) -> Result<()> {
+    let log = &shared.commit_log;
+    let cp = Checkpoint::load(&shared.root);
+    let segs = log.segments();
+    let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
+        // No log at all: nothing a queue points at can be read.
+        for cq in shared.all_queues() {
+            cq.truncate_from_physical(0)?;
+        }
+        shared.stats.opened_clean.store(clean, Ordering::Relaxed);
+        return Ok(());
+    };
+    let log_start = first.from_offset();
+    let log_limit = last.from_offset() + last.size() as u64;
+
+    let trusted = cp.filter(|c| clean && (log_start..=log_limit).contains(&c.commit_log));
+    let end = if let Some(cp) = trusted {
+        log.set_end(cp.commit_log, false)?;
+        let replay_from = cp
+            .consume_queue
+            .min(cp.index)
+            .clamp(log_start, cp.commit_log);
+        for cq in shared.all_queues() {
+            cq.truncate_from_physical(replay_from)?;
+        }
+        if replay_from < cp.commit_log {
+            replay(shared, replay_from, cp.commit_log, cp.index)?;
+        }
+        shared.stats.opened_clean.store(true, Ordering::Relaxed);
+        cp.commit_log
+    } else {
+        if clean {
+            tracing::warn!("no usable checkpoint; scanning the commit log");
+        } else {
+            tracing::warn!("last shutdown was not clean; recovering the commit log tail");
+        }
+        let base = cp
+            .map(|c| c.commit_log.min(c.consume_queue).min(c.index))
+            .unwrap_or(log_start)
+            .clamp(log_start, last.from_offset());
+        let start = log.segment_start(base);
+        for cq in shared.all_queues() {
+            cq.truncate_from_physical(start)?;
+        }
+        let end = replay(shared, start, u64::MAX, cp.map(|c| c.index).unwrap_or(0))?;
+        log.set_end(end, true)?;
+        // The recovered tail and the zeroed rest may never have reached the disk; they must
+        // before anything after them is acknowledged as durable.
+        log.sync_from(start)?;
+        shared.stats.opened_clean.store(false, Ordering::Relaxed);
+        tracing::info!(end, "commit log recovered");
+        end
+    };
+    // Queues may still point below a log minimum that retention moved.
+    for cq in shared.all_queues() {
+        cq.delete_below_physical(log_start)?;
+    }
+    shared.dispatched.store(end, Ordering::Release);
+    Ok(())
+}
+
+/// Walks good records from `start` and dispatches each one; returns where the good part of
+/// the log ends. Index entries are only re-added from `index_from` on (earlier ones are on
+/// disk already; duplicates would be harmless but wasteful).
+fn replay(shared: &Shared, start: u64, limit: u64, index_from: u64) -> Result<u64> {
+    let mut failed = None;
+    let outcome = shared.commit_log.scan(start, limit, |view| {
+        if failed.is_none() {
+            let with_index = view.physical_offset >= index_from;
+            if let Err(e) = shared.dispatch(&Dispatch::from_view(view), with_index, true) {
+                failed = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    shared
+        .stats
+        .open_records_scanned
+        .fetch_add(outcome.records, Ordering::Relaxed);
+    shared
+        .stats
+        .open_segments_scanned
+        .fetch_add(outcome.segments, Ordering::Relaxed);
+    Ok(outcome.end)
+}

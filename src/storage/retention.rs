@@ -1,0 +1,80 @@
+//! Retention: deleting whole commit-log segments that are old enough, or the oldest ones at
+//! once when the disk is too full, and letting consume queues and the index follow.
+//!
+//! Never deletes the segment being written, and never leaves a hole: segments go strictly
+//! oldest first. Reads below the new minimum then get "offset moved".
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::storage::commit_log::CommitLog;
+use crate::storage::error::{Error, Result};
+use crate::storage::store::Shared;
+
+/// What one retention run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Whether `now` fell in a `delete_when` hour.
+    pub due: bool,
+    /// Whether disk use was above `disk_max_used_space_ratio`.
+    pub forced: bool,
+    /// Disk use of the store's file system, percent.
+    pub disk_used_percent: u32,
+    /// Commit-log segments deleted.
+    pub deleted_segments: usize,
+    /// Lowest readable commit-log offset afterwards.
+    pub min_offset: u64,
+}
+
+/// Percent of the file system holding `path` that is in use.
+pub fn disk_used_percent(path: &std::path::Path) -> Result<u32> {
+    let stats = fs4::statvfs(path).map_err(|e| Error::io(path, e))?;
+    let total = stats.total_space();
+    if total == 0 {
+        return Ok(0);
+    }
+    let used = total.saturating_sub(stats.available_space());
+    Ok((used.saturating_mul(100) / total) as u32)
+}
+
+pub(crate) fn clean(shared: &Shared, now: SystemTime) -> Result<RetentionReport> {
+    let _serial = shared.retention_lock.lock();
+    let cfg = &shared.config;
+    let hour = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| ((d.as_secs() / 3600) % 24) as u32)
+        .unwrap_or(0);
+    let due = cfg.delete_hours()?.contains(&hour);
+    let disk_used_percent = disk_used_percent(&shared.root)?;
+    let forced = disk_used_percent > cfg.disk_max_used_space_ratio;
+    let reserved = Duration::from_secs(cfg.file_reserved_time.saturating_mul(3600));
+    let mut deleted_segments = 0;
+    if due || forced {
+        deleted_segments = shared
+            .commit_log
+            .delete_oldest(cfg.delete_file_batch_max, |seg| {
+                forced || CommitLog::modified(seg).is_some_and(|m| m + reserved <= now)
+            })?;
+    }
+    let min_offset = shared.commit_log.min_offset();
+    if deleted_segments > 0 {
+        for cq in shared.all_queues() {
+            cq.delete_below_physical(min_offset)?;
+        }
+        if let Some(index) = &shared.index {
+            index.delete_below_physical(min_offset)?;
+        }
+        tracing::info!(
+            deleted_segments,
+            min_offset,
+            forced,
+            "retention deleted commit-log segments"
+        );
+    }
+    Ok(RetentionReport {
+        due,
+        forced,
+        disk_used_percent,
+        deleted_segments,
+        min_offset,
+    })
+}
