@@ -12,5 +12,9 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod actors;
+pub mod admin;
+pub mod cli;
+pub mod config;
 pub mod protocol;
 pub mod storage;

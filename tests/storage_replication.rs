@@ -18,7 +18,12 @@ fn shipped_log_rebuilds_an_identical_store() {
     let mut rng = Rng::new(3);
     let sent: Vec<_> = (0..2_000u64)
         .map(|seq| {
-            let m = message("Repl", rng.range(0, 4) as u32, seq, rng.range(10, 900) as usize);
+            let m = message(
+                "Repl",
+                rng.range(0, 4) as u32,
+                seq,
+                rng.range(10, 900) as usize,
+            );
             master.append(&m).unwrap()
         })
         .collect();
@@ -27,23 +32,32 @@ fn shipped_log_rebuilds_an_identical_store() {
     let mut rounds = 0;
     while offset < end {
         // Chunks of odd sizes: records and blank markers get split across calls.
-        let chunk = master.read_log(offset, rng.range(1, 5_000) as usize).unwrap();
+        let chunk = master
+            .read_log(offset, rng.range(1, 5_000) as usize)
+            .unwrap();
         offset = slave.append_encoded(offset, &chunk).unwrap();
         rounds += 1;
-        assert!(rounds < 100_000, "replication makes no progress at {offset}");
+        assert!(
+            rounds < 100_000,
+            "replication makes no progress at {offset}"
+        );
     }
     assert_eq!(slave.max_physical_offset(), end);
     for (seq, r) in sent.iter().enumerate() {
         let a = master.read_by_physical(r.physical_offset).unwrap();
         let b = slave.read_by_physical(r.physical_offset).unwrap();
         assert_eq!(a.raw, b.raw);
-        let q = slave.read_by_queue_offset("Repl", a.queue_id, a.queue_offset).unwrap();
+        let q = slave
+            .read_by_queue_offset("Repl", a.queue_id, a.queue_offset)
+            .unwrap();
         assert_eq!(q.raw, a.raw, "slave queue entry for message {seq}");
     }
     for q in 0..4 {
         assert_eq!(slave.max_offset("Repl", q), master.max_offset("Repl", q));
     }
-    let hits = slave.query_by_key("Repl", "key-1234", 0, i64::MAX, 4).unwrap();
+    let hits = slave
+        .query_by_key("Repl", "key-1234", 0, i64::MAX, 4)
+        .unwrap();
     assert_eq!(hits.len(), 1);
     // New appends on the slave (after a failover) continue the same sequence.
     let next = slave.append(&message("Repl", 0, 5_000, 10)).unwrap();
@@ -60,10 +74,19 @@ fn damaged_or_misplaced_bytes_are_refused_without_writing() {
         master.append(&message("Repl", 0, seq, 100)).unwrap();
     }
     let bytes = master.read_log(0, 100_000).unwrap();
-    assert!(matches!(slave.append_encoded(5, &bytes), Err(Error::NotAtEnd { expected: 0, got: 5 })));
+    assert!(matches!(
+        slave.append_encoded(5, &bytes),
+        Err(Error::NotAtEnd {
+            expected: 0,
+            got: 5
+        })
+    ));
     let mut bad = bytes.to_vec();
     bad[60] ^= 0xFF;
-    assert!(matches!(slave.append_encoded(0, &bad), Err(Error::CorruptRecord { offset: 0, .. })));
+    assert!(matches!(
+        slave.append_encoded(0, &bad),
+        Err(Error::CorruptRecord { offset: 0, .. })
+    ));
     assert_eq!(slave.max_physical_offset(), 0, "nothing written");
     assert_eq!(slave.max_offset("Repl", 0), 0);
     // A torn tail is left for the next call.

@@ -68,3 +68,5 @@ pub fn message(topic: &str, queue_id: u32, seq: u64, body_len: usize) -> Message
         ("UNIQ_KEY", uniq.as_str()),
     ])
 }
+
+pub mod process;

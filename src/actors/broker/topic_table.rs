@@ -1,0 +1,215 @@
+//! The broker's topic table: which topics it serves, with queue counts and permissions.
+//!
+//! Plain data with a file behind it (`<store root>/config/topics.toml`), replaced atomically
+//! on every change so a topic created or deleted survives a restart. The broker actor owns
+//! one; this module never talks to anyone.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::topic::{DataVersion, TopicConfig, TopicConfigWrapper, PERM_READ_WRITE};
+
+/// Why the topic table could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicTableError {
+    /// Reading or writing the file failed.
+    #[error("topic table {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a topic table.
+    #[error("topic table {path} is damaged: {reason}; fix or remove it")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct OnDisk {
+    #[serde(default)]
+    counter: u64,
+    #[serde(default)]
+    topics: Vec<TopicConfig>,
+}
+
+/// Topics served by this broker.
+#[derive(Debug)]
+pub struct TopicTable {
+    path: PathBuf,
+    topics: HashMap<String, TopicConfig>,
+    version: DataVersion,
+}
+
+/// Checks a topic name the way RocketMQ does: 1..=127 bytes of letters, digits, `%`, `|`,
+/// `_` and `-`.
+pub fn validate_topic_name(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.len() > 127 {
+        return Err(format!("topic name '{topic}' must be 1..=127 characters"));
+    }
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "topic name '{topic}' may only hold letters, digits, %, |, _ and -"
+        ));
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl TopicTable {
+    /// Loads the table kept under `store_root`, or an empty one.
+    pub fn load(store_root: &Path) -> Result<Self, TopicTableError> {
+        let path = store_root.join("config").join("topics.toml");
+        let on_disk = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<OnDisk>(&text).map_err(|e| TopicTableError::Damaged {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => OnDisk::default(),
+            Err(source) => return Err(TopicTableError::Io { path, source }),
+        };
+        Ok(TopicTable {
+            path,
+            topics: on_disk
+                .topics
+                .into_iter()
+                .map(|t| (t.topic_name.clone(), t))
+                .collect(),
+            version: DataVersion {
+                counter: on_disk.counter,
+                timestamp: now_ms(),
+            },
+        })
+    }
+
+    /// One topic's config.
+    pub fn get(&self, topic: &str) -> Option<&TopicConfig> {
+        self.topics.get(topic)
+    }
+
+    /// All topics, sorted by name.
+    pub fn all(&self) -> Vec<TopicConfig> {
+        let mut v: Vec<_> = self.topics.values().cloned().collect();
+        v.sort_by(|a, b| a.topic_name.cmp(&b.topic_name));
+        v
+    }
+
+    /// The table as the name server wants it.
+    pub fn wrapper(&self) -> TopicConfigWrapper {
+        TopicConfigWrapper {
+            topic_config_table: self.topics.clone(),
+            data_version: self.version,
+        }
+    }
+
+    /// Creates or replaces a topic and saves the table.
+    pub fn upsert(&mut self, config: TopicConfig) -> Result<(), TopicTableError> {
+        self.topics.insert(config.topic_name.clone(), config);
+        self.bump_and_save()
+    }
+
+    /// A topic created on first send (`auto_create_topic_enable`).
+    pub fn auto_create(
+        &mut self,
+        topic: &str,
+        queues: i32,
+    ) -> Result<TopicConfig, TopicTableError> {
+        let config = TopicConfig {
+            topic_name: topic.to_owned(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: PERM_READ_WRITE,
+            topic_sys_flag: 0,
+            order: false,
+        };
+        self.upsert(config.clone())?;
+        Ok(config)
+    }
+
+    /// Deletes a topic and saves the table; false if it did not exist.
+    pub fn remove(&mut self, topic: &str) -> Result<bool, TopicTableError> {
+        if self.topics.remove(topic).is_none() {
+            return Ok(false);
+        }
+        self.bump_and_save()?;
+        Ok(true)
+    }
+
+    fn bump_and_save(&mut self) -> Result<(), TopicTableError> {
+        self.version.counter += 1;
+        self.version.timestamp = now_ms();
+        let on_disk = OnDisk {
+            counter: self.version.counter,
+            topics: self.all(),
+        };
+        let text = toml::to_string(&on_disk).map_err(|e| TopicTableError::Damaged {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomically(&self.path, text.as_bytes())
+    }
+}
+
+/// Replaces `path` with `data` so that a crash leaves either the old or the new file.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), TopicTableError> {
+    let io = |source| TopicTableError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(data).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_reload_and_versions_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = TopicTable::load(dir.path()).unwrap();
+        t.auto_create("A", 4).unwrap();
+        t.auto_create("B", 8).unwrap();
+        assert!(t.remove("A").unwrap());
+        assert!(!t.remove("A").unwrap());
+        let v = t.wrapper().data_version.counter;
+        let t2 = TopicTable::load(dir.path()).unwrap();
+        assert!(t2.get("A").is_none());
+        assert_eq!(t2.get("B").unwrap().write_queue_nums, 8);
+        assert_eq!(t2.wrapper().data_version.counter, v);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_topic_name("TopicTest_1-%|").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("a/b").is_err());
+        assert!(validate_topic_name(&"x".repeat(128)).is_err());
+    }
+}

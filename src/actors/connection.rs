@@ -1,0 +1,208 @@
+//! Connection actor: one per accepted socket on a NameServer or Broker.
+//!
+//! Owns the socket: reads frames, decodes each request once, hands it to the actor that owns
+//! the server's state (through a `Recipient<Inbound>`, so it never names that actor's type)
+//! and writes the responses that come back as [`Outbound`]. A request it cannot decode gets
+//! an error response naming the problem; a frame it cannot even delimit (oversized, garbage)
+//! closes this connection with a logged reason and harms no other. When it stops it tells
+//! the owner ([`ConnectionClosed`]) so state tied to the peer is dropped at once.
+//!
+//! It is not supervised: a socket cannot be reattached, so a restart would be meaningless.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use tokio::io::WriteHalf;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+use crate::protocol::{self, decode_request, Frame, FrameCodec, Request, ResponseCode};
+
+/// Process-unique id of a connection, so owners can key state by it.
+pub type ConnId = u64;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A decoded request for the owner of this server's state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    /// Which connection it came on.
+    pub conn: ConnId,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The request's id: echo it in the response.
+    pub opaque: u32,
+    /// Whether the peer wants no response.
+    pub oneway: bool,
+    /// The request.
+    pub request: Request,
+    /// Where the response goes (the connection itself).
+    pub reply: Recipient<Outbound>,
+}
+
+impl Inbound {
+    /// Sends `frame` back on the connection unless the request was one-way.
+    pub fn respond(&self, frame: Frame) {
+        if !self.oneway {
+            self.reply.do_send(Outbound(frame));
+        }
+    }
+
+    /// Sends an error response unless the request was one-way.
+    pub fn fail(&self, code: ResponseCode, remark: impl Into<String>) {
+        self.respond(Frame::error(self.opaque, code, remark));
+    }
+}
+
+/// A frame to write to the socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Outbound(pub Frame);
+
+/// Told to the owner when a connection has gone.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ConnectionClosed {
+    /// Which connection.
+    pub conn: ConnId,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+/// One accepted socket.
+pub struct Connection {
+    id: ConnId,
+    peer: SocketAddr,
+    writer: FramedWrite<Frame, WriteHalf<TcpStream>, FrameCodec>,
+    owner: Recipient<Inbound>,
+    on_close: Recipient<ConnectionClosed>,
+    max_frame_size: usize,
+}
+
+impl Connection {
+    /// Starts the actor for an accepted socket.
+    pub fn start(
+        stream: TcpStream,
+        peer: SocketAddr,
+        max_frame_size: usize,
+        owner: Recipient<Inbound>,
+        on_close: Recipient<ConnectionClosed>,
+    ) -> Addr<Connection> {
+        let _ = stream.set_nodelay(true);
+        Connection::create(move |ctx| {
+            let (read, write) = tokio::io::split(stream);
+            ctx.add_stream(FramedRead::new(read, FrameCodec::new(max_frame_size)));
+            let writer = FramedWrite::new(write, FrameCodec::new(max_frame_size), ctx);
+            Connection {
+                id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+                peer,
+                writer,
+                owner,
+                on_close,
+                max_frame_size,
+            }
+        })
+    }
+
+    fn handle_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        if frame.is_response() {
+            tracing::debug!(peer = %self.peer, opaque = frame.opaque, "ignoring an unsolicited response");
+            return;
+        }
+        let oneway = frame.is_oneway();
+        let opaque = frame.opaque;
+        let request = match decode_request(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, code = frame.code, error = %e, "rejecting request");
+                if let Some(reply) = frame.error_reply(&e) {
+                    self.writer.write(reply);
+                }
+                return;
+            }
+        };
+        let inbound = Inbound {
+            conn: self.id,
+            peer: self.peer,
+            opaque,
+            oneway,
+            request,
+            reply: ctx.address().recipient(),
+        };
+        // A full owner mailbox means the server is overloaded: say so instead of queueing
+        // without bound (RocketMQ's SYSTEM_BUSY, which clients retry elsewhere).
+        if let Err(e) = self.owner.try_send(inbound) {
+            let (code, why) = match e {
+                SendError::Full(_) => (ResponseCode::SystemBusy, "server busy, try again later"),
+                SendError::Closed(_) => (ResponseCode::ServiceNotAvailable, "server shutting down"),
+            };
+            if !oneway {
+                self.writer.write(Frame::error(opaque, code, why));
+            }
+        }
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        tracing::debug!(peer = %self.peer, conn = self.id, "connection open");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::debug!(peer = %self.peer, conn = self.id, "connection closed");
+        self.on_close.do_send(ConnectionClosed {
+            conn: self.id,
+            peer: self.peer,
+        });
+    }
+}
+
+impl StreamHandler<Result<Frame, protocol::Error>> for Connection {
+    fn handle(&mut self, item: Result<Frame, protocol::Error>, ctx: &mut Self::Context) {
+        match item {
+            Ok(frame) => self.handle_frame(frame, ctx),
+            Err(e) => {
+                // The byte stream can no longer be trusted to be aligned on frames.
+                tracing::warn!(peer = %self.peer, error = %e, "closing connection after a protocol error");
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<Outbound> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, _ctx: &mut Self::Context) {
+        let frame = msg.0;
+        // An answer too big for the peer's codec would kill the connection; send the error
+        // instead (the owner is expected to bound what it answers).
+        let approx = frame.body.len() + frame.header.len() + 64;
+        if approx > self.max_frame_size {
+            let opaque = frame.opaque;
+            self.writer.write(Frame::error(
+                opaque,
+                ResponseCode::SystemError,
+                format!(
+                    "response of {approx} bytes exceeds max_frame_size {}",
+                    self.max_frame_size
+                ),
+            ));
+            return;
+        }
+        self.writer.write(frame);
+    }
+}
+
+impl WriteHandler<protocol::Error> for Connection {
+    fn error(&mut self, err: protocol::Error, _ctx: &mut Self::Context) -> Running {
+        tracing::warn!(peer = %self.peer, error = %err, "write failed; closing connection");
+        Running::Stop
+    }
+}

@@ -1,0 +1,338 @@
+//! ConsumerGroup actor: one per consumer group on a broker.
+//!
+//! Owns the group's members (from client heartbeats: client id, connection, subscriptions,
+//! message model) and its committed offsets per queue. Members silent for
+//! `channel_expired_timeout`, or whose connection closed, are dropped; every membership change
+//! sends NOTIFY_CONSUMER_IDS_CHANGED to each remaining member so they rebalance at once.
+//! Offsets are written to `<store root>/config/consumer_offsets/<group>.toml` every
+//! `flush_consumer_offset_interval` and when the broker stops. It never reads messages.
+//!
+//! Supervised: a restart reloads offsets from its file; members come back with their next
+//! heartbeat.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use crate::actors::broker::topic_table::write_atomically;
+use crate::actors::connection::{ConnId, Outbound};
+use crate::protocol::group::{ConsumerData, NotifyConsumerIdsChangedRequestHeader};
+use crate::protocol::{Frame, RequestCode};
+
+/// A client's heartbeat for this group.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Heartbeat {
+    /// The client's id (`ip@instance`).
+    pub client_id: String,
+    /// Its connection.
+    pub conn: ConnId,
+    /// Where notifications to it go.
+    pub notify: Recipient<Outbound>,
+    /// Its subscriptions and mode.
+    pub data: ConsumerData,
+}
+
+/// A client left the group (UNREGISTER_CLIENT).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    /// The client's id.
+    pub client_id: String,
+}
+
+/// A connection closed: drop the members that used it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConnectionGone(pub ConnId);
+
+/// The committed offset of a queue, if any.
+#[derive(Message)]
+#[rtype(result = "Option<i64>")]
+pub struct QueryOffset {
+    /// Topic.
+    pub topic: String,
+    /// Queue id.
+    pub queue_id: i32,
+}
+
+/// Commits an offset.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CommitOffset {
+    /// Topic.
+    pub topic: String,
+    /// Queue id.
+    pub queue_id: i32,
+    /// Next offset to consume.
+    pub offset: i64,
+}
+
+/// The ids of the live members, sorted.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct ListMembers;
+
+/// All committed offsets of the group.
+#[derive(Message)]
+#[rtype(result = "BTreeMap<(String, i32), i64>")]
+pub struct ListOffsets;
+
+/// Writes offsets to disk now (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PersistOffsets;
+
+struct Member {
+    conn: ConnId,
+    notify: Recipient<Outbound>,
+    data: ConsumerData,
+    last_seen: Instant,
+}
+
+/// Timings of a group, from the broker config.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupTimings {
+    /// Drop a member silent this long.
+    pub channel_expired_timeout: Duration,
+    /// Persist offsets this often.
+    pub flush_consumer_offset_interval: Duration,
+}
+
+/// One consumer group.
+pub struct ConsumerGroup {
+    name: String,
+    file: PathBuf,
+    timings: GroupTimings,
+    members: HashMap<String, Member>,
+    offsets: BTreeMap<(String, i32), i64>,
+    dirty: bool,
+}
+
+fn offset_key(topic: &str, queue_id: i32) -> String {
+    format!("{topic}@{queue_id}")
+}
+
+impl ConsumerGroup {
+    /// A group whose offsets live under `store_root` (not started).
+    pub fn new(name: String, store_root: &std::path::Path, timings: GroupTimings) -> Self {
+        let file = store_root
+            .join("config")
+            .join("consumer_offsets")
+            .join(format!("{name}.toml"));
+        let mut g = ConsumerGroup {
+            name,
+            file,
+            timings,
+            members: HashMap::new(),
+            offsets: BTreeMap::new(),
+            dirty: false,
+        };
+        g.load();
+        g
+    }
+
+    fn load(&mut self) {
+        let text = match std::fs::read_to_string(&self.file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!(file = %self.file.display(), error = %e, "cannot read consumer offsets");
+                return;
+            }
+        };
+        match toml::from_str::<BTreeMap<String, i64>>(&text) {
+            Ok(map) => {
+                self.offsets = map
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        let (topic, q) = k.rsplit_once('@')?;
+                        Some(((topic.to_owned(), q.parse().ok()?), v))
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                tracing::error!(file = %self.file.display(), error = %e, "consumer offsets file is damaged; starting empty")
+            }
+        }
+    }
+
+    fn persist(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let map: BTreeMap<String, i64> = self
+            .offsets
+            .iter()
+            .map(|((t, q), o)| (offset_key(t, *q), *o))
+            .collect();
+        let written = toml::to_string(&map)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                write_atomically(&self.file, text.as_bytes()).map_err(|e| e.to_string())
+            });
+        match written {
+            Ok(()) => self.dirty = false,
+            Err(e) => {
+                tracing::error!(group = %self.name, error = %e, "cannot persist consumer offsets")
+            }
+        }
+    }
+
+    fn membership_changed(&self) {
+        let header = NotifyConsumerIdsChangedRequestHeader {
+            consumer_group: self.name.clone(),
+        };
+        let Ok(frame) = Frame::oneway(
+            RequestCode::NotifyConsumerIdsChanged,
+            0,
+            &header,
+            Bytes::new(),
+        ) else {
+            return;
+        };
+        for m in self.members.values() {
+            m.notify.do_send(Outbound(frame.clone()));
+        }
+    }
+
+    fn expire(&mut self) {
+        let limit = self.timings.channel_expired_timeout;
+        let before = self.members.len();
+        self.members.retain(|id, m| {
+            let keep = m.last_seen.elapsed() < limit;
+            if !keep {
+                tracing::info!(client = %id, "consumer expired after silence");
+            }
+            keep
+        });
+        if self.members.len() != before {
+            self.membership_changed();
+        }
+    }
+}
+
+impl Actor for ConsumerGroup {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.timings.flush_consumer_offset_interval, |act, _| {
+            act.persist()
+        });
+        let scan = (self.timings.channel_expired_timeout / 4).max(Duration::from_millis(50));
+        ctx.run_interval(scan, |act, _| act.expire());
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.persist();
+    }
+}
+
+impl Supervised for ConsumerGroup {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.persist();
+        self.load();
+    }
+}
+
+impl Handler<Heartbeat> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: Heartbeat, _ctx: &mut Self::Context) {
+        let changed = match self.members.get_mut(&msg.client_id) {
+            Some(m) => {
+                let moved = m.conn != msg.conn;
+                m.conn = msg.conn;
+                m.notify = msg.notify;
+                m.data = msg.data;
+                m.last_seen = Instant::now();
+                moved
+            }
+            None => {
+                tracing::info!(group = %self.name, client = %msg.client_id, "consumer joined");
+                self.members.insert(
+                    msg.client_id,
+                    Member {
+                        conn: msg.conn,
+                        notify: msg.notify,
+                        data: msg.data,
+                        last_seen: Instant::now(),
+                    },
+                );
+                true
+            }
+        };
+        if changed {
+            self.membership_changed();
+        }
+    }
+}
+
+impl Handler<Leave> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _ctx: &mut Self::Context) {
+        if self.members.remove(&msg.client_id).is_some() {
+            tracing::info!(group = %self.name, client = %msg.client_id, "consumer left");
+            self.membership_changed();
+        }
+    }
+}
+
+impl Handler<ConnectionGone> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionGone, _ctx: &mut Self::Context) {
+        let before = self.members.len();
+        self.members.retain(|_, m| m.conn != msg.0);
+        if self.members.len() != before {
+            self.membership_changed();
+        }
+    }
+}
+
+impl Handler<QueryOffset> for ConsumerGroup {
+    type Result = Option<i64>;
+
+    fn handle(&mut self, msg: QueryOffset, _ctx: &mut Self::Context) -> Self::Result {
+        self.offsets.get(&(msg.topic, msg.queue_id)).copied()
+    }
+}
+
+impl Handler<CommitOffset> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: CommitOffset, _ctx: &mut Self::Context) {
+        self.offsets.insert((msg.topic, msg.queue_id), msg.offset);
+        self.dirty = true;
+    }
+}
+
+impl Handler<ListMembers> for ConsumerGroup {
+    type Result = Vec<String>;
+
+    fn handle(&mut self, _msg: ListMembers, _ctx: &mut Self::Context) -> Self::Result {
+        let mut ids: Vec<String> = self.members.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+}
+
+impl Handler<ListOffsets> for ConsumerGroup {
+    type Result = MessageResult<ListOffsets>;
+
+    fn handle(&mut self, _msg: ListOffsets, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.offsets.clone())
+    }
+}
+
+impl Handler<PersistOffsets> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, _msg: PersistOffsets, _ctx: &mut Self::Context) {
+        self.persist();
+    }
+}

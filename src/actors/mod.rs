@@ -1,0 +1,17 @@
+//! Actors: the NameServer, the Broker and its per-queue and per-group actors, connections
+//! and the client side. One actor per file; each file's `//!` says what it owns, which
+//! messages it accepts, its timers and its restart behaviour (see `DESIGN.md`).
+//!
+//! - [`namesrv`] — `NameServer` (+ its pure `route_table`)
+//! - [`broker`] — `Broker` (+ its `topic_table`); [`message_queue`] — `MessageQueue`;
+//!   [`consumer_group`] — `ConsumerGroup`
+//! - [`listener`] — `Listener`; [`connection`] — `Connection` (server side of a socket)
+//! - [`remote_link`] — `RemoteLink` (client side of a socket, DESIGN.md's BrokerLink)
+
+pub mod broker;
+pub mod connection;
+pub mod consumer_group;
+pub mod listener;
+pub mod message_queue;
+pub mod namesrv;
+pub mod remote_link;

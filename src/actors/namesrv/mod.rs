@@ -1,0 +1,201 @@
+//! NameServer actor: the routing registry brokers register into and clients query.
+//!
+//! Owns one [`RouteTable`] (plain maps; no locks, since only this actor touches it) and the
+//! map from connection to the broker that registered over it. Requests: RegisterBroker,
+//! UnregisterBroker, GetRouteInfoByTopic, GetBrokerClusterInfo, GetAllTopicList,
+//! DeleteTopicInNamesrv. Timer: every `scan_not_active_broker_interval` it drops brokers not
+//! heard from within `broker_channel_expired_time`; a broker whose connection closes is
+//! dropped at once. Several name servers run side by side and never talk to each other.
+//!
+//! Supervised: a restart starts from empty tables, which the brokers' periodic
+//! registrations refill (RocketMQ's name server keeps no state on disk either).
+
+pub mod route_table;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use crate::actors::connection::{ConnId, ConnectionClosed, Inbound};
+use crate::actors::listener::{Listener, StopAccepting};
+use crate::config::NamesrvConfig;
+use crate::protocol::{encode_body, Frame, NoHeader, Request, ResponseCode};
+use route_table::RouteTable;
+
+/// A running name server.
+#[derive(Clone)]
+pub struct NamesrvHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The name server actor.
+    pub namesrv: Addr<NameServer>,
+    /// The accept loop (stop it to stop accepting).
+    pub listener: Addr<Listener>,
+}
+
+impl NamesrvHandle {
+    /// Stops accepting connections.
+    pub fn stop_accepting(&self) {
+        self.listener.do_send(StopAccepting);
+    }
+}
+
+/// The name server actor.
+pub struct NameServer {
+    config: NamesrvConfig,
+    routes: RouteTable,
+    /// Which broker address registered over which connection, so a closed connection drops
+    /// its broker at once.
+    conn_brokers: HashMap<ConnId, String>,
+}
+
+/// Binds the listen address and starts a name server. Must run inside an actix system.
+pub async fn start_namesrv(config: NamesrvConfig) -> std::io::Result<NamesrvHandle> {
+    let bind = format!("{}:{}", config.listen_host, config.listen_port);
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    let addr = listener.local_addr()?;
+    let max_frame = config.max_frame_size;
+    let namesrv = Supervisor::start(move |_| NameServer {
+        config,
+        routes: RouteTable::new(),
+        conn_brokers: HashMap::new(),
+    });
+    let listener = Listener::start(
+        listener,
+        max_frame,
+        namesrv.clone().recipient(),
+        namesrv.clone().recipient(),
+    )?;
+    tracing::info!(%addr, "name server listening");
+    Ok(NamesrvHandle {
+        addr,
+        namesrv,
+        listener,
+    })
+}
+
+fn answer(inb: &Inbound, result: crate::protocol::Result<Frame>) {
+    match result {
+        Ok(f) => inb.respond(f),
+        Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+    }
+}
+
+fn with_body<B: serde::Serialize>(inb: &Inbound, body: &B) {
+    answer(
+        inb,
+        encode_body(body)
+            .and_then(|b| Frame::response(inb.opaque, ResponseCode::Success, &NoHeader {}, b)),
+    );
+}
+
+impl Actor for NameServer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(16 * 1024);
+        let scan = Duration::from_millis(self.config.scan_not_active_broker_interval);
+        ctx.run_interval(scan, |act, _| {
+            let idle = Duration::from_millis(act.config.broker_channel_expired_time);
+            for addr in act.routes.expire(Instant::now(), idle) {
+                tracing::warn!(broker = %addr, "broker expired: not heard from within broker_channel_expired_time");
+            }
+        });
+    }
+}
+
+impl Supervised for NameServer {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Routes come back with the brokers' next registrations.
+        self.routes = RouteTable::new();
+        self.conn_brokers.clear();
+    }
+}
+
+impl Handler<Inbound> for NameServer {
+    type Result = ();
+
+    fn handle(&mut self, mut inb: Inbound, _ctx: &mut Self::Context) {
+        let request = std::mem::replace(&mut inb.request, Request::GetBrokerClusterInfo);
+        match request {
+            Request::RegisterBroker(h, topics) => {
+                let outcome = self.routes.register_broker(&h, &topics, Instant::now());
+                if outcome.routes_changed {
+                    tracing::info!(broker = %h.broker_name, id = h.broker_id, addr = %h.broker_addr, topics = topics.topic_config_table.len(), "broker registered");
+                }
+                self.conn_brokers.insert(inb.conn, h.broker_addr);
+                answer(
+                    &inb,
+                    Frame::response(
+                        inb.opaque,
+                        ResponseCode::Success,
+                        &outcome.response,
+                        Bytes::new(),
+                    ),
+                );
+            }
+            Request::UnregisterBroker(h) => {
+                if self.routes.unregister_broker(&h) {
+                    tracing::info!(broker = %h.broker_name, addr = %h.broker_addr, "broker unregistered");
+                }
+                self.conn_brokers.remove(&inb.conn);
+                answer(
+                    &inb,
+                    Frame::response(
+                        inb.opaque,
+                        ResponseCode::Success,
+                        &NoHeader {},
+                        Bytes::new(),
+                    ),
+                );
+            }
+            Request::GetRouteInfoByTopic(h) => match self.routes.route(&h.topic) {
+                Some(route) => with_body(&inb, &route),
+                None => inb.fail(
+                    ResponseCode::TopicNotExist,
+                    format!(
+                        "No topic route info in name server for the topic: {}",
+                        h.topic
+                    ),
+                ),
+            },
+            Request::GetBrokerClusterInfo => with_body(&inb, &self.routes.cluster_info()),
+            Request::GetAllTopicListFromNameserver => with_body(&inb, &self.routes.topics()),
+            Request::DeleteTopicInNamesrv(h) => {
+                self.routes
+                    .delete_topic(&h.topic, h.cluster_name.as_deref());
+                answer(
+                    &inb,
+                    Frame::response(
+                        inb.opaque,
+                        ResponseCode::Success,
+                        &NoHeader {},
+                        Bytes::new(),
+                    ),
+                );
+            }
+            other => inb.fail(
+                ResponseCode::RequestCodeNotSupported,
+                format!(
+                    "request {} is not supported by the name server",
+                    other.code()
+                ),
+            ),
+        }
+    }
+}
+
+impl Handler<ConnectionClosed> for NameServer {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionClosed, _ctx: &mut Self::Context) {
+        if let Some(addr) = self.conn_brokers.remove(&msg.conn) {
+            if self.routes.remove_broker_by_addr(&addr) {
+                tracing::info!(broker = %addr, "broker connection closed; routes dropped");
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! `mqadmin`: the operator's command line, with RocketMQ's sub-command names and short flags.
+//! Tables for people by default, `--json` for scripts.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actimq::admin::{AdminClient, AdminError};
+use actimq::protocol::route::ClusterInfo;
+use actimq::protocol::topic::{
+    CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
+    PERM_READ_WRITE,
+};
+use actimq::protocol::RequestCode;
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+
+/// actimq admin tool.
+#[derive(Parser, Debug)]
+#[command(name = "mqadmin", version, about)]
+struct Args {
+    /// Name servers, `host:port;host:port`.
+    #[arg(
+        short = 'n',
+        long = "namesrvAddr",
+        env = "NAMESRV_ADDR",
+        global = true,
+        default_value = ""
+    )]
+    namesrv: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create or update a topic on one broker (-b) or on every master of a cluster (-c).
+    #[command(name = "updateTopic")]
+    UpdateTopic {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Cluster whose masters get the topic.
+        #[arg(short = 'c', long = "clusterName", conflicts_with = "broker")]
+        cluster: Option<String>,
+        /// One broker's address.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: Option<String>,
+        /// Read queues.
+        #[arg(short = 'r', long = "readQueueNums", default_value_t = 8)]
+        read: i32,
+        /// Write queues.
+        #[arg(short = 'w', long = "writeQueueNums", default_value_t = 8)]
+        write: i32,
+        /// Permission: 2 write, 4 read, 6 both.
+        #[arg(short = 'p', long = "perm", default_value_t = PERM_READ_WRITE)]
+        perm: i32,
+        /// Ordered topic.
+        #[arg(short = 'o', long = "order", default_value_t = false)]
+        order: bool,
+    },
+    /// Delete a topic from every master of a cluster and from the name servers.
+    #[command(name = "deleteTopic")]
+    DeleteTopic {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Cluster.
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: String,
+    },
+    /// List every topic the name servers know.
+    #[command(name = "topicList")]
+    TopicList,
+    /// Show a topic's route: brokers and queue counts.
+    #[command(name = "topicRoute")]
+    TopicRoute {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
+    /// Per queue: min offset, max offset, last update time.
+    #[command(name = "topicStatus")]
+    TopicStatus {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
+    /// Every broker: cluster, name, id, address.
+    #[command(name = "clusterList")]
+    ClusterList,
+}
+
+fn masters(info: &ClusterInfo, cluster: &str) -> Result<Vec<String>, String> {
+    let names = info
+        .cluster_addr_table
+        .get(cluster)
+        .ok_or_else(|| format!("cluster '{cluster}' is not known to the name servers"))?;
+    Ok(names
+        .iter()
+        .filter_map(|n| {
+            info.broker_addr_table
+                .get(n)?
+                .master_addr()
+                .map(str::to_owned)
+        })
+        .collect())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
+    serde_json::to_string_pretty(v)
+        .map(|s| println!("{s}"))
+        .map_err(|e| e.to_string())
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut admin = AdminClient::new(&args.namesrv, Duration::from_secs(5));
+    let e = |e: AdminError| e.to_string();
+    match args.command {
+        Command::UpdateTopic {
+            topic,
+            cluster,
+            broker,
+            read,
+            write,
+            perm,
+            order,
+        } => {
+            let header = CreateTopicRequestHeader {
+                topic: topic.clone(),
+                default_topic: "TBW102".into(),
+                read_queue_nums: read,
+                write_queue_nums: write,
+                perm,
+                topic_sys_flag: 0,
+                order,
+            };
+            let targets = match (broker, cluster) {
+                (Some(b), _) => vec![b],
+                (None, Some(c)) => masters(&admin.cluster_info().await.map_err(e)?, &c)?,
+                (None, None) => return Err("updateTopic needs -b BROKER_ADDR or -c CLUSTER".into()),
+            };
+            if targets.is_empty() {
+                return Err("no master broker to create the topic on".into());
+            }
+            for addr in targets {
+                admin.update_topic(&addr, &header).await.map_err(e)?;
+                println!("create topic to {addr} success.");
+            }
+            if args.json {
+                print_json(&header)?;
+            }
+        }
+        Command::DeleteTopic { topic, cluster } => {
+            for addr in masters(&admin.cluster_info().await.map_err(e)?, &cluster)? {
+                let h = DeleteTopicRequestHeader {
+                    topic: topic.clone(),
+                };
+                admin
+                    .call(&addr, RequestCode::DeleteTopicInBroker, &h, Bytes::new())
+                    .await
+                    .map_err(e)?;
+                println!("delete topic [{topic}] from cluster [{cluster}] broker {addr} success.");
+            }
+            let h = DeleteTopicFromNamesrvRequestHeader {
+                topic: topic.clone(),
+                cluster_name: Some(cluster),
+            };
+            for ns in args
+                .namesrv
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                admin
+                    .call(ns, RequestCode::DeleteTopicInNamesrv, &h, Bytes::new())
+                    .await
+                    .map_err(e)?;
+                println!("delete topic [{topic}] from NameServer {ns} success.");
+            }
+        }
+        Command::TopicList => {
+            let list = admin.topic_list().await.map_err(e)?;
+            if args.json {
+                print_json(&list)?;
+            } else {
+                for t in list.topic_list {
+                    println!("{t}");
+                }
+            }
+        }
+        Command::TopicRoute { topic } => {
+            let route = admin.route(&topic).await.map_err(e)?;
+            if args.json {
+                print_json(&route)?;
+            } else {
+                println!(
+                    "{:<20} {:<6} {:<24} {:<6} {:<6} {:<4}",
+                    "#Broker Name", "#BID", "#Addr", "#Read", "#Write", "#Perm"
+                );
+                for b in &route.broker_datas {
+                    let q = route
+                        .queue_datas
+                        .iter()
+                        .find(|q| q.broker_name == b.broker_name);
+                    for (id, addr) in &b.broker_addrs {
+                        let (r, w, p) = q
+                            .map(|q| (q.read_queue_nums, q.write_queue_nums, q.perm))
+                            .unwrap_or((0, 0, 0));
+                        println!(
+                            "{:<20} {:<6} {:<24} {:<6} {:<6} {:<4}",
+                            b.broker_name, id, addr, r, w, p
+                        );
+                    }
+                }
+            }
+        }
+        Command::TopicStatus { topic } => {
+            let route = admin.route(&topic).await.map_err(e)?;
+            let mut rows = Vec::new();
+            for b in &route.broker_datas {
+                let Some(master) = b.master_addr() else {
+                    continue;
+                };
+                let stats = admin.topic_stats(master, &topic).await.map_err(e)?;
+                rows.extend(stats.offset_table);
+            }
+            if args.json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(mq, o)| serde_json::json!({"broker_name": mq.broker_name, "queue_id": mq.queue_id, "min_offset": o.min_offset, "max_offset": o.max_offset, "last_update_timestamp": o.last_update_timestamp}))
+                    .collect();
+                print_json(&v)?;
+            } else {
+                println!(
+                    "{:<20} {:<5} {:<14} {:<14} #Last Updated (ms)",
+                    "#Broker Name", "#QID", "#Min Offset", "#Max Offset"
+                );
+                for (mq, o) in rows {
+                    println!(
+                        "{:<20} {:<5} {:<14} {:<14} {}",
+                        mq.broker_name,
+                        mq.queue_id,
+                        o.min_offset,
+                        o.max_offset,
+                        o.last_update_timestamp
+                    );
+                }
+            }
+        }
+        Command::ClusterList => {
+            let info = admin.cluster_info().await.map_err(e)?;
+            let mut rows = Vec::new();
+            let mut clusters: Vec<_> = info.cluster_addr_table.iter().collect();
+            clusters.sort();
+            for (cluster, names) in clusters {
+                for name in names {
+                    if let Some(b) = info.broker_addr_table.get(name) {
+                        for (id, addr) in &b.broker_addrs {
+                            rows.push((cluster.clone(), name.clone(), *id, addr.clone()));
+                        }
+                    }
+                }
+            }
+            if args.json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(c, n, id, a)| serde_json::json!({"cluster": c, "broker_name": n, "broker_id": id, "addr": a, "version": env!("CARGO_PKG_VERSION")}))
+                    .collect();
+                print_json(&v)?;
+            } else {
+                println!(
+                    "{:<20} {:<20} {:<5} {:<24} #Version",
+                    "#Cluster Name", "#Broker Name", "#BID", "#Addr"
+                );
+                for (c, n, id, a) in rows {
+                    println!(
+                        "{:<20} {:<20} {:<5} {:<24} actimq {}",
+                        c,
+                        n,
+                        id,
+                        a,
+                        env!("CARGO_PKG_VERSION")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let system = actix_rt::System::new();
+    match system.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mqadmin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,843 @@
+//! Typed configuration of the two server processes: [`NamesrvConfig`] for `mqnamesrv` and
+//! [`BrokerConfig`] (with its [`StoreConfig`]) for `mqbroker`, with RocketMQ's names
+//! (snake-cased) and defaults, loaded from TOML and checked by `validate()`.
+//!
+//! This module owns the meaning of every key, its default, its allowed range, and the
+//! wording of [`ConfigError`], which names the file, the key and the reason so a person can
+//! fix the file. It never opens a socket and never touches the disk beyond reading the one
+//! file it is given; the only other outside input is the `NAMESRV_ADDR` environment variable,
+//! read by [`BrokerConfig::load`] as RocketMQ does.
+//!
+//! A broker file holds the broker's own keys and the store's keys side by side at the top
+//! level, as RocketMQ's `broker.conf` does. serde's `flatten` cannot be combined with
+//! `deny_unknown_fields`, so the file is read into a [`toml::Table`], split by the key lists
+//! the two structs declare to serde, and each part is deserialized strictly on its own.
+
+#![deny(missing_docs)]
+
+use std::cell::Cell;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::protocol::DEFAULT_MAX_FRAME_SIZE;
+use crate::storage::{self, StoreConfig};
+
+/// The environment variable a broker reads its name-server list from when neither its file
+/// nor its flags give one (RocketMQ's `NAMESRV_ADDR`).
+pub const NAMESRV_ADDR_ENV: &str = "NAMESRV_ADDR";
+
+/// Why a configuration cannot be used. Every variant names the file (when there is one)
+/// and, past the syntax level, the key, so the message alone tells a person what to edit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
+    #[error("{}: cannot read the config file: {source}", path.display())]
+    Read {
+        /// The file given.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{}:{line}:{column}: not valid TOML: {message}", path.display())]
+    Syntax {
+        /// The file given.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column (in characters) of the error.
+        column: usize,
+        /// The parser's description.
+        message: String,
+    },
+    /// A key no part of this config knows (often a typo, or a RocketMQ camelCase name).
+    #[error("{}unknown key '{key}'{}", prefix(path), hint_suffix(hint))]
+    UnknownKey {
+        /// The file, or `None` when the config did not come from a file.
+        path: Option<PathBuf>,
+        /// The key as written.
+        key: String,
+        /// A likely fix, e.g. "did you mean 'listen_port'?".
+        hint: Option<String>,
+    },
+    /// A known key whose value has the wrong type or is not one of the allowed words.
+    #[error("{}key '{key}': invalid value: {reason}", prefix(path))]
+    BadValue {
+        /// The file, or `None` when the config did not come from a file.
+        path: Option<PathBuf>,
+        /// The key as written.
+        key: String,
+        /// What was expected and what was found.
+        reason: String,
+    },
+    /// A well-typed value that is out of range or contradicts another key.
+    #[error("{}key '{key}': {reason}", prefix(path))]
+    Invalid {
+        /// The file, or `None` when the config did not come from a file.
+        path: Option<PathBuf>,
+        /// The key to change.
+        key: String,
+        /// Why the value cannot be used.
+        reason: String,
+    },
+}
+
+fn prefix(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!("{}: ", p.display()))
+        .unwrap_or_default()
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+impl ConfigError {
+    /// The key the error concerns, if it concerns one (for callers that react per key).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownKey { key, .. }
+            | ConfigError::BadValue { key, .. }
+            | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
+        }
+    }
+
+    /// The file the error concerns, if the config came from one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigError::Read { path, .. } | ConfigError::Syntax { path, .. } => Some(path),
+            ConfigError::UnknownKey { path, .. }
+            | ConfigError::BadValue { path, .. }
+            | ConfigError::Invalid { path, .. } => path.as_deref(),
+        }
+    }
+
+    /// The same error, attributed to `file`.
+    fn in_file(mut self, file: Option<&Path>) -> Self {
+        if let ConfigError::UnknownKey { path, .. }
+        | ConfigError::BadValue { path, .. }
+        | ConfigError::Invalid { path, .. } = &mut self
+        {
+            *path = file.map(Path::to_path_buf);
+        }
+        self
+    }
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: None,
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Whether a broker accepts writes, and how it answers them when it has slaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerRole {
+    /// A master that answers a send once it is stored locally; slaves catch up later.
+    #[default]
+    AsyncMaster,
+    /// A master that answers a send only once a slave also has it.
+    SyncMaster,
+    /// A read-only copy of a master's commit log (broker_id > 0).
+    Slave,
+}
+
+impl BrokerRole {
+    /// Whether this role accepts writes (and so must have broker_id 0).
+    pub fn is_master(self) -> bool {
+        !matches!(self, BrokerRole::Slave)
+    }
+}
+
+impl fmt::Display for BrokerRole {
+    /// The word used in TOML, so messages can quote it back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BrokerRole::AsyncMaster => "async_master",
+            BrokerRole::SyncMaster => "sync_master",
+            BrokerRole::Slave => "slave",
+        })
+    }
+}
+
+/// Settings of one name server (`mqnamesrv`), RocketMQ's `NamesrvConfig` and
+/// `NettyServerConfig` keys that matter here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamesrvConfig {
+    /// Address to listen on; "0.0.0.0" accepts connections on every interface.
+    pub listen_host: String,
+    /// Port to listen on (RocketMQ: 9876); 0 asks the OS for a free one (tests).
+    pub listen_port: u16,
+    /// How often, in ms, brokers that stopped heartbeating are looked for and dropped.
+    pub scan_not_active_broker_interval: u64,
+    /// A broker silent this long, in ms, is dropped from routes (RocketMQ: 2 minutes);
+    /// must exceed the brokers' `register_broker_interval`.
+    pub broker_channel_expired_time: u64,
+    /// Largest frame accepted from a peer, in bytes; larger ones close the connection.
+    pub max_frame_size: usize,
+}
+
+impl Default for NamesrvConfig {
+    fn default() -> Self {
+        NamesrvConfig {
+            listen_host: "0.0.0.0".to_owned(),
+            listen_port: 9876,
+            scan_not_active_broker_interval: 5000,
+            broker_channel_expired_time: 120_000,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+        }
+    }
+}
+
+impl NamesrvConfig {
+    /// Defaults when `path` is `None`; otherwise the file, read, parsed and validated.
+    pub fn load(path: Option<&Path>) -> Result<NamesrvConfig, ConfigError> {
+        let config = match path {
+            None => NamesrvConfig::default(),
+            Some(path) => {
+                let table = read_table(path)?;
+                check_keys(&table, &[namesrv_keys()], foreign_for_namesrv)
+                    .and_then(|()| part_from_table(table, NamesrvConfig::deserialize))
+                    .map_err(|e| e.in_file(Some(path)))?
+            }
+        };
+        config.validate().map_err(|e| e.in_file(path))?;
+        Ok(config)
+    }
+
+    /// The `host:port` to bind.
+    pub fn listen_addr(&self) -> String {
+        join_host_port(&self.listen_host, self.listen_port)
+    }
+
+    /// Checks every value and their combinations; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_host("listen_host", &self.listen_host, true)?;
+        positive(
+            "scan_not_active_broker_interval",
+            self.scan_not_active_broker_interval,
+        )?;
+        if self.broker_channel_expired_time < self.scan_not_active_broker_interval {
+            return Err(invalid(
+                "broker_channel_expired_time",
+                format!(
+                    "{} ms is shorter than scan_not_active_broker_interval ({} ms); \
+                     a broker cannot be dropped sooner than the next scan",
+                    self.broker_channel_expired_time, self.scan_not_active_broker_interval
+                ),
+            ));
+        }
+        check_frame_size(self.max_frame_size)
+    }
+}
+
+/// Settings of one broker (`mqbroker`): RocketMQ's `BrokerConfig` keys that matter here,
+/// plus its message store's settings, which sit at the top level of the same file.
+///
+/// Deserializing it (e.g. `toml::from_str::<BrokerConfig>`) accepts both kinds of key and
+/// rejects any other; it does not validate, [`BrokerConfig::load`] does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Cluster this broker reports to the name servers; clients and `mqadmin` group by it.
+    pub broker_cluster_name: String,
+    /// Name shared by a master and its slaves; routes list queues per broker name.
+    pub broker_name: String,
+    /// 0 for the master, 1.. for its slaves.
+    pub broker_id: u64,
+    /// Whether this broker is a master (and how it acknowledges sends) or a slave.
+    pub broker_role: BrokerRole,
+    /// Name servers to register with, `;`-separated `host:port` (e.g.
+    /// "10.0.0.1:9876;10.0.0.2:9876"). Empty in the file: [`NAMESRV_ADDR_ENV`] is used.
+    pub namesrv_addr: String,
+    /// Address to listen on; "0.0.0.0" accepts connections on every interface.
+    pub listen_host: String,
+    /// Port to listen on (RocketMQ: 10911); 0 asks the OS for a free one (tests), and then
+    /// the bound port must replace it before [`BrokerConfig::advertised_addr`] is used.
+    pub listen_port: u16,
+    /// Address name servers hand to clients for this broker (RocketMQ's `brokerIP1`);
+    /// must be reachable by them, so never 0.0.0.0.
+    pub broker_ip1: String,
+    /// How often, in ms, the broker registers (heartbeats) with every name server;
+    /// must stay well below the name servers' `broker_channel_expired_time`.
+    pub register_broker_interval: u64,
+    /// Whether a send to an unknown topic creates it (convenient in development; RocketMQ
+    /// advises turning it off in production).
+    pub auto_create_topic_enable: bool,
+    /// Read and write queues given to an auto-created topic.
+    pub default_topic_queue_nums: u32,
+    /// Longest a pull with no new messages is held, in ms, before an empty answer.
+    pub long_polling_timeout: u64,
+    /// A client connection silent this long, in ms, is closed and its consumers and
+    /// producers unregistered.
+    pub channel_expired_timeout: u64,
+    /// How often, in ms, consumer offsets are written to disk.
+    pub flush_consumer_offset_interval: u64,
+    /// Largest frame accepted from a peer, in bytes; must exceed the store's
+    /// `max_message_size`.
+    pub max_frame_size: usize,
+    /// Bound of each produce-path mailbox (RocketMQ's `sendThreadPoolQueueCapacity`): a
+    /// send that finds it full is answered "system busy" instead of growing memory.
+    pub send_message_queue_capacity: usize,
+    /// The message store's settings; their keys sit at the top level of the file.
+    #[serde(flatten, skip_deserializing)]
+    pub store: StoreConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            broker_cluster_name: "DefaultCluster".to_owned(),
+            broker_name: "broker-a".to_owned(),
+            broker_id: 0,
+            broker_role: BrokerRole::AsyncMaster,
+            namesrv_addr: String::new(),
+            listen_host: "0.0.0.0".to_owned(),
+            listen_port: 10911,
+            broker_ip1: "127.0.0.1".to_owned(),
+            register_broker_interval: 30_000,
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 4,
+            long_polling_timeout: 15_000,
+            channel_expired_timeout: 120_000,
+            flush_consumer_offset_interval: 5000,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            send_message_queue_capacity: 10_000,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl Serialize for BrokerConfig {
+    /// Writes the broker's and the store's keys side by side, as a file holds them.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        BrokerConfig::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for BrokerConfig {
+    /// Reads a table holding broker and store keys side by side, rejecting any other key.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let table = toml::Table::deserialize(deserializer)?;
+        BrokerConfig::from_table(table).map_err(de::Error::custom)
+    }
+}
+
+impl BrokerConfig {
+    /// Defaults when `path` is `None`; otherwise the file, read, parsed and validated. In
+    /// both cases an empty `namesrv_addr` is taken from [`NAMESRV_ADDR_ENV`] if it is set.
+    pub fn load(path: Option<&Path>) -> Result<BrokerConfig, ConfigError> {
+        let mut config = match path {
+            None => BrokerConfig::default(),
+            Some(path) => {
+                BrokerConfig::from_table(read_table(path)?).map_err(|e| e.in_file(Some(path)))?
+            }
+        };
+        let from_env = config.fill_namesrv_addr(std::env::var(NAMESRV_ADDR_ENV).ok());
+        config.validate().map_err(|e| {
+            let e = match e {
+                ConfigError::Invalid { path, key, reason } if from_env && key == "namesrv_addr" => {
+                    let reason = format!("{reason} (taken from the {NAMESRV_ADDR_ENV} variable)");
+                    ConfigError::Invalid { path, key, reason }
+                }
+                e => e,
+            };
+            e.in_file(path)
+        })?;
+        if config.namesrv_addr.is_empty() {
+            tracing::warn!(
+                "no name server configured (namesrv_addr, {NAMESRV_ADDR_ENV}): \
+                 this broker will not register and clients will not find it"
+            );
+        }
+        Ok(config)
+    }
+
+    /// The `host:port` to bind.
+    pub fn listen_addr(&self) -> String {
+        join_host_port(&self.listen_host, self.listen_port)
+    }
+
+    /// The `host:port` name servers hand to clients: `broker_ip1:listen_port`.
+    pub fn advertised_addr(&self) -> String {
+        join_host_port(&self.broker_ip1, self.listen_port)
+    }
+
+    /// The name-server addresses, split on `;`, trimmed, empty parts dropped.
+    pub fn namesrv_addrs(&self) -> Vec<String> {
+        self.namesrv_addr
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Whether this broker accepts writes.
+    pub fn is_master(&self) -> bool {
+        self.broker_role.is_master()
+    }
+
+    /// Checks every value and their combinations, then the store's; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_name("broker_cluster_name", &self.broker_cluster_name)?;
+        check_name("broker_name", &self.broker_name)?;
+        match (self.broker_role.is_master(), self.broker_id) {
+            (true, id) if id != 0 => {
+                return Err(invalid(
+                    "broker_id",
+                    format!(
+                        "must be 0 for a master (broker_role = \"{}\"), found {id}",
+                        self.broker_role
+                    ),
+                ))
+            }
+            (false, 0) => {
+                return Err(invalid(
+                    "broker_id",
+                    "must be 1 or more for a slave (broker_role = \"slave\"); 0 means master",
+                ))
+            }
+            _ => {}
+        }
+        for addr in self.namesrv_addrs() {
+            check_host_port(&addr)
+                .map_err(|why| invalid("namesrv_addr", format!("'{addr}': {why}")))?;
+        }
+        check_host("listen_host", &self.listen_host, true)?;
+        check_host("broker_ip1", &self.broker_ip1, false)?;
+        if !(100..=60_000).contains(&self.register_broker_interval) {
+            return Err(invalid(
+                "register_broker_interval",
+                format!(
+                    "{} ms is outside 100..=60000",
+                    self.register_broker_interval
+                ),
+            ));
+        }
+        if !(1..=1024).contains(&self.default_topic_queue_nums) {
+            return Err(invalid(
+                "default_topic_queue_nums",
+                format!("{} is outside 1..=1024", self.default_topic_queue_nums),
+            ));
+        }
+        positive("long_polling_timeout", self.long_polling_timeout)?;
+        positive("channel_expired_timeout", self.channel_expired_timeout)?;
+        positive(
+            "flush_consumer_offset_interval",
+            self.flush_consumer_offset_interval,
+        )?;
+        check_frame_size(self.max_frame_size)?;
+        // A frame carries one whole message plus its header fields.
+        if self.max_frame_size < self.store.max_message_size.saturating_add(64 * 1024) {
+            return Err(invalid(
+                "max_frame_size",
+                format!(
+                    "{} bytes cannot carry a message of max_message_size ({}) plus 64 KiB \
+                     of headers",
+                    self.max_frame_size, self.store.max_message_size
+                ),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.send_message_queue_capacity) {
+            return Err(invalid(
+                "send_message_queue_capacity",
+                format!(
+                    "{} is outside 1..=1000000",
+                    self.send_message_queue_capacity
+                ),
+            ));
+        }
+        self.store.validate().map_err(|e| match e {
+            storage::Error::Config { key, reason } => invalid(key, reason),
+            other => invalid("store_path_root_dir", other.to_string()),
+        })
+    }
+
+    /// Splits a table into broker and store keys and deserializes each part strictly.
+    fn from_table(table: toml::Table) -> Result<BrokerConfig, ConfigError> {
+        let (own_keys, store_keys) = (broker_keys(), store_keys());
+        check_keys(&table, &[own_keys, store_keys], foreign_for_broker)?;
+        let (own, store): (toml::Table, toml::Table) = table
+            .into_iter()
+            .partition(|(key, _)| own_keys.contains(&key.as_str()));
+        let mut config = part_from_table(own, BrokerConfig::deserialize)?;
+        config.store = part_from_table(store, StoreConfig::deserialize)?;
+        Ok(config)
+    }
+
+    /// Takes `namesrv_addr` from the environment's value when the config leaves it empty;
+    /// says whether it did.
+    fn fill_namesrv_addr(&mut self, env: Option<String>) -> bool {
+        match env {
+            Some(env) if self.namesrv_addr.trim().is_empty() && !env.trim().is_empty() => {
+                self.namesrv_addr = env;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading and splitting files
+// ---------------------------------------------------------------------------------------
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str::<toml::Table>(&text).map_err(|e| {
+        let (line, column) = line_column(&text, e.span().map_or(0, |s| s.start));
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().replace('\n', "; "),
+        }
+    })
+}
+
+/// 1-based line and character column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+/// The keys a struct's derived `Deserialize` accepts, as it declares them to serde (so the
+/// list can never drift from the struct).
+fn struct_keys<T>(
+    deserialize: fn(KeyCollector) -> Result<T, de::value::Error>,
+) -> &'static [&'static str] {
+    let slot = Rc::new(Cell::new(&[][..]));
+    let _ = deserialize(KeyCollector(Rc::clone(&slot)));
+    slot.get()
+}
+
+fn namesrv_keys() -> &'static [&'static str] {
+    struct_keys(NamesrvConfig::deserialize)
+}
+
+fn broker_keys() -> &'static [&'static str] {
+    struct_keys(BrokerConfig::deserialize)
+}
+
+fn store_keys() -> &'static [&'static str] {
+    struct_keys(StoreConfig::deserialize)
+}
+
+/// A deserializer that only records the field list a struct asks for, then stops.
+struct KeyCollector(Rc<Cell<&'static [&'static str]>>);
+
+impl<'de> Deserializer<'de> for KeyCollector {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.set(fields);
+        Err(de::Error::custom("fields collected"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// Rejects the first key (in key order) that none of `known` holds, with a hint.
+fn check_keys(
+    table: &toml::Table,
+    known: &[&[&str]],
+    foreign: fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let Some(key) = table
+        .keys()
+        .find(|k| !known.iter().any(|keys| keys.contains(&k.as_str())))
+    else {
+        return Ok(());
+    };
+    let hint = foreign(key).or_else(|| {
+        closest(key, known.iter().flat_map(|keys| keys.iter().copied()))
+            .map(|k| format!("did you mean '{k}'?"))
+    });
+    Err(ConfigError::UnknownKey {
+        path: None,
+        key: key.clone(),
+        hint,
+    })
+}
+
+fn foreign_for_broker(key: &str) -> Option<String> {
+    if key == "store" {
+        return Some("store keys sit at the top level of the broker file, not in a table".into());
+    }
+    (namesrv_keys().contains(&key)).then(|| format!("'{key}' is a name server setting"))
+}
+
+fn foreign_for_namesrv(key: &str) -> Option<String> {
+    (broker_keys().contains(&key) || store_keys().contains(&key))
+        .then(|| format!("'{key}' is a broker setting"))
+}
+
+/// Deserializes one part strictly. Each key is first tried alone, so a bad value is
+/// reported with its key whatever the deserializer's message says.
+fn part_from_table<T: DeserializeOwned>(
+    table: toml::Table,
+    deserialize: fn(toml::Value) -> Result<T, toml::de::Error>,
+) -> Result<T, ConfigError> {
+    for (key, value) in &table {
+        let single = toml::Table::from_iter([(key.clone(), value.clone())]);
+        if let Err(e) = deserialize(toml::Value::Table(single)) {
+            return Err(ConfigError::BadValue {
+                path: None,
+                key: key.clone(),
+                reason: describe(e.message()),
+            });
+        }
+    }
+    let keys: Vec<String> = table.keys().cloned().collect();
+    deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::BadValue {
+        path: None,
+        key: keys
+            .into_iter()
+            .find(|k| e.message().contains(&format!("`{k}`")))
+            .unwrap_or_else(|| "?".to_owned()),
+        reason: describe(e.message()),
+    })
+}
+
+/// Rewords serde's "invalid type: X, expected Y" as "expected Y, found X".
+fn describe(message: &str) -> String {
+    let message = message.trim();
+    for lead in ["invalid type: ", "invalid value: ", "unknown variant "] {
+        if let Some(rest) = message.strip_prefix(lead) {
+            if let Some((found, expected)) = rest.rsplit_once(", expected ") {
+                return format!("expected {expected}, found {found}");
+            }
+        }
+    }
+    message.to_owned()
+}
+
+/// The known key nearest to `key` (case, `_` and `-` ignored, so RocketMQ's camelCase
+/// names map to ours), if it is near enough to be a likely typo.
+fn closest<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let norm = |s: &str| -> Vec<char> {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = norm(key);
+    let (distance, best) = known
+        .map(|k| (edit_distance(&wanted, &norm(k)), k))
+        .min_by_key(|(d, _)| *d)?;
+    (distance <= (wanted.len() / 4).max(2)).then_some(best)
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+// ---------------------------------------------------------------------------------------
+// Value checks
+// ---------------------------------------------------------------------------------------
+
+fn positive(key: &str, ms: u64) -> Result<(), ConfigError> {
+    if ms == 0 {
+        return Err(invalid(key, "must be at least 1 ms"));
+    }
+    Ok(())
+}
+
+fn check_frame_size(size: usize) -> Result<(), ConfigError> {
+    if !(4096..=u32::MAX as usize).contains(&size) {
+        return Err(invalid(
+            "max_frame_size",
+            format!(
+                "{size} bytes is outside 4096..={} (a u32 length prefix)",
+                u32::MAX
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = (1..=127).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(invalid(
+            key,
+            format!("'{name}' must be 1 to 127 letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    Ok(())
+}
+
+/// An IP address (IPv6 without brackets) or a host name.
+fn check_host(key: &str, host: &str, may_be_unspecified: bool) -> Result<(), ConfigError> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() && !may_be_unspecified => Err(invalid(
+            key,
+            format!("'{host}' cannot be advertised; give the address clients reach this host at"),
+        )),
+        Ok(_) => Ok(()),
+        Err(_) if is_host_name(host) => Ok(()),
+        Err(_) => Err(invalid(
+            key,
+            format!("'{host}' is neither an IP address nor a host name"),
+        )),
+    }
+}
+
+fn is_host_name(host: &str) -> bool {
+    (1..=253).contains(&host.len())
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `host:port` with a non-zero port; IPv6 hosts in brackets.
+fn check_host_port(addr: &str) -> Result<(), String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err("expected host:port".to_owned());
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(format!("'{port}' is not a port in 1..=65535")),
+    }
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => host.parse::<std::net::Ipv4Addr>().is_ok() || is_host_name(host),
+    };
+    if !host_ok {
+        return Err(format!(
+            "'{host}' is not an IPv4 address, a [IPv6] address or a host name"
+        ));
+    }
+    Ok(())
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_lists_come_from_the_structs_and_do_not_overlap() {
+        let (broker, store) = (broker_keys(), store_keys());
+        assert!(broker.contains(&"listen_port") && !broker.contains(&"store"));
+        assert!(store.contains(&"flush_disk_type"));
+        assert!(broker.iter().all(|k| !store.contains(k)), "{broker:?}");
+        // The same keys a default config serializes to, side by side.
+        let written = toml::Table::try_from(BrokerConfig::default()).unwrap();
+        let mut listed: Vec<&str> = broker.iter().chain(store).copied().collect();
+        listed.sort_unstable();
+        assert_eq!(
+            written.keys().map(String::as_str).collect::<Vec<_>>(),
+            listed
+        );
+        assert_eq!(namesrv_keys().len(), 5);
+    }
+
+    #[test]
+    fn suggestions() {
+        let keys = || broker_keys().iter().chain(store_keys()).copied();
+        assert_eq!(closest("listen_portt", keys()), Some("listen_port"));
+        assert_eq!(
+            closest("brokerClusterName", keys()),
+            Some("broker_cluster_name")
+        );
+        assert_eq!(closest("brokerIP1", keys()), Some("broker_ip1"));
+        assert_eq!(closest("flushDiskType", keys()), Some("flush_disk_type"));
+        assert_eq!(closest("completely_different", keys()), None);
+    }
+
+    #[test]
+    fn serde_messages_are_reworded() {
+        assert_eq!(
+            describe("invalid type: string \"a, expected b\", expected u16"),
+            "expected u16, found string \"a, expected b\""
+        );
+        assert_eq!(describe("something else"), "something else");
+    }
+
+    #[test]
+    fn line_and_column() {
+        assert_eq!(line_column("a = 1\nbé = ", 11), (2, 5));
+        assert_eq!(line_column("", 7), (1, 1));
+    }
+
+    #[test]
+    fn env_fills_only_an_empty_namesrv_addr() {
+        let mut c = BrokerConfig::default();
+        assert!(!c.fill_namesrv_addr(Some("  ".into())));
+        assert!(c.fill_namesrv_addr(Some("nowhere".into())));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("namesrv_addr") && e.contains("nowhere"), "{e}");
+        let mut c = BrokerConfig {
+            namesrv_addr: "a:1".into(),
+            ..BrokerConfig::default()
+        };
+        assert!(!c.fill_namesrv_addr(Some("b:2".into())));
+        assert_eq!(c.namesrv_addrs(), ["a:1"]);
+    }
+
+    #[test]
+    fn host_port_checks() {
+        for ok in ["127.0.0.1:9876", "ns-1.example.com:1", "[::1]:9876"] {
+            check_host_port(ok).unwrap();
+        }
+        for bad in ["127.0.0.1", "h:0", "h:65536", ":1", "::1:9876", "a b:1"] {
+            assert!(check_host_port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(join_host_port("::1", 1), "[::1]:1");
+    }
+}
