@@ -130,7 +130,8 @@ impl AdminClient {
         Ok(answer)
     }
 
-    async fn call_ok<H: Serialize>(
+    /// Like [`AdminClient::call`], but an answer other than success is an error.
+    pub async fn call_ok<H: Serialize>(
         &mut self,
         addr: &str,
         code: RequestCode,

@@ -279,8 +279,8 @@ pub struct BrokerConfig {
     pub default_topic_queue_nums: u32,
     /// Longest a pull with no new messages is held, in ms, before an empty answer.
     pub long_polling_timeout: u64,
-    /// A client connection silent this long, in ms, is closed and its consumers and
-    /// producers unregistered.
+    /// A consumer that sends no heartbeat for this long, in ms, is dropped from its group
+    /// (its connection stays open); the group's other members are told to rebalance.
     pub channel_expired_timeout: u64,
     /// How often, in ms, consumer offsets are written to disk.
     pub flush_consumer_offset_interval: u64,

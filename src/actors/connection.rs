@@ -80,7 +80,13 @@ pub struct Connection {
     owner: Recipient<Inbound>,
     on_close: Recipient<ConnectionClosed>,
     max_frame_size: usize,
+    /// Requests handed on and not answered yet. Capped so that a peer that pipelines
+    /// requests and never reads cannot make the server buffer answers without bound.
+    outstanding: usize,
 }
+
+/// Most unanswered requests one connection may have; more get SYSTEM_BUSY at once.
+pub const MAX_OUTSTANDING_PER_CONNECTION: usize = 1024;
 
 impl Connection {
     /// Starts the actor for an accepted socket.
@@ -103,6 +109,7 @@ impl Connection {
                 owner,
                 on_close,
                 max_frame_size,
+                outstanding: 0,
             }
         })
     }
@@ -124,6 +131,14 @@ impl Connection {
                 return;
             }
         };
+        if !oneway && self.outstanding >= MAX_OUTSTANDING_PER_CONNECTION {
+            self.writer.write(Frame::error(
+                opaque,
+                ResponseCode::SystemBusy,
+                format!("more than {MAX_OUTSTANDING_PER_CONNECTION} requests in flight on this connection; read the answers first"),
+            ));
+            return;
+        }
         let inbound = Inbound {
             conn: self.id,
             peer: self.peer,
@@ -134,7 +149,13 @@ impl Connection {
         };
         // A full owner mailbox means the server is overloaded: say so instead of queueing
         // without bound (RocketMQ's SYSTEM_BUSY, which clients retry elsewhere).
+        if !oneway {
+            self.outstanding += 1;
+        }
         if let Err(e) = self.owner.try_send(inbound) {
+            if !oneway {
+                self.outstanding -= 1;
+            }
             let (code, why) = match e {
                 SendError::Full(_) => (ResponseCode::SystemBusy, "server busy, try again later"),
                 SendError::Closed(_) => (ResponseCode::ServiceNotAvailable, "server shutting down"),
@@ -181,6 +202,9 @@ impl Handler<Outbound> for Connection {
 
     fn handle(&mut self, msg: Outbound, _ctx: &mut Self::Context) {
         let frame = msg.0;
+        if frame.is_response() {
+            self.outstanding = self.outstanding.saturating_sub(1);
+        }
         // An answer too big for the peer's codec would kill the connection; send the error
         // instead (the owner is expected to bound what it answers).
         let approx = frame.body.len() + frame.header.len() + 64;

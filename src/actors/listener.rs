@@ -36,6 +36,10 @@ impl Listener {
         Ok(Listener::create(move |ctx| {
             let accepts = futures_util::stream::unfold(listener, |l| async move {
                 let next = l.accept().await;
+                if next.is_err() {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
                 Some((next, l))
             });
             ctx.add_stream(accepts);

@@ -38,6 +38,19 @@ pub struct Append {
     pub reply: Option<Recipient<Outbound>>,
 }
 
+/// Append several messages of this queue under one lock and answer once (SEND_BATCH_MESSAGE):
+/// the answer carries every message id, comma-joined, and the first queue offset.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AppendBatch {
+    /// The messages, in order.
+    pub msgs: Vec<MessageToStore>,
+    /// The request's id.
+    pub opaque: u32,
+    /// Where the answer goes; `None` for one-way sends.
+    pub reply: Option<Recipient<Outbound>>,
+}
+
 /// Read messages and answer the puller, possibly after holding the request.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -50,6 +63,8 @@ pub struct Pull {
     pub tag_filter: Option<BTreeSet<i64>>,
     /// Hold the request this long when nothing is there (0 = answer at once).
     pub hold: Duration,
+    /// Largest answer body (kept below the connection's frame limit).
+    pub max_bytes: usize,
     /// The request's id.
     pub opaque: u32,
     /// Where the answer goes.
@@ -107,7 +122,7 @@ impl MessageQueue {
             self.queue_id,
             pull.offset,
             pull.max_msgs,
-            MAX_PULL_BYTES,
+            pull.max_bytes,
             Some(&accept),
         );
         let header = PullMessageResponseHeader {
@@ -131,6 +146,13 @@ impl MessageQueue {
                     return Some(pull);
                 }
                 (ResponseCode::PullNotFound, Bytes::new())
+            }
+            // Nothing here passes the filter yet: keep holding from past what was scanned.
+            GetStatus::NoMatchedMessage if !pull.hold.is_zero() => {
+                return Some(Pull {
+                    offset: got.next_offset,
+                    ..pull
+                });
             }
             GetStatus::NoMatchedMessage | GetStatus::MessageWasRemoving => {
                 (ResponseCode::PullRetryImmediately, Bytes::new())
@@ -223,33 +245,77 @@ impl Handler<Append> for MessageQueue {
                         transaction_id: None,
                         batch_uniq_id: None,
                     };
-                    let opaque = msg.opaque;
-                    if self.store.config().flush_disk_type == FlushDiskType::SyncFlush {
-                        self.store.on_durable(
-                            r.end_offset(),
-                            Box::new(move |res| match res {
-                                Ok(()) => respond(
-                                    &reply,
-                                    opaque,
-                                    ResponseCode::Success,
-                                    &header,
-                                    Bytes::new(),
-                                ),
-                                Err(e) => reply.do_send(Outbound(Frame::error(
-                                    opaque,
-                                    store_error_code(&e),
-                                    e.to_string(),
-                                ))),
-                            }),
-                        );
-                    } else {
-                        respond(&reply, opaque, ResponseCode::Success, &header, Bytes::new());
-                    }
+                    self.acknowledge(reply, msg.opaque, header, r.end_offset());
                 }
                 self.wake_waiters(ctx);
             }
             Err(e) => {
                 tracing::warn!(topic = %self.topic, queue_id, error = %e, "append refused");
+                if let Some(reply) = msg.reply {
+                    reply.do_send(Outbound(Frame::error(
+                        msg.opaque,
+                        store_error_code(&e),
+                        e.to_string(),
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl MessageQueue {
+    /// Answers a stored send, after the flush covers `end` under sync_flush.
+    fn acknowledge(
+        &self,
+        reply: Recipient<Outbound>,
+        opaque: u32,
+        header: SendMessageResponseHeader,
+        end: u64,
+    ) {
+        if self.store.config().flush_disk_type == FlushDiskType::SyncFlush {
+            self.store.on_durable(
+                end,
+                Box::new(move |res| match res {
+                    Ok(()) => respond(&reply, opaque, ResponseCode::Success, &header, Bytes::new()),
+                    Err(e) => reply.do_send(Outbound(Frame::error(
+                        opaque,
+                        store_error_code(&e),
+                        e.to_string(),
+                    ))),
+                }),
+            );
+        } else {
+            respond(&reply, opaque, ResponseCode::Success, &header, Bytes::new());
+        }
+    }
+}
+
+impl Handler<AppendBatch> for MessageQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: AppendBatch, ctx: &mut Self::Context) {
+        match self.store.append_batch(&msg.msgs) {
+            Ok(results) => {
+                if let (Some(reply), Some(first), Some(last)) =
+                    (msg.reply, results.first(), results.last())
+                {
+                    let header = SendMessageResponseHeader {
+                        msg_id: results
+                            .iter()
+                            .map(|r| r.msg_id())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        queue_id: self.queue_id as i32,
+                        queue_offset: first.queue_offset as i64,
+                        transaction_id: None,
+                        batch_uniq_id: None,
+                    };
+                    self.acknowledge(reply, msg.opaque, header, last.end_offset());
+                }
+                self.wake_waiters(ctx);
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, queue_id = self.queue_id, error = %e, "batch append refused");
                 if let Some(reply) = msg.reply {
                     reply.do_send(Outbound(Frame::error(
                         msg.opaque,

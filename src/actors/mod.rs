@@ -9,9 +9,11 @@
 //! - [`remote_link`] — `RemoteLink` (client side of a socket, DESIGN.md's BrokerLink)
 
 pub mod broker;
+pub mod client_instance;
 pub mod connection;
 pub mod consumer_group;
 pub mod listener;
 pub mod message_queue;
 pub mod namesrv;
+pub mod producer;
 pub mod remote_link;

@@ -38,6 +38,16 @@ pub enum LinkError {
         /// The peer.
         addr: String,
     },
+    /// The request is larger than a frame may be.
+    #[error("request of about {size} bytes to {addr} exceeds max_frame_size {max}")]
+    TooLarge {
+        /// The peer.
+        addr: String,
+        /// Approximate frame size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// No answer within the caller's timeout.
     #[error("{addr} did not answer within {timeout_ms} ms")]
     Timeout {
@@ -165,9 +175,13 @@ impl RemoteLink {
                 let writer =
                     FramedWrite::new(write, FrameCodec::new(act.config.max_frame_size), ctx);
                 act.state = State::Connected(writer);
-                act.backoff = Duration::ZERO;
                 tracing::debug!(addr = %act.addr, "link connected");
                 for (frame, reply) in std::mem::take(&mut act.queued) {
+                    // A caller that gave up must not have its request sent after all (it may
+                    // have retried elsewhere already).
+                    if reply.as_ref().is_some_and(|tx| tx.is_closed()) {
+                        continue;
+                    }
                     act.write(frame, reply);
                 }
             }
@@ -178,15 +192,31 @@ impl RemoteLink {
                     reason: reason.clone(),
                 });
                 act.state = State::Down(reason);
-                act.backoff = (act.backoff * 2)
-                    .max(act.config.backoff_min)
-                    .min(act.config.backoff_max);
+                act.grow_backoff();
                 ctx.stop();
             }
         }));
     }
 
+    fn grow_backoff(&mut self) {
+        self.backoff = (self.backoff * 2)
+            .max(self.config.backoff_min)
+            .min(self.config.backoff_max);
+    }
+
     fn write(&mut self, mut frame: Frame, reply: Option<Reply>) {
+        let size = frame.body.len() + frame.header.len() + 64;
+        if size > self.config.max_frame_size {
+            // Only this request fails; an encode error would take the whole link down.
+            if let Some(tx) = reply {
+                let _ = tx.send(Err(LinkError::TooLarge {
+                    addr: self.addr.clone(),
+                    size,
+                    max: self.config.max_frame_size,
+                }));
+            }
+            return;
+        }
         match &mut self.state {
             State::Connected(w) => {
                 self.next_opaque = self.next_opaque.wrapping_add(1);
@@ -252,6 +282,8 @@ impl StreamHandler<Result<Frame, protocol::Error>> for RemoteLink {
     fn handle(&mut self, item: Result<Frame, protocol::Error>, ctx: &mut Self::Context) {
         match item {
             Ok(frame) if frame.is_response() => {
+                // The peer speaks our protocol: a later loss reconnects quickly again.
+                self.backoff = Duration::ZERO;
                 if let Some(tx) = self.pending.remove(&frame.opaque) {
                     let _ = tx.send(Ok(frame));
                 }
@@ -267,6 +299,7 @@ impl StreamHandler<Result<Frame, protocol::Error>> for RemoteLink {
             Err(e) => {
                 tracing::warn!(addr = %self.addr, error = %e, "protocol error on link; reconnecting");
                 self.state = State::Down(e.to_string());
+                self.grow_backoff();
                 ctx.stop();
             }
         }
@@ -275,7 +308,7 @@ impl StreamHandler<Result<Frame, protocol::Error>> for RemoteLink {
     fn finished(&mut self, ctx: &mut Self::Context) {
         tracing::debug!(addr = %self.addr, "link closed by peer");
         self.state = State::Down("closed by peer".into());
-        self.backoff = self.config.backoff_min;
+        self.grow_backoff();
         ctx.stop();
     }
 }
@@ -284,7 +317,7 @@ impl WriteHandler<protocol::Error> for RemoteLink {
     fn error(&mut self, err: protocol::Error, _ctx: &mut Self::Context) -> Running {
         tracing::warn!(addr = %self.addr, error = %err, "link write failed; reconnecting");
         self.state = State::Down(err.to_string());
-        self.backoff = self.config.backoff_min;
+        self.grow_backoff();
         Running::Stop
     }
 }

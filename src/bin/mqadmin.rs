@@ -147,7 +147,9 @@ async fn run(args: Args) -> Result<(), String> {
             }
             for addr in targets {
                 admin.update_topic(&addr, &header).await.map_err(e)?;
-                println!("create topic to {addr} success.");
+                if !args.json {
+                    println!("create topic to {addr} success.");
+                }
             }
             if args.json {
                 print_json(&header)?;
@@ -159,7 +161,7 @@ async fn run(args: Args) -> Result<(), String> {
                     topic: topic.clone(),
                 };
                 admin
-                    .call(&addr, RequestCode::DeleteTopicInBroker, &h, Bytes::new())
+                    .call_ok(&addr, RequestCode::DeleteTopicInBroker, &h, Bytes::new())
                     .await
                     .map_err(e)?;
                 println!("delete topic [{topic}] from cluster [{cluster}] broker {addr} success.");
@@ -175,7 +177,7 @@ async fn run(args: Args) -> Result<(), String> {
                 .filter(|s| !s.is_empty())
             {
                 admin
-                    .call(ns, RequestCode::DeleteTopicInNamesrv, &h, Bytes::new())
+                    .call_ok(ns, RequestCode::DeleteTopicInNamesrv, &h, Bytes::new())
                     .await
                     .map_err(e)?;
                 println!("delete topic [{topic}] from NameServer {ns} success.");

@@ -94,10 +94,11 @@ fn main() -> ExitCode {
     }
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
+        let stop = actimq::cli::shutdown_signal();
         let (name, id) = (config.broker_name.clone(), config.broker_id);
         let handle = start_broker(config).await?;
         tracing::info!("mqbroker listening on {} ({name}, id {id})", handle.addr);
-        actimq::cli::shutdown_signal().await;
+        stop.await;
         handle.shutdown().await;
         tracing::info!("mqbroker stopped cleanly");
         Ok::<_, actimq::actors::broker::BrokerError>(())

@@ -39,9 +39,10 @@ fn main() -> ExitCode {
     }
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
+        let stop = actimq::cli::shutdown_signal();
         let handle = start_namesrv(config).await?;
         tracing::info!("mqnamesrv listening on {}", handle.addr);
-        actimq::cli::shutdown_signal().await;
+        stop.await;
         tracing::info!("mqnamesrv stopping");
         handle.stop_accepting();
         Ok::<_, std::io::Error>(())

@@ -24,6 +24,7 @@
 
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod code;
 pub mod codec;
 pub mod command;

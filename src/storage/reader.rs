@@ -71,8 +71,8 @@ pub(crate) fn get_messages(
             }
             Err(Error::OffsetMoved { .. }) => removing = true,
             Err(e) => {
-                tracing::error!(topic, queue_id, offset = next, error = %e, "consume-queue entry points at unreadable log");
-                break;
+                // Skip it: stopping here would make the client ask for this entry forever.
+                tracing::error!(topic, queue_id, offset = next, error = %e, "consume-queue entry points at unreadable log; skipping it");
             }
         }
         next += 1;

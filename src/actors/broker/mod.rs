@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use crate::actors::connection::{ConnId, ConnectionClosed, Inbound};
 use crate::actors::consumer_group::{self, ConsumerGroup, GroupTimings};
 use crate::actors::listener::{Listener, StopAccepting};
-use crate::actors::message_queue::{self, tag_filter, Append, MessageQueue, Pull};
+use crate::actors::message_queue::{self, tag_filter, Append, AppendBatch, MessageQueue, Pull};
 use crate::actors::remote_link::{self, LinkConfig, RemoteLink};
 use crate::config::BrokerConfig;
 use crate::protocol::group::{GetConsumerListByGroupResponseBody, MessageQueue as Mq};
@@ -44,6 +44,10 @@ use topic_table::{validate_topic_name, TopicTable, TopicTableError};
 const PULL_FLAG_SUSPEND: i32 = 0x2;
 /// Pull request flag: the request carries the group's committed offset.
 const PULL_FLAG_COMMIT_OFFSET: i32 = 0x1;
+/// The topic whose route tells producers which brokers create topics on first send.
+pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+/// Most consumer groups one broker keeps actors for.
+const MAX_CONSUMER_GROUPS: usize = 10_000;
 /// How long a name-server call may take.
 const NAMESRV_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -125,7 +129,19 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
         .parse()
         .map_err(|_| BrokerError::BadAddress(config.broker_ip1.clone()))?;
     let store = Arc::new(MessageStore::open(config.store.clone(), store_host)?);
-    let topics = TopicTable::load(&config.store.store_path_root_dir)?;
+    let mut topics = TopicTable::load(&config.store.store_path_root_dir)?;
+    if config.auto_create_topic_enable && topics.get(AUTO_CREATE_TOPIC_KEY).is_none() {
+        // Producers ask for this topic's route when theirs has none, then send to a broker
+        // that creates the real topic on first use (RocketMQ's convention).
+        topics.upsert(crate::protocol::topic::TopicConfig {
+            topic_name: AUTO_CREATE_TOPIC_KEY.to_owned(),
+            read_queue_nums: config.default_topic_queue_nums as i32,
+            write_queue_nums: config.default_topic_queue_nums as i32,
+            perm: crate::protocol::topic::PERM_READ_WRITE | crate::protocol::topic::PERM_INHERIT,
+            topic_sys_flag: 0,
+            order: false,
+        })?;
+    }
     let mailbox = config.send_message_queue_capacity;
     let broker = Supervisor::start(move |ctx: &mut Context<Broker>| {
         ctx.set_mailbox_capacity(mailbox);
@@ -216,9 +232,18 @@ impl Broker {
         addr
     }
 
-    fn group(&mut self, name: &str) -> Addr<ConsumerGroup> {
+    /// The actor of a group, started on first use. The name becomes a file name, so it is
+    /// checked like a topic name; the number of groups is capped so that a peer inventing
+    /// names cannot grow the broker without bound.
+    fn group(&mut self, name: &str) -> Result<Addr<ConsumerGroup>, String> {
         if let Some(g) = self.groups.get(name) {
-            return g.clone();
+            return Ok(g.clone());
+        }
+        validate_topic_name(name).map_err(|e| e.replace("topic name", "consumer group name"))?;
+        if self.groups.len() >= MAX_CONSUMER_GROUPS {
+            return Err(format!(
+                "this broker already serves {MAX_CONSUMER_GROUPS} consumer groups"
+            ));
         }
         let timings = GroupTimings {
             channel_expired_timeout: Duration::from_millis(self.config.channel_expired_timeout),
@@ -232,7 +257,7 @@ impl Broker {
         );
         let addr = Supervisor::start(move |_| ConsumerGroup::new(n, &root, timings));
         self.groups.insert(name.to_owned(), addr.clone());
-        addr
+        Ok(addr)
     }
 
     fn register_all(&mut self, ctx: &mut Context<Self>) {
@@ -305,6 +330,7 @@ impl Broker {
         inb: Inbound,
         h: SendMessageRequestHeader,
         body: Bytes,
+        batch: bool,
         ctx: &mut Context<Self>,
     ) {
         if self.shutting_down {
@@ -344,28 +370,50 @@ impl Broker {
                 ),
             );
         };
-        let msg = MessageToStore {
-            topic: h.topic,
+        let reply = (!inb.oneway).then(|| inb.reply.clone());
+        let queue = self.queue(&h.topic, queue_id);
+        let stamp = |body: Bytes, flag: i32, properties: String| MessageToStore {
+            topic: h.topic.clone(),
             queue_id,
-            flag: h.flag,
+            flag,
             sys_flag: h.sys_flag,
             born_timestamp: h.born_timestamp,
             born_host: inb.peer,
             reconsume_times: h.reconsume_times,
             prepared_transaction_offset: 0,
             body,
-            properties: h.properties,
+            properties,
         };
-        let reply = (!inb.oneway).then(|| inb.reply.clone());
-        let queue = self.queue(&msg.topic, queue_id);
-        if queue
-            .try_send(Append {
-                msg,
-                opaque: inb.opaque,
-                reply,
-            })
-            .is_err()
-        {
+        let sent = if batch {
+            let entries = match crate::protocol::batch::decode_batch(&body) {
+                Ok(e) if !e.is_empty() => e,
+                Ok(_) => return inb.fail(ResponseCode::MessageIllegal, "empty batch"),
+                Err(e) => {
+                    return inb.fail(ResponseCode::MessageIllegal, format!("bad batch body: {e}"))
+                }
+            };
+            let msgs = entries
+                .into_iter()
+                .map(|e| stamp(e.body, e.flag, e.properties))
+                .collect();
+            queue
+                .try_send(AppendBatch {
+                    msgs,
+                    opaque: inb.opaque,
+                    reply,
+                })
+                .is_ok()
+        } else {
+            let msg = stamp(body, h.flag, h.properties.clone());
+            queue
+                .try_send(Append {
+                    msg,
+                    opaque: inb.opaque,
+                    reply,
+                })
+                .is_ok()
+        };
+        if !sent {
             inb.fail(
                 ResponseCode::SystemBusy,
                 "broker busy: the queue's backlog is full, retry later",
@@ -389,7 +437,7 @@ impl Broker {
                 format!("topic '{}' is not readable", h.topic),
             );
         }
-        if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums.max(topic.write_queue_nums) {
+        if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums {
             return inb.fail(
                 ResponseCode::InvalidParameter,
                 format!("queue id {} is illegal for topic '{}'", h.queue_id, h.topic),
@@ -399,12 +447,13 @@ impl Broker {
             && h.commit_offset >= 0
             && !h.consumer_group.is_empty()
         {
-            self.group(&h.consumer_group)
-                .do_send(consumer_group::CommitOffset {
+            if let Ok(g) = self.group(&h.consumer_group) {
+                g.do_send(consumer_group::CommitOffset {
                     topic: h.topic.clone(),
                     queue_id: h.queue_id,
                     offset: h.commit_offset,
                 });
+            }
         }
         let hold = if h.sys_flag & PULL_FLAG_SUSPEND != 0 && !self.shutting_down {
             Duration::from_millis(
@@ -418,6 +467,8 @@ impl Broker {
             max_msgs: h.max_msg_nums.clamp(1, 1024) as usize,
             tag_filter: tag_filter(h.subscription.as_deref()),
             hold,
+            max_bytes: message_queue::MAX_PULL_BYTES
+                .min(self.config.max_frame_size.saturating_sub(64 * 1024)),
             opaque: inb.opaque,
             reply: inb.reply.clone(),
         };
@@ -470,7 +521,8 @@ impl Broker {
         // The request moves into its handler; what stays in `inb` is only used to answer.
         let request = std::mem::replace(&mut inb.request, Request::GetAllTopicConfig);
         match request {
-            Request::SendMessage(h, body) => self.on_send(inb, h, body, ctx),
+            Request::SendMessage(h, body) => self.on_send(inb, h, body, false, ctx),
+            Request::SendBatchMessage(h, body) => self.on_send(inb, h, body, true, ctx),
             Request::PullMessage(h) => self.on_pull(inb, h),
             Request::HeartBeat(data) => {
                 for consumer in data.consumer_data_set {
@@ -479,7 +531,11 @@ impl Broker {
                         .entry(inb.conn)
                         .or_default()
                         .insert(name.clone());
-                    self.group(&name).do_send(consumer_group::Heartbeat {
+                    let group = match self.group(&name) {
+                        Ok(g) => g,
+                        Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                    };
+                    group.do_send(consumer_group::Heartbeat {
                         client_id: data.client_id.clone(),
                         conn: inb.conn,
                         notify: inb.reply.clone(),
@@ -490,14 +546,21 @@ impl Broker {
             }
             Request::UnregisterClient(h) => {
                 if let Some(g) = h.consumer_group.as_deref().filter(|g| !g.is_empty()) {
-                    self.group(g).do_send(consumer_group::Leave {
-                        client_id: h.client_id,
-                    });
+                    if let Ok(g) = self.group(g) {
+                        g.do_send(consumer_group::Leave {
+                            client_id: h.client_id,
+                        });
+                    }
                 }
                 response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
             }
             Request::QueryConsumerOffset(h) => {
-                let group = self.group(&h.consumer_group);
+                let group = match self.group(&h.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
+                let queue_starts_at_zero =
+                    self.store.min_offset(&h.topic, h.queue_id.max(0) as u32) == 0;
                 actix::spawn(async move {
                     match group
                         .send(consumer_group::QueryOffset {
@@ -512,6 +575,18 @@ impl Broker {
                             &OffsetResponseHeader { offset: o },
                             Bytes::new(),
                         ),
+                        // RocketMQ answers 0 for a group that never committed while the queue
+                        // still holds its first message, unless the client asks otherwise.
+                        Ok(None)
+                            if h.set_zero_if_not_found != Some(false) && queue_starts_at_zero =>
+                        {
+                            response(
+                                &inb,
+                                ResponseCode::Success,
+                                &OffsetResponseHeader { offset: 0 },
+                                Bytes::new(),
+                            )
+                        }
                         Ok(None) => inb.fail(
                             ResponseCode::QueryNotFound,
                             format!(
@@ -524,16 +599,25 @@ impl Broker {
                 });
             }
             Request::UpdateConsumerOffset(h) => {
-                self.group(&h.consumer_group)
-                    .do_send(consumer_group::CommitOffset {
-                        topic: h.topic,
-                        queue_id: h.queue_id,
-                        offset: h.commit_offset,
-                    });
+                if self.shutting_down {
+                    return inb.fail(ResponseCode::ServiceNotAvailable, "broker is shutting down");
+                }
+                let group = match self.group(&h.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
+                group.do_send(consumer_group::CommitOffset {
+                    topic: h.topic,
+                    queue_id: h.queue_id,
+                    offset: h.commit_offset,
+                });
                 response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
             }
             Request::GetConsumerListByGroup(h) => {
-                let group = self.group(&h.consumer_group);
+                let group = match self.group(&h.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
                 actix::spawn(async move {
                     match group.send(consumer_group::ListMembers).await {
                         Ok(ids) if !ids.is_empty() => ok_body(
@@ -551,7 +635,10 @@ impl Broker {
                 });
             }
             Request::GetConsumeStats(h) => {
-                let group = self.group(&h.consumer_group);
+                let group = match self.group(&h.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
                 let store = Arc::clone(&self.store);
                 let broker_name = self.config.broker_name.clone();
                 actix::spawn(async move {
@@ -793,17 +880,19 @@ impl Handler<Shutdown> for Broker {
                 for q in queues {
                     let _ = q.send(Drain).await;
                 }
-                for (addr, link) in links {
-                    if let Ok(frame) =
-                        Frame::request(RequestCode::UnregisterBroker, 0, &header, Bytes::new())
-                    {
+                let unregistering = links.into_iter().map(|(addr, link)| {
+                    let frame =
+                        Frame::request(RequestCode::UnregisterBroker, 0, &header, Bytes::new());
+                    async move {
+                        let Ok(frame) = frame else { return };
                         if let Err(e) =
                             remote_link::call(&link, &addr, frame, NAMESRV_TIMEOUT).await
                         {
                             tracing::warn!(namesrv = %addr, error = %e, "unregister failed");
                         }
                     }
-                }
+                });
+                futures_util::future::join_all(unregistering).await;
                 for g in groups {
                     let _ = g.send(consumer_group::PersistOffsets).await;
                 }

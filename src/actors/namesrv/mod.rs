@@ -126,6 +126,9 @@ impl Handler<Inbound> for NameServer {
                 if outcome.routes_changed {
                     tracing::info!(broker = %h.broker_name, id = h.broker_id, addr = %h.broker_addr, topics = topics.topic_config_table.len(), "broker registered");
                 }
+                // A broker that reconnected must not be dropped when its old connection's
+                // close arrives later.
+                self.conn_brokers.retain(|_, addr| *addr != h.broker_addr);
                 self.conn_brokers.insert(inb.conn, h.broker_addr);
                 answer(
                     &inb,

@@ -1,0 +1,430 @@
+//! ClientInstance actor: what the producers and consumers of one process share for one
+//! name-server list.
+//!
+//! Owns the links to the name servers and brokers (one [`RemoteLink`] per address), the
+//! topic-route cache, the client id, and the registry of producer groups and consumers that
+//! heartbeats announce. Timers: routes of known topics refreshed every
+//! `poll_name_server_interval` (and at once on a miss); heartbeats to every broker in use
+//! every `heartbeat_broker_interval` (and at once when a consumer registers). Name servers
+//! are tried in turn, so one dead name server stops nobody. A broker's
+//! NOTIFY_CONSUMER_IDS_CHANGED is forwarded to that group's rebalancer.
+//!
+//! Supervised: a restart keeps its links and registry; only in-flight lookups are failed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use crate::actors::remote_link::{self, LinkConfig, PeerRequest, RemoteLink};
+use crate::client::ClientError;
+use crate::protocol::group::{
+    ConsumerData, HeartbeatData, NotifyConsumerIdsChangedRequestHeader, ProducerData,
+};
+use crate::protocol::route::{GetRouteInfoRequestHeader, TopicRouteData};
+use crate::protocol::{encode_body, Frame, NoHeader, RequestCode, ResponseCode};
+
+/// Settings shared by every producer and consumer of a client instance.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Name servers, `host:port;host:port`.
+    pub namesrv_addr: String,
+    /// Distinguishes several instances in one process (part of the client id).
+    pub instance_name: String,
+    /// How often known routes are refreshed.
+    pub poll_name_server_interval: Duration,
+    /// How often brokers get a heartbeat.
+    pub heartbeat_broker_interval: Duration,
+    /// How long one request to a name server may take.
+    pub namesrv_timeout: Duration,
+    /// Tunables of each connection.
+    pub link: LinkConfig,
+}
+
+impl ClientConfig {
+    /// RocketMQ's defaults for the given name servers.
+    pub fn new(namesrv_addr: impl Into<String>) -> Self {
+        ClientConfig {
+            namesrv_addr: namesrv_addr.into(),
+            instance_name: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+            poll_name_server_interval: Duration::from_secs(30),
+            heartbeat_broker_interval: Duration::from_secs(30),
+            namesrv_timeout: Duration::from_secs(3),
+            link: LinkConfig::default(),
+        }
+    }
+}
+
+/// Tells a rebalancer to run now.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct RebalanceNow;
+
+/// The route of a topic (from the cache unless `refresh`).
+#[derive(Message)]
+#[rtype(result = "Result<TopicRouteData, ClientError>")]
+pub struct GetRoute {
+    /// The topic.
+    pub topic: String,
+    /// Ask the name servers even if a route is cached.
+    pub refresh: bool,
+}
+
+/// The link to a broker address.
+#[derive(Message)]
+#[rtype(result = "Addr<RemoteLink>")]
+pub struct GetLink(pub String);
+
+/// This instance's client id.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct GetClientId;
+
+/// Announces a producer group in heartbeats.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterProducer(pub String);
+
+/// Announces a consumer in heartbeats and routes its group's change notices.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterConsumer {
+    /// Group name, subscriptions and mode.
+    pub data: ConsumerData,
+    /// Its rebalancer.
+    pub rebalance: Recipient<RebalanceNow>,
+}
+
+/// Forgets a consumer group and tells the brokers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnregisterConsumer(pub String);
+
+/// Sends heartbeats now; answers when every broker answered or failed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HeartbeatNow;
+
+/// One per process and name-server list.
+pub struct ClientInstance {
+    config: ClientConfig,
+    client_id: String,
+    namesrvs: Vec<(String, Addr<RemoteLink>)>,
+    preferred_namesrv: usize,
+    brokers: HashMap<String, Addr<RemoteLink>>,
+    routes: HashMap<String, TopicRouteData>,
+    producer_groups: BTreeSet<String>,
+    consumers: HashMap<String, (ConsumerData, Recipient<RebalanceNow>)>,
+}
+
+impl ClientInstance {
+    /// Starts a supervised instance.
+    pub fn start(config: ClientConfig) -> Addr<ClientInstance> {
+        let client_id = format!("127.0.0.1@{}#{}", std::process::id(), config.instance_name);
+        Supervisor::start(move |_| ClientInstance {
+            client_id,
+            namesrvs: Vec::new(),
+            preferred_namesrv: 0,
+            brokers: HashMap::new(),
+            routes: HashMap::new(),
+            producer_groups: BTreeSet::new(),
+            consumers: HashMap::new(),
+            config,
+        })
+    }
+
+    fn link(&mut self, addr: &str, ctx: &mut Context<Self>) -> Addr<RemoteLink> {
+        if let Some(l) = self.brokers.get(addr) {
+            return l.clone();
+        }
+        let l = RemoteLink::start(
+            addr,
+            self.config.link.clone(),
+            Some(ctx.address().recipient()),
+        );
+        self.brokers.insert(addr.to_owned(), l.clone());
+        l
+    }
+
+    /// Master addresses of every broker in a cached route.
+    fn brokers_in_use(&self) -> BTreeSet<String> {
+        self.routes
+            .values()
+            .flat_map(|r| r.broker_datas.iter())
+            .filter_map(|b| b.master_addr().map(str::to_owned))
+            .collect()
+    }
+
+    fn heartbeat_frame(&self) -> Option<Frame> {
+        let data = HeartbeatData {
+            client_id: self.client_id.clone(),
+            producer_data_set: self
+                .producer_groups
+                .iter()
+                .map(|g| ProducerData {
+                    group_name: g.clone(),
+                })
+                .collect(),
+            consumer_data_set: self.consumers.values().map(|(d, _)| d.clone()).collect(),
+        };
+        let body = encode_body(&data).ok()?;
+        Frame::request(RequestCode::HeartBeat, 0, &NoHeader {}, body).ok()
+    }
+
+    fn heartbeat(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        let frame = self.heartbeat_frame();
+        let targets: Vec<(String, Addr<RemoteLink>)> = self
+            .brokers_in_use()
+            .into_iter()
+            .map(|a| {
+                let l = self.link(&a, ctx);
+                (a, l)
+            })
+            .collect();
+        async move {
+            let Some(frame) = frame else { return };
+            for (addr, link) in targets {
+                if let Err(e) =
+                    remote_link::call(&link, &addr, frame.clone(), Duration::from_secs(3)).await
+                {
+                    tracing::debug!(broker = %addr, error = %e, "heartbeat failed");
+                }
+            }
+        }
+    }
+}
+
+/// Asks the name servers in turn, starting with the last one that answered.
+async fn fetch_route(
+    namesrvs: Vec<(String, Addr<RemoteLink>)>,
+    start: usize,
+    topic: String,
+    timeout: Duration,
+) -> (Result<TopicRouteData, ClientError>, Option<usize>) {
+    if namesrvs.is_empty() {
+        return (
+            Err(ClientError::NamesrvUnreachable {
+                addrs: String::new(),
+                reason: "no name server address configured (namesrv_addr / NAMESRV_ADDR)".into(),
+            }),
+            None,
+        );
+    }
+    let header = GetRouteInfoRequestHeader {
+        topic: topic.clone(),
+    };
+    let mut last = String::new();
+    let mut not_found = false;
+    for i in 0..namesrvs.len() {
+        let idx = (start + i) % namesrvs.len();
+        let (addr, link) = &namesrvs[idx];
+        let Ok(frame) = Frame::request(RequestCode::GetRouteInfoByTopic, 0, &header, Bytes::new())
+        else {
+            continue;
+        };
+        match remote_link::call(link, addr, frame, timeout).await {
+            Ok(f) if f.response_code() == Some(ResponseCode::Success) => {
+                match f.decode_body::<TopicRouteData>() {
+                    Ok(route) => return (Ok(route), Some(idx)),
+                    Err(e) => last = format!("{addr}: bad route: {e}"),
+                }
+            }
+            Ok(f) if f.response_code() == Some(ResponseCode::TopicNotExist) => not_found = true,
+            Ok(f) => last = format!("{addr}: code {} {}", f.code, f.remark.unwrap_or_default()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    if not_found {
+        return (Err(ClientError::NoRoute { topic }), None);
+    }
+    let addrs = namesrvs
+        .iter()
+        .map(|(a, _)| a.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
+    (
+        Err(ClientError::NamesrvUnreachable {
+            addrs,
+            reason: last,
+        }),
+        None,
+    )
+}
+
+impl Actor for ClientInstance {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.namesrvs.is_empty() {
+            self.namesrvs = self
+                .config
+                .namesrv_addr
+                .split(';')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| {
+                    (
+                        a.to_owned(),
+                        RemoteLink::start(a, self.config.link.clone(), None),
+                    )
+                })
+                .collect();
+        }
+        ctx.run_interval(self.config.poll_name_server_interval, |act, ctx| {
+            for topic in act.routes.keys().cloned().collect::<Vec<_>>() {
+                let fut = fetch_route(
+                    act.namesrvs.clone(),
+                    act.preferred_namesrv,
+                    topic.clone(),
+                    act.config.namesrv_timeout,
+                );
+                ctx.spawn(fut.into_actor(act).map(move |(r, idx), act, _| {
+                    if let Some(i) = idx {
+                        act.preferred_namesrv = i;
+                    }
+                    match r {
+                        Ok(route) => {
+                            act.routes.insert(topic, route);
+                        }
+                        Err(ClientError::NoRoute { .. }) => {
+                            act.routes.remove(&topic);
+                        }
+                        Err(e) => tracing::debug!(%topic, error = %e, "route refresh failed"),
+                    }
+                }));
+            }
+        });
+        ctx.run_interval(self.config.heartbeat_broker_interval, |act, ctx| {
+            let fut = act.heartbeat(ctx);
+            ctx.spawn(fut.into_actor(act));
+        });
+    }
+}
+
+impl Supervised for ClientInstance {}
+
+impl Handler<GetRoute> for ClientInstance {
+    type Result = ResponseActFuture<Self, Result<TopicRouteData, ClientError>>;
+
+    fn handle(&mut self, msg: GetRoute, _ctx: &mut Self::Context) -> Self::Result {
+        if !msg.refresh {
+            if let Some(r) = self.routes.get(&msg.topic) {
+                let r = r.clone();
+                return Box::pin(fut::ready(Ok(r)));
+            }
+        }
+        let topic = msg.topic.clone();
+        let fut = fetch_route(
+            self.namesrvs.clone(),
+            self.preferred_namesrv,
+            msg.topic,
+            self.config.namesrv_timeout,
+        );
+        Box::pin(fut.into_actor(self).map(move |(r, idx), act, _| {
+            if let Some(i) = idx {
+                act.preferred_namesrv = i;
+            }
+            if let Ok(route) = &r {
+                act.routes.insert(topic, route.clone());
+            }
+            r
+        }))
+    }
+}
+
+impl Handler<GetLink> for ClientInstance {
+    type Result = Addr<RemoteLink>;
+
+    fn handle(&mut self, msg: GetLink, ctx: &mut Self::Context) -> Self::Result {
+        self.link(&msg.0, ctx)
+    }
+}
+
+impl Handler<GetClientId> for ClientInstance {
+    type Result = String;
+
+    fn handle(&mut self, _: GetClientId, _: &mut Self::Context) -> String {
+        self.client_id.clone()
+    }
+}
+
+impl Handler<RegisterProducer> for ClientInstance {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterProducer, _: &mut Self::Context) {
+        self.producer_groups.insert(msg.0);
+    }
+}
+
+impl Handler<RegisterConsumer> for ClientInstance {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterConsumer, _: &mut Self::Context) {
+        self.consumers
+            .insert(msg.data.group_name.clone(), (msg.data, msg.rebalance));
+    }
+}
+
+impl Handler<UnregisterConsumer> for ClientInstance {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: UnregisterConsumer, ctx: &mut Self::Context) -> Self::Result {
+        self.consumers.remove(&msg.0);
+        let header = crate::protocol::group::UnregisterClientRequestHeader {
+            client_id: self.client_id.clone(),
+            producer_group: None,
+            consumer_group: Some(msg.0),
+        };
+        let targets: Vec<_> = self
+            .brokers_in_use()
+            .into_iter()
+            .map(|a| {
+                let l = self.link(&a, ctx);
+                (a, l)
+            })
+            .collect();
+        Box::pin(
+            async move {
+                for (addr, link) in targets {
+                    if let Ok(f) =
+                        Frame::request(RequestCode::UnregisterClient, 0, &header, Bytes::new())
+                    {
+                        let _ = remote_link::call(&link, &addr, f, Duration::from_secs(3)).await;
+                    }
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<HeartbeatNow> for ClientInstance {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: HeartbeatNow, ctx: &mut Self::Context) -> Self::Result {
+        Box::pin(self.heartbeat(ctx).into_actor(self))
+    }
+}
+
+impl Handler<PeerRequest> for ClientInstance {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerRequest, _: &mut Self::Context) {
+        if msg.frame.request_code() != Some(RequestCode::NotifyConsumerIdsChanged) {
+            return;
+        }
+        let Ok(h) = msg
+            .frame
+            .decode_header::<NotifyConsumerIdsChangedRequestHeader>()
+        else {
+            return;
+        };
+        if let Some((_, r)) = self.consumers.get(&h.consumer_group) {
+            r.do_send(RebalanceNow);
+        }
+    }
+}

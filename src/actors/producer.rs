@@ -1,0 +1,666 @@
+//! Producer actor: sends messages for one producer group.
+//!
+//! Owns the publish view of each topic (its writable queues on master brokers), the
+//! round-robin position, and the list of brokers that failed recently (latency fault
+//! tolerance: a broker that failed is avoided for `not_available_duration`). Four send modes:
+//! synchronous ([`Producer::send`]: the reply is the broker's SendResult), asynchronous
+//! ([`Producer::send_async`]: a callback fires exactly once), one-way
+//! ([`Producer::send_oneway`]: nothing is asked of the broker) and ordered
+//! ([`Producer::send_orderly`]: one sharding key always lands in the same queue), plus
+//! [`Producer::send_batch`]. A failed send is retried on another broker up to
+//! `retry_times_when_send_failed` times within `send_msg_timeout`.
+//!
+//! Sends run concurrently: the actor only hands out a plan and records failures, it never
+//! waits on the network inside a handler. Supervised: a restart keeps routes and faults.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::actors::broker::AUTO_CREATE_TOPIC_KEY;
+use crate::actors::client_instance::{ClientInstance, GetLink, GetRoute, RegisterProducer};
+use crate::actors::remote_link::{self, RemoteLink};
+use crate::client::{ClientError, Message, SendResult, SendStatus};
+use crate::protocol::batch::{encode_batch, BatchEntry};
+use crate::protocol::message::{SendMessageRequestHeader, SendMessageResponseHeader};
+use crate::protocol::route::TopicRouteData;
+use crate::protocol::topic::is_writeable;
+use crate::protocol::{Frame, MessageQueue, RequestCode, ResponseCode};
+
+/// Producer settings (RocketMQ's names and defaults).
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Producer group.
+    pub producer_group: String,
+    /// Overall time budget of one send, retries included.
+    pub send_msg_timeout: Duration,
+    /// Extra attempts on other brokers after a failure.
+    pub retry_times_when_send_failed: u32,
+    /// Largest body accepted (checked before sending).
+    pub max_message_size: usize,
+    /// How long a broker that failed is avoided.
+    pub not_available_duration: Duration,
+    /// How long a topic's publish view is trusted before asking for its route again.
+    pub route_ttl: Duration,
+}
+
+impl ProducerConfig {
+    /// Defaults for a group.
+    pub fn new(group: impl Into<String>) -> Self {
+        ProducerConfig {
+            producer_group: group.into(),
+            send_msg_timeout: Duration::from_secs(3),
+            retry_times_when_send_failed: 2,
+            max_message_size: 4 * 1024 * 1024,
+            not_available_duration: Duration::from_secs(10),
+            route_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A writable queue and the master that owns it.
+#[derive(Debug, Clone)]
+struct Target {
+    queue: MessageQueue,
+    broker_addr: String,
+}
+
+#[derive(Debug, Clone)]
+struct PublishInfo {
+    targets: Vec<Target>,
+    fetched: Instant,
+}
+
+fn publish_info(route: &TopicRouteData, topic: &str, cap_queues: Option<i32>) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for q in route.queue_datas.iter().filter(|q| is_writeable(q.perm)) {
+        let Some(addr) = route
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == q.broker_name)
+            .and_then(|b| b.master_addr())
+        else {
+            continue;
+        };
+        let n = cap_queues.map_or(q.write_queue_nums, |c| q.write_queue_nums.min(c));
+        for id in 0..n.max(0) {
+            targets.push(Target {
+                queue: MessageQueue {
+                    topic: topic.to_owned(),
+                    broker_name: q.broker_name.clone(),
+                    queue_id: id,
+                },
+                broker_addr: addr.to_owned(),
+            });
+        }
+    }
+    targets.sort_by(|a, b| a.queue.cmp(&b.queue));
+    targets
+}
+
+/// How a send picks its queue.
+#[derive(Debug, Clone)]
+enum Placement {
+    RoundRobin,
+    ShardingKey(String),
+    Queue(MessageQueue),
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<SendResult, ClientError>")]
+struct SendOne {
+    msg: Message,
+    placement: Placement,
+    oneway: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<SendResult, ClientError>")]
+struct SendMany(Vec<Message>);
+
+/// One request's worth of message data, ready to send.
+struct Outgoing {
+    topic: String,
+    body: Bytes,
+    batch: bool,
+    flag: i32,
+    properties: String,
+    unique_id: String,
+}
+
+/// State shared between the actor and the send futures it starts.
+struct Shared {
+    config: ProducerConfig,
+    client: Addr<ClientInstance>,
+    routes: Mutex<HashMap<String, PublishInfo>>,
+    faults: Mutex<HashMap<String, Instant>>,
+    links: Mutex<HashMap<String, Addr<RemoteLink>>>,
+    next: AtomicU64,
+    uniq_prefix: String,
+    uniq_counter: AtomicU64,
+}
+
+/// The producer actor.
+pub struct ProducerActor {
+    shared: Arc<Shared>,
+}
+
+impl Actor for ProducerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64 * 1024);
+        self.shared
+            .client
+            .do_send(RegisterProducer(self.shared.config.producer_group.clone()));
+    }
+}
+
+impl Supervised for ProducerActor {}
+
+/// Handle to a producer; cheap to clone.
+#[derive(Clone)]
+pub struct Producer {
+    addr: Addr<ProducerActor>,
+}
+
+impl Producer {
+    /// Starts a producer on a client instance.
+    pub fn start(client: Addr<ClientInstance>, config: ProducerConfig) -> Producer {
+        let uniq_prefix = uuid::Uuid::new_v4().simple().to_string()[..20].to_uppercase();
+        let shared = Arc::new(Shared {
+            config,
+            client,
+            routes: Mutex::new(HashMap::new()),
+            faults: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+            uniq_prefix,
+            uniq_counter: AtomicU64::new(0),
+        });
+        let addr = Supervisor::start(move |_| ProducerActor { shared });
+        Producer { addr }
+    }
+
+    async fn ask<M>(&self, m: M) -> Result<SendResult, ClientError>
+    where
+        M: actix::Message<Result = Result<SendResult, ClientError>> + Send + 'static,
+        ProducerActor: Handler<M>,
+    {
+        self.addr
+            .send(m)
+            .await
+            .unwrap_or(Err(ClientError::Shutdown))
+    }
+
+    /// Synchronous send: resolves once the broker stored the message.
+    pub async fn send(&self, msg: Message) -> Result<SendResult, ClientError> {
+        self.ask(SendOne {
+            msg,
+            placement: Placement::RoundRobin,
+            oneway: false,
+        })
+        .await
+    }
+
+    /// Asynchronous send: returns at once; `callback` is called exactly once with the outcome.
+    pub fn send_async(
+        &self,
+        msg: Message,
+        callback: impl FnOnce(Result<SendResult, ClientError>) + Send + 'static,
+    ) {
+        let me = self.clone();
+        actix::spawn(async move { callback(me.send(msg).await) });
+    }
+
+    /// One-way send: nothing is asked of the broker, so delivery is not confirmed. Fails
+    /// only if no broker link could take the frame.
+    pub async fn send_oneway(&self, msg: Message) -> Result<(), ClientError> {
+        self.ask(SendOne {
+            msg,
+            placement: Placement::RoundRobin,
+            oneway: true,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Ordered send: every message with the same `sharding_key` goes to the same queue, so
+    /// an orderly consumer sees them in send order. Not retried on another queue.
+    pub async fn send_orderly(
+        &self,
+        msg: Message,
+        sharding_key: impl Into<String>,
+    ) -> Result<SendResult, ClientError> {
+        self.ask(SendOne {
+            msg,
+            placement: Placement::ShardingKey(sharding_key.into()),
+            oneway: false,
+        })
+        .await
+    }
+
+    /// Sends to one chosen queue (a `MessageQueueSelector`'s answer).
+    pub async fn send_to_queue(
+        &self,
+        msg: Message,
+        queue: MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        self.ask(SendOne {
+            msg,
+            placement: Placement::Queue(queue),
+            oneway: false,
+        })
+        .await
+    }
+
+    /// Sends several messages of one topic as one request; they get consecutive offsets in
+    /// one queue. The result names the first; its `msg_id` lists all, comma-separated.
+    pub async fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult, ClientError> {
+        self.ask(SendMany(msgs)).await
+    }
+
+    /// The writable queues of a topic (for selectors).
+    pub async fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>, ClientError> {
+        let shared = self
+            .addr
+            .send(GetShared)
+            .await
+            .map_err(|_| ClientError::Shutdown)?;
+        Ok(shared
+            .publish(topic, false)
+            .await?
+            .into_iter()
+            .map(|t| t.queue)
+            .collect())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Arc<Shared>")]
+struct GetShared;
+
+impl Handler<GetShared> for ProducerActor {
+    type Result = MessageResult<GetShared>;
+    fn handle(&mut self, _: GetShared, _: &mut Self::Context) -> Self::Result {
+        MessageResult(Arc::clone(&self.shared))
+    }
+}
+
+fn validate(msg: &Message, max: usize) -> Result<(), ClientError> {
+    crate::actors::broker::topic_table::validate_topic_name(&msg.topic)
+        .map_err(ClientError::MessageIllegal)?;
+    if msg.body.is_empty() {
+        return Err(ClientError::MessageIllegal(format!(
+            "message to '{}' has an empty body",
+            msg.topic
+        )));
+    }
+    if msg.body.len() > max {
+        return Err(ClientError::MessageTooLarge {
+            size: msg.body.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Shared {
+    fn unique_id(&self) -> String {
+        let n = self.uniq_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}{:012X}", self.uniq_prefix, n & 0xFFFF_FFFF_FFFF)
+    }
+
+    async fn publish(&self, topic: &str, refresh: bool) -> Result<Vec<Target>, ClientError> {
+        if !refresh {
+            if let Some(p) = self.routes.lock().get(topic) {
+                if p.fetched.elapsed() < self.config.route_ttl && !p.targets.is_empty() {
+                    return Ok(p.targets.clone());
+                }
+            }
+        }
+        let get = |t: &str| GetRoute {
+            topic: t.to_owned(),
+            refresh: true,
+        };
+        let targets = match self
+            .client
+            .send(get(topic))
+            .await
+            .map_err(|_| ClientError::Shutdown)?
+        {
+            Ok(route) => publish_info(&route, topic, None),
+            // No route yet: send where brokers create topics on first use.
+            Err(ClientError::NoRoute { .. }) => match self
+                .client
+                .send(get(AUTO_CREATE_TOPIC_KEY))
+                .await
+                .map_err(|_| ClientError::Shutdown)?
+            {
+                Ok(route) => publish_info(&route, topic, Some(4)),
+                Err(_) => {
+                    return Err(ClientError::NoRoute {
+                        topic: topic.to_owned(),
+                    })
+                }
+            },
+            Err(e) => return Err(e),
+        };
+        if targets.is_empty() {
+            return Err(ClientError::NoRoute {
+                topic: topic.to_owned(),
+            });
+        }
+        self.routes.lock().insert(
+            topic.to_owned(),
+            PublishInfo {
+                targets: targets.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Ok(targets)
+    }
+
+    async fn link(&self, addr: &str) -> Result<Addr<RemoteLink>, ClientError> {
+        if let Some(l) = self.links.lock().get(addr) {
+            return Ok(l.clone());
+        }
+        let l = self
+            .client
+            .send(GetLink(addr.to_owned()))
+            .await
+            .map_err(|_| ClientError::Shutdown)?;
+        self.links.lock().insert(addr.to_owned(), l.clone());
+        Ok(l)
+    }
+
+    fn is_faulty(&self, broker: &str) -> bool {
+        self.faults
+            .lock()
+            .get(broker)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    fn mark_faulty(&self, broker: &str) {
+        self.faults.lock().insert(
+            broker.to_owned(),
+            Instant::now() + self.config.not_available_duration,
+        );
+    }
+
+    /// Picks the queue for attempt `attempt`, avoiding brokers that failed recently and the
+    /// one the previous attempt used.
+    fn pick(
+        &self,
+        targets: &[Target],
+        placement: &Placement,
+        avoid: Option<&str>,
+    ) -> Result<Target, ClientError> {
+        match placement {
+            Placement::Queue(q) => {
+                targets
+                    .iter()
+                    .find(|t| &t.queue == q)
+                    .cloned()
+                    .ok_or_else(|| {
+                        ClientError::MessageIllegal(format!(
+                            "queue {}:{}:{} is not writable",
+                            q.topic, q.broker_name, q.queue_id
+                        ))
+                    })
+            }
+            Placement::ShardingKey(key) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut h);
+                Ok(targets[(h.finish() % targets.len() as u64) as usize].clone())
+            }
+            Placement::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+                let n = targets.len();
+                let ok = |t: &Target| {
+                    !self.is_faulty(&t.queue.broker_name)
+                        && avoid != Some(t.queue.broker_name.as_str())
+                };
+                let chosen = (0..n)
+                    .map(|i| &targets[(start + i) % n])
+                    .find(|t| ok(t))
+                    .or_else(|| {
+                        (0..n)
+                            .map(|i| &targets[(start + i) % n])
+                            .find(|t| avoid != Some(t.queue.broker_name.as_str()))
+                    })
+                    .unwrap_or(&targets[start % n]);
+                Ok(chosen.clone())
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        target: &Target,
+        header: &SendMessageRequestHeader,
+        code: RequestCode,
+        body: Bytes,
+        oneway: bool,
+        left: Duration,
+    ) -> Result<Option<SendMessageResponseHeader>, ClientError> {
+        let link = self.link(&target.broker_addr).await?;
+        if oneway {
+            let frame = Frame::oneway(code, 0, header, body)
+                .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
+            return match link.send(remote_link::Send(frame)).await {
+                Ok(Ok(())) => Ok(None),
+                Ok(Err(e)) => Err(ClientError::from_link(e)),
+                Err(_) => Err(ClientError::Shutdown),
+            };
+        }
+        let frame = Frame::request(code, 0, header, body)
+            .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
+        let answer = remote_link::call(&link, &target.broker_addr, frame, left)
+            .await
+            .map_err(ClientError::from_link)?;
+        match answer.response_code() {
+            Some(ResponseCode::Success) => {
+                answer
+                    .decode_header()
+                    .map(Some)
+                    .map_err(|e| ClientError::Broker {
+                        broker: target.broker_addr.clone(),
+                        code: "SUCCESS".into(),
+                        remark: format!("undecodable send answer: {e}"),
+                    })
+            }
+            Some(ResponseCode::MessageIllegal) => Err(ClientError::MessageIllegal(
+                answer.remark.unwrap_or_default(),
+            )),
+            Some(ResponseCode::NoPermission) => Err(ClientError::NoPermission {
+                broker: target.broker_addr.clone(),
+                topic: header.topic.clone(),
+                remark: answer.remark.unwrap_or_default(),
+            }),
+            other => Err(ClientError::Broker {
+                broker: target.broker_addr.clone(),
+                code: other
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| answer.code.to_string()),
+                remark: answer.remark.unwrap_or_default(),
+            }),
+        }
+    }
+
+    async fn send(
+        self: Arc<Self>,
+        out: Outgoing,
+        placement: Placement,
+        oneway: bool,
+    ) -> Result<SendResult, ClientError> {
+        let Outgoing {
+            topic,
+            body,
+            batch,
+            flag,
+            properties,
+            unique_id,
+        } = out;
+        let started = Instant::now();
+        let budget = self.config.send_msg_timeout;
+        let attempts = match placement {
+            Placement::RoundRobin if !oneway => 1 + self.config.retry_times_when_send_failed,
+            _ => 1,
+        };
+        let mut last: Option<ClientError> = None;
+        let mut avoid: Option<String> = None;
+        for n in 0..attempts {
+            let left = budget.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            let targets = match self.publish(&topic, n > 0).await {
+                Ok(t) => t,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let target = self.pick(&targets, &placement, avoid.as_deref())?;
+            let header = SendMessageRequestHeader {
+                producer_group: self.config.producer_group.clone(),
+                topic: topic.clone(),
+                default_topic: AUTO_CREATE_TOPIC_KEY.to_owned(),
+                default_topic_queue_nums: 4,
+                queue_id: target.queue.queue_id,
+                born_timestamp: now_ms(),
+                flag,
+                properties: properties.clone(),
+                batch,
+                ..Default::default()
+            };
+            let code = if batch {
+                RequestCode::SendBatchMessage
+            } else {
+                RequestCode::SendMessage
+            };
+            match self
+                .attempt(&target, &header, code, body.clone(), oneway, left)
+                .await
+            {
+                Ok(answer) => {
+                    let (msg_id, queue_offset) = answer
+                        .map(|a| (a.msg_id, a.queue_offset.max(0) as u64))
+                        .unwrap_or_default();
+                    return Ok(SendResult {
+                        status: SendStatus::SendOk,
+                        msg_id,
+                        unique_id,
+                        message_queue: target.queue,
+                        queue_offset,
+                    });
+                }
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(broker = %target.broker_addr, error = %e, attempt = n + 1, "send failed; trying another broker");
+                    self.mark_faulty(&target.queue.broker_name);
+                    avoid = Some(target.queue.broker_name.clone());
+                    last = Some(e);
+                }
+            }
+        }
+        Err(ClientError::Exhausted {
+            what: format!("send to topic '{topic}'"),
+            attempts,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            last: last
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "time budget spent".into()),
+        })
+    }
+}
+
+impl Handler<SendOne> for ProducerActor {
+    type Result = ResponseFuture<Result<SendResult, ClientError>>;
+
+    fn handle(&mut self, msg: SendOne, _: &mut Self::Context) -> Self::Result {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            validate(&msg.msg, shared.config.max_message_size)?;
+            let unique_id = shared.unique_id();
+            let properties = msg.msg.encoded_properties(&unique_id);
+            let Message {
+                topic, body, flag, ..
+            } = msg.msg;
+            let out = Outgoing {
+                topic,
+                body,
+                batch: false,
+                flag,
+                properties,
+                unique_id,
+            };
+            shared.send(out, msg.placement, msg.oneway).await
+        })
+    }
+}
+
+impl Handler<SendMany> for ProducerActor {
+    type Result = ResponseFuture<Result<SendResult, ClientError>>;
+
+    fn handle(&mut self, msg: SendMany, _: &mut Self::Context) -> Self::Result {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let Some(first) = msg.0.first() else {
+                return Err(ClientError::MessageIllegal("empty batch".into()));
+            };
+            let topic = first.topic.clone();
+            let mut entries = Vec::with_capacity(msg.0.len());
+            let mut total = 0;
+            let mut first_id = String::new();
+            for m in &msg.0 {
+                validate(m, shared.config.max_message_size)?;
+                if m.topic != topic {
+                    return Err(ClientError::MessageIllegal(format!(
+                        "a batch must have one topic; found '{}' and '{}'",
+                        topic, m.topic
+                    )));
+                }
+                let id = shared.unique_id();
+                if first_id.is_empty() {
+                    first_id = id.clone();
+                }
+                total += m.body.len();
+                entries.push(BatchEntry {
+                    flag: m.flag,
+                    body: m.body.clone(),
+                    properties: m.encoded_properties(&id),
+                });
+            }
+            if total > shared.config.max_message_size {
+                return Err(ClientError::MessageTooLarge {
+                    size: total,
+                    max: shared.config.max_message_size,
+                });
+            }
+            let out = Outgoing {
+                topic,
+                body: encode_batch(&entries),
+                batch: true,
+                flag: 0,
+                properties: String::new(),
+                unique_id: first_id,
+            };
+            shared.send(out, Placement::RoundRobin, false).await
+        })
+    }
+}

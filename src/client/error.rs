@@ -1,0 +1,109 @@
+//! Errors an application sees from the client. Each names the topic, broker or limit
+//! involved, so the message says what to do; nothing in the client panics on a broker's
+//! answer.
+
+use crate::actors::remote_link::LinkError;
+
+/// Why a client operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No name server knows a route for the topic (and none could be auto-created).
+    #[error("no route for topic '{topic}': create it with `mqadmin updateTopic -t {topic}` or enable auto_create_topic_enable on a broker")]
+    NoRoute {
+        /// The topic.
+        topic: String,
+    },
+    /// No name server answered.
+    #[error("no name server reachable ({addrs}): {reason}")]
+    NamesrvUnreachable {
+        /// The addresses tried.
+        addrs: String,
+        /// The last error.
+        reason: String,
+    },
+    /// A broker could not be reached or dropped the connection.
+    #[error("broker {broker} unavailable: {reason}")]
+    BrokerUnavailable {
+        /// The broker's address.
+        broker: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Every attempt failed or the overall time ran out.
+    #[error("{what} failed after {attempts} attempt(s) in {elapsed_ms} ms; last error: {last}")]
+    Exhausted {
+        /// What was attempted.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// Time spent.
+        elapsed_ms: u64,
+        /// The last attempt's error.
+        last: String,
+    },
+    /// The message breaks a rule (topic name, empty body, properties).
+    #[error("message illegal: {0}")]
+    MessageIllegal(String),
+    /// The message is larger than allowed.
+    #[error("message of {size} bytes exceeds max_message_size {max}")]
+    MessageTooLarge {
+        /// Body size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The broker refused for lack of permission.
+    #[error("broker {broker} refused: no permission on topic '{topic}': {remark}")]
+    NoPermission {
+        /// The broker.
+        broker: String,
+        /// The topic.
+        topic: String,
+        /// The broker's explanation.
+        remark: String,
+    },
+    /// The broker answered with an error code.
+    #[error("broker {broker} answered {code}: {remark}")]
+    Broker {
+        /// The broker.
+        broker: String,
+        /// The response code's name.
+        code: String,
+        /// The broker's explanation.
+        remark: String,
+    },
+    /// The client or the actor was shut down.
+    #[error("client is shut down")]
+    Shutdown,
+}
+
+impl ClientError {
+    pub(crate) fn from_link(e: LinkError) -> Self {
+        match e {
+            LinkError::Unavailable { addr, reason } => ClientError::BrokerUnavailable {
+                broker: addr,
+                reason,
+            },
+            LinkError::Lost { addr } => ClientError::BrokerUnavailable {
+                broker: addr,
+                reason: "connection lost before the answer".into(),
+            },
+            LinkError::TooLarge { size, max, .. } => ClientError::MessageTooLarge { size, max },
+            LinkError::Timeout { addr, timeout_ms } => ClientError::BrokerUnavailable {
+                broker: addr,
+                reason: format!("no answer within {timeout_ms} ms"),
+            },
+        }
+    }
+
+    /// Whether trying another broker may help.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            ClientError::MessageIllegal(_)
+                | ClientError::MessageTooLarge { .. }
+                | ClientError::Shutdown
+        )
+    }
+}

@@ -1,0 +1,156 @@
+//! Messages as applications see them, and what sends and consumption report.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::protocol::MessageQueue;
+use crate::storage::record::{encode_properties, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY};
+use crate::storage::StoredMessage;
+
+pub use crate::protocol::group::{ConsumeFromWhere, MessageModel};
+
+/// A message to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Topic.
+    pub topic: String,
+    /// Optional tag, for filtering by consumers (`TagA`).
+    pub tags: Option<String>,
+    /// Business keys, indexed by the broker for lookups.
+    pub keys: Vec<String>,
+    /// Payload.
+    pub body: Bytes,
+    /// Opaque user flag.
+    pub flag: i32,
+    /// User properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Message {
+    /// A message with a topic and body.
+    pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Message {
+            topic: topic.into(),
+            body: body.into(),
+            ..Message::default()
+        }
+    }
+
+    /// Sets the tag.
+    pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
+        self.tags = Some(tags.into());
+        self
+    }
+
+    /// Adds a business key.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.keys.push(key.into());
+        self
+    }
+
+    /// Adds a user property.
+    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// The RocketMQ properties string, with the producer's unique id.
+    pub(crate) fn encoded_properties(&self, unique_id: &str) -> String {
+        let keys = self.keys.join(" ");
+        let mut props: Vec<(&str, &str)> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(t) = &self.tags {
+            props.push((PROPERTY_TAGS, t));
+        }
+        if !keys.is_empty() {
+            props.push((PROPERTY_KEYS, &keys));
+        }
+        props.push((PROPERTY_UNIQ_KEY, unique_id));
+        encode_properties(props)
+    }
+}
+
+/// Outcome of a successful send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Stored (and flushed, under sync_flush).
+    SendOk,
+}
+
+/// What a broker said about a stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    /// Status.
+    pub status: SendStatus,
+    /// Offset message id (broker address + commit-log offset).
+    pub msg_id: String,
+    /// The producer's unique id of the message (`UNIQ_KEY`).
+    pub unique_id: String,
+    /// Where it went.
+    pub message_queue: MessageQueue,
+    /// Its offset in that queue.
+    pub queue_offset: u64,
+}
+
+/// A received message: what was sent plus where it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageExt {
+    /// The queue it came from.
+    pub queue: MessageQueue,
+    /// Its offset in that queue.
+    pub queue_offset: u64,
+    /// The stored record, decoded.
+    pub stored: StoredMessage,
+    /// How many times it was delivered before.
+    pub reconsume_times: u32,
+}
+
+impl MessageExt {
+    /// The body.
+    pub fn body(&self) -> &Bytes {
+        &self.stored.body
+    }
+
+    /// The tag, if any.
+    pub fn tags(&self) -> Option<&str> {
+        self.stored.property(PROPERTY_TAGS)
+    }
+
+    /// The business keys.
+    pub fn keys(&self) -> Vec<&str> {
+        self.stored.keys().collect()
+    }
+
+    /// One user property.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.stored.property(name)
+    }
+
+    /// The producer's unique id.
+    pub fn unique_id(&self) -> Option<&str> {
+        self.stored.property(PROPERTY_UNIQ_KEY)
+    }
+
+    /// When the broker stored it (ms since the epoch).
+    pub fn store_timestamp(&self) -> i64 {
+        self.stored.store_timestamp
+    }
+
+    /// When the producer created it (ms since the epoch).
+    pub fn born_timestamp(&self) -> i64 {
+        self.stored.born_timestamp
+    }
+}
+
+/// A message handler's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumeResult {
+    /// Done: the offset may move past these messages.
+    Success,
+    /// Deliver these messages again later.
+    ReconsumeLater,
+}
