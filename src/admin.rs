@@ -235,6 +235,24 @@ impl AdminClient {
         Self::body(broker, &f)
     }
 
+    /// A consumer group's progress on one broker: per queue, the broker's max offset and the
+    /// group's committed offset.
+    pub async fn consume_stats(
+        &mut self,
+        broker: &str,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<crate::protocol::topic::ConsumeStats, AdminError> {
+        let header = crate::protocol::topic::GetConsumeStatsRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: topic.map(str::to_owned),
+        };
+        let f = self
+            .call_ok(broker, RequestCode::GetConsumeStats, &header, Bytes::new())
+            .await?;
+        Self::body(broker, &f)
+    }
+
     /// Sends one message (synchronously: returns once the broker stored it).
     pub async fn send(
         &mut self,

@@ -4,8 +4,14 @@
 
 /// Logs through `tracing` to stderr; `RUST_LOG` picks the level (default `info`).
 pub fn init_tracing() {
+    init_tracing_with_default("info");
+}
+
+/// Like [`init_tracing`] with another default level (examples use `warn` to keep their own
+/// output readable).
+pub fn init_tracing_with_default(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -19,3 +19,14 @@ pub mod client;
 pub mod config;
 pub mod protocol;
 pub mod storage;
+
+pub use actors::client_instance::{ClientConfig, ClientInstance};
+pub use actors::producer::{Producer, ProducerConfig};
+pub use actors::push_consumer::{
+    ConsumeMessages, MessageListener, PushConsumer, PushConsumerConfig,
+};
+pub use client::{
+    ClientError, ConsumeFromWhere, ConsumeResult, Message, MessageExt, MessageModel, SendResult,
+    SendStatus,
+};
+pub use protocol::MessageQueue;

@@ -1,0 +1,389 @@
+//! Requests every consumer makes, as plain async functions over a [`ClientInstance`]:
+//! finding a queue's broker, reading and committing offsets, pulling, listing a group's
+//! members and a topic's queues, and the local offset file of broadcasting consumers.
+//!
+//! No state of its own; the consumer actors own what these functions read and write.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::Addr;
+use bytes::Bytes;
+
+use crate::actors::client_instance::{ClientInstance, GetLink, GetRoute};
+use crate::actors::remote_link::{self, RemoteLink};
+use crate::admin::decode_records;
+use crate::client::{ClientError, ConsumeFromWhere, MessageExt};
+use crate::protocol::group::{
+    GetConsumerListByGroupRequestHeader, GetConsumerListByGroupResponseBody,
+};
+use crate::protocol::message::{
+    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, OffsetResponseHeader,
+    PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
+    SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader, PULL_FLAG_SUBSCRIPTION,
+    PULL_FLAG_SUSPEND,
+};
+use crate::protocol::topic::is_readable;
+use crate::protocol::{Frame, MessageQueue, RequestCode, ResponseCode};
+
+/// How long one plain request to a broker may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A broker address and the link to it.
+pub type BrokerLink = (String, Addr<RemoteLink>);
+
+/// The master broker serving `mq` and the link to it.
+pub async fn broker_for(
+    client: &Addr<ClientInstance>,
+    mq: &MessageQueue,
+) -> Result<BrokerLink, ClientError> {
+    let route = client
+        .send(GetRoute {
+            topic: mq.topic.clone(),
+            refresh: false,
+        })
+        .await
+        .map_err(|_| ClientError::Shutdown)??;
+    let addr = route
+        .broker_datas
+        .iter()
+        .find(|b| b.broker_name == mq.broker_name)
+        .and_then(|b| b.master_addr())
+        .ok_or_else(|| ClientError::BrokerUnavailable {
+            broker: mq.broker_name.clone(),
+            reason: format!(
+                "no master of {} in the route of '{}'",
+                mq.broker_name, mq.topic
+            ),
+        })?
+        .to_owned();
+    let link = client
+        .send(GetLink(addr.clone()))
+        .await
+        .map_err(|_| ClientError::Shutdown)?;
+    Ok((addr, link))
+}
+
+/// The readable queues of a topic, sorted.
+pub async fn read_queues(
+    client: &Addr<ClientInstance>,
+    topic: &str,
+    refresh: bool,
+) -> Result<Vec<MessageQueue>, ClientError> {
+    let route = client
+        .send(GetRoute {
+            topic: topic.to_owned(),
+            refresh,
+        })
+        .await
+        .map_err(|_| ClientError::Shutdown)??;
+    let mut out = Vec::new();
+    for q in route.queue_datas.iter().filter(|q| is_readable(q.perm)) {
+        for id in 0..q.read_queue_nums.max(0) {
+            out.push(MessageQueue {
+                topic: topic.to_owned(),
+                broker_name: q.broker_name.clone(),
+                queue_id: id,
+            });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+async fn request<H: serde::Serialize>(
+    link: &BrokerLink,
+    code: RequestCode,
+    header: &H,
+    timeout: Duration,
+) -> Result<Frame, ClientError> {
+    let frame = Frame::request(code, 0, header, Bytes::new())
+        .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
+    remote_link::call(&link.1, &link.0, frame, timeout)
+        .await
+        .map_err(ClientError::from_link)
+}
+
+fn refused(link: &BrokerLink, f: &Frame) -> ClientError {
+    ClientError::Broker {
+        broker: link.0.clone(),
+        code: f
+            .response_code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| f.code.to_string()),
+        remark: f.remark.clone().unwrap_or_default(),
+    }
+}
+
+fn offset_of(link: &BrokerLink, f: &Frame) -> Result<u64, ClientError> {
+    if f.response_code() != Some(ResponseCode::Success) {
+        return Err(refused(link, f));
+    }
+    f.decode_header::<OffsetResponseHeader>()
+        .map(|h| h.offset.max(0) as u64)
+        .map_err(|e| ClientError::Broker {
+            broker: link.0.clone(),
+            code: "SUCCESS".into(),
+            remark: e.to_string(),
+        })
+}
+
+/// The group's committed offset of `mq`, `None` if it never committed.
+pub async fn query_offset(
+    link: &BrokerLink,
+    group: &str,
+    mq: &MessageQueue,
+) -> Result<Option<u64>, ClientError> {
+    let h = QueryConsumerOffsetRequestHeader {
+        consumer_group: group.to_owned(),
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        // Our consumers apply consume_from_where themselves, deterministically.
+        set_zero_if_not_found: Some(false),
+    };
+    let f = request(link, RequestCode::QueryConsumerOffset, &h, REQUEST_TIMEOUT).await?;
+    if f.response_code() == Some(ResponseCode::QueryNotFound) {
+        return Ok(None);
+    }
+    offset_of(link, &f).map(Some)
+}
+
+/// Commits the group's offset of `mq` and waits for the broker to take it.
+pub async fn commit_offset(
+    link: &BrokerLink,
+    group: &str,
+    mq: &MessageQueue,
+    offset: u64,
+) -> Result<(), ClientError> {
+    let h = UpdateConsumerOffsetRequestHeader {
+        consumer_group: group.to_owned(),
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        commit_offset: offset as i64,
+    };
+    let f = request(link, RequestCode::UpdateConsumerOffset, &h, REQUEST_TIMEOUT).await?;
+    if f.response_code() == Some(ResponseCode::Success) {
+        Ok(())
+    } else {
+        Err(refused(link, &f))
+    }
+}
+
+/// Where a consumer with no committed offset starts.
+pub async fn initial_offset(
+    link: &BrokerLink,
+    mq: &MessageQueue,
+    from: ConsumeFromWhere,
+    timestamp: i64,
+) -> Result<u64, ClientError> {
+    let f = match from {
+        ConsumeFromWhere::LastOffset => {
+            let h = GetMaxOffsetRequestHeader {
+                topic: mq.topic.clone(),
+                queue_id: mq.queue_id,
+                committed: false,
+            };
+            request(link, RequestCode::GetMaxOffset, &h, REQUEST_TIMEOUT).await?
+        }
+        ConsumeFromWhere::FirstOffset => {
+            let h = GetMinOffsetRequestHeader {
+                topic: mq.topic.clone(),
+                queue_id: mq.queue_id,
+            };
+            request(link, RequestCode::GetMinOffset, &h, REQUEST_TIMEOUT).await?
+        }
+        ConsumeFromWhere::Timestamp => {
+            let h = SearchOffsetRequestHeader {
+                topic: mq.topic.clone(),
+                queue_id: mq.queue_id,
+                timestamp,
+                ..Default::default()
+            };
+            request(
+                link,
+                RequestCode::SearchOffsetByTimestamp,
+                &h,
+                REQUEST_TIMEOUT,
+            )
+            .await?
+        }
+    };
+    offset_of(link, &f)
+}
+
+/// Result of one pull.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The broker's code (success, not found, retry, offset moved).
+    pub code: ResponseCode,
+    /// Offsets from the answer.
+    pub header: PullMessageResponseHeader,
+    /// Messages (success only), not yet filtered by exact tag.
+    pub messages: Vec<MessageExt>,
+}
+
+/// Pulls from `mq`; with `suspend` the broker may hold the request until a message lands.
+pub async fn pull(
+    link: &BrokerLink,
+    group: &str,
+    mq: &MessageQueue,
+    offset: u64,
+    max: i32,
+    expression: &str,
+    suspend: Option<Duration>,
+) -> Result<Pulled, ClientError> {
+    let mut sys_flag = PULL_FLAG_SUBSCRIPTION;
+    if suspend.is_some() {
+        sys_flag |= PULL_FLAG_SUSPEND;
+    }
+    let h = PullMessageRequestHeader {
+        consumer_group: group.to_owned(),
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        queue_offset: offset as i64,
+        max_msg_nums: max,
+        sys_flag,
+        suspend_timeout_millis: suspend.map(|d| d.as_millis() as i64).unwrap_or(0),
+        subscription: Some(expression.to_owned()),
+        expression_type: Some("TAG".into()),
+        ..Default::default()
+    };
+    let timeout = suspend.unwrap_or_default() + Duration::from_secs(10);
+    let f = request(link, RequestCode::PullMessage, &h, timeout).await?;
+    let code = f.response_code().unwrap_or(ResponseCode::SystemError);
+    match code {
+        ResponseCode::Success
+        | ResponseCode::PullNotFound
+        | ResponseCode::PullRetryImmediately
+        | ResponseCode::PullOffsetMoved => {
+            let header: PullMessageResponseHeader =
+                f.decode_header().map_err(|e| ClientError::Broker {
+                    broker: link.0.clone(),
+                    code: code.to_string(),
+                    remark: e.to_string(),
+                })?;
+            let messages = if code == ResponseCode::Success {
+                decode_records(&f.body)
+                    .map_err(|e| ClientError::Broker {
+                        broker: link.0.clone(),
+                        code: code.to_string(),
+                        remark: e,
+                    })?
+                    .into_iter()
+                    .map(|stored| MessageExt {
+                        queue: mq.clone(),
+                        queue_offset: stored.queue_offset,
+                        reconsume_times: stored.reconsume_times.max(0) as u32,
+                        stored,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok(Pulled {
+                code,
+                header,
+                messages,
+            })
+        }
+        _ => Err(refused(link, &f)),
+    }
+}
+
+/// The ids of a group's members, sorted, as one broker serving `topic` knows them.
+pub async fn consumer_ids(
+    client: &Addr<ClientInstance>,
+    group: &str,
+    topic: &str,
+) -> Result<Vec<String>, ClientError> {
+    let queues = read_queues(client, topic, false).await?;
+    let mut last = ClientError::NoRoute {
+        topic: topic.to_owned(),
+    };
+    let mut brokers: Vec<&str> = queues.iter().map(|q| q.broker_name.as_str()).collect();
+    brokers.dedup();
+    for b in brokers {
+        let mq = MessageQueue {
+            topic: topic.to_owned(),
+            broker_name: b.to_owned(),
+            queue_id: 0,
+        };
+        let link = match broker_for(client, &mq).await {
+            Ok(l) => l,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let h = GetConsumerListByGroupRequestHeader {
+            consumer_group: group.to_owned(),
+        };
+        match request(
+            &link,
+            RequestCode::GetConsumerListByGroup,
+            &h,
+            REQUEST_TIMEOUT,
+        )
+        .await
+        {
+            Ok(f) if f.response_code() == Some(ResponseCode::Success) => {
+                if let Ok(body) = f.decode_body::<GetConsumerListByGroupResponseBody>() {
+                    let mut ids = body.consumer_id_list;
+                    ids.sort();
+                    return Ok(ids);
+                }
+            }
+            Ok(f) => last = refused(&link, &f),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Offsets of a broadcasting consumer, kept in a local file (the broker keeps none).
+#[derive(Debug, Clone)]
+pub struct LocalOffsets {
+    path: PathBuf,
+}
+
+fn key(mq: &MessageQueue) -> String {
+    format!("{}@{}@{}", mq.topic, mq.broker_name, mq.queue_id)
+}
+
+impl LocalOffsets {
+    /// The offsets file of `group` for this client instance under `dir`.
+    pub fn new(dir: PathBuf, instance: &str, group: &str) -> Self {
+        LocalOffsets {
+            path: dir.join(instance).join(format!("{group}.toml")),
+        }
+    }
+
+    /// Everything stored.
+    pub fn load(&self) -> BTreeMap<String, u64> {
+        std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// One queue's offset.
+    pub fn get(&self, mq: &MessageQueue) -> Option<u64> {
+        self.load().get(&key(mq)).copied()
+    }
+
+    /// Merges and saves offsets.
+    pub fn save(&self, offsets: &BTreeMap<MessageQueue, u64>) -> Result<(), ClientError> {
+        let mut all = self.load();
+        for (mq, o) in offsets {
+            all.insert(key(mq), *o);
+        }
+        let text = toml::to_string(&all).map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
+        crate::actors::broker::topic_table::write_atomically(&self.path, text.as_bytes()).map_err(
+            |e| ClientError::BrokerUnavailable {
+                broker: "local offset store".into(),
+                reason: e.to_string(),
+            },
+        )
+    }
+}

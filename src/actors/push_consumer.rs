@@ -1,0 +1,553 @@
+//! PushConsumer actor: the library pulls, the application's listener consumes.
+//!
+//! Owns a consumer's subscriptions, its [`Rebalancer`], one [`QueuePuller`] per owned queue,
+//! and the table of consume offsets its pullers report. Offsets are committed every
+//! `persist_consumer_offset_interval`, when a queue is given away (before it is dropped, so
+//! the next owner starts where this one stopped), and at shutdown: to the broker in
+//! clustering mode, to a local file in broadcasting mode. A new queue starts from the
+//! committed offset, or from `consume_from_where` when there is none.
+//!
+//! Supervised: a restart keeps its pullers and offsets (they live in the struct).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+
+use crate::actors::client_instance::{
+    ClientInstance, GetClientId, GetRoute, HeartbeatNow, RebalanceNow, RegisterConsumer,
+    UnregisterConsumer,
+};
+use crate::actors::consumer_support::{self, LocalOffsets};
+use crate::actors::queue_puller::{ListenerFn, Progress, PullerSettings, QueuePuller, StopPulling};
+use crate::actors::rebalancer::allocate::{AllocateAveragely, AllocateStrategy};
+use crate::actors::rebalancer::{Assign, Rebalancer, StopRebalancer};
+use crate::client::{ClientError, ConsumeFromWhere, ConsumeResult, MessageExt, MessageModel};
+use crate::protocol::group::{ConsumeType, ConsumerData, SubscriptionData};
+use crate::protocol::MessageQueue;
+use crate::storage::record::tag_hash;
+
+/// A batch of messages for an actor-based listener.
+#[derive(Message)]
+#[rtype(result = "ConsumeResult")]
+pub struct ConsumeMessages(pub Vec<MessageExt>);
+
+/// What consumes messages: a function or an actor.
+#[derive(Clone)]
+pub struct MessageListener(ListenerFn);
+
+impl MessageListener {
+    /// A plain function, called on the consumer's thread; keep it quick (hand long work to
+    /// an actor and use [`MessageListener::actor`]).
+    pub fn from_fn(f: impl Fn(&[MessageExt]) -> ConsumeResult + Send + Sync + 'static) -> Self {
+        let f = Arc::new(f);
+        MessageListener(Arc::new(move |msgs| {
+            let r = f(&msgs);
+            Box::pin(async move { r }) as BoxFuture<'static, ConsumeResult>
+        }))
+    }
+
+    /// An actor that handles [`ConsumeMessages`]; a dead actor means "reconsume later".
+    pub fn actor(recipient: Recipient<ConsumeMessages>) -> Self {
+        MessageListener(Arc::new(move |msgs| {
+            let r = recipient.clone();
+            Box::pin(async move {
+                r.send(ConsumeMessages(msgs))
+                    .await
+                    .unwrap_or(ConsumeResult::ReconsumeLater)
+            })
+        }))
+    }
+}
+
+/// Push-consumer settings (RocketMQ's names and defaults).
+#[derive(Clone)]
+pub struct PushConsumerConfig {
+    /// Consumer group.
+    pub consumer_group: String,
+    /// Topic → subscription expression (`*`, `TagA || TagB`).
+    pub subscriptions: BTreeMap<String, String>,
+    /// Clustering (queues shared out) or broadcasting (every member gets everything).
+    pub message_model: MessageModel,
+    /// Where a group with no committed offset starts.
+    pub consume_from_where: ConsumeFromWhere,
+    /// With [`ConsumeFromWhere::Timestamp`]: ms since the epoch.
+    pub consume_timestamp: i64,
+    /// One batch at a time per queue, in queue order.
+    pub orderly: bool,
+    /// Messages per listener call.
+    pub consume_message_batch_max_size: usize,
+    /// Messages per pull.
+    pub pull_batch_size: i32,
+    /// Stop pulling a queue while this many of its messages wait.
+    pub pull_threshold_for_queue: usize,
+    /// How often offsets are committed.
+    pub persist_consumer_offset_interval: Duration,
+    /// How often the rebalance runs without a change notice.
+    pub rebalance_interval: Duration,
+    /// Wait before redelivering a batch answered `ReconsumeLater`.
+    pub reconsume_delay: Duration,
+    /// How long a broker may hold a pull.
+    pub pull_suspend: Duration,
+    /// Folder of broadcasting consumers' offset files.
+    pub offset_store_dir: PathBuf,
+    /// How queues are shared out.
+    pub allocate_strategy: Arc<dyn AllocateStrategy>,
+}
+
+impl PushConsumerConfig {
+    /// Defaults for a group.
+    pub fn new(group: impl Into<String>) -> Self {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        PushConsumerConfig {
+            consumer_group: group.into(),
+            subscriptions: BTreeMap::new(),
+            message_model: MessageModel::Clustering,
+            consume_from_where: ConsumeFromWhere::LastOffset,
+            consume_timestamp: 0,
+            orderly: false,
+            consume_message_batch_max_size: 1,
+            pull_batch_size: 32,
+            pull_threshold_for_queue: 1000,
+            persist_consumer_offset_interval: Duration::from_secs(5),
+            rebalance_interval: Duration::from_secs(20),
+            reconsume_delay: Duration::from_secs(1),
+            pull_suspend: Duration::from_secs(15),
+            offset_store_dir: home.join(".actimq").join("offsets"),
+            allocate_strategy: Arc::new(AllocateAveragely),
+        }
+    }
+
+    /// Adds a subscription.
+    pub fn subscribe(mut self, topic: impl Into<String>, expression: impl Into<String>) -> Self {
+        self.subscriptions.insert(topic.into(), expression.into());
+        self
+    }
+}
+
+fn tags_of(expression: &str) -> BTreeSet<String> {
+    let e = expression.trim();
+    if e.is_empty() || e == "*" {
+        return BTreeSet::new();
+    }
+    e.split("||")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+struct Owned {
+    puller: Addr<QueuePuller>,
+}
+
+/// The push consumer actor.
+pub struct PushConsumerActor {
+    client: Addr<ClientInstance>,
+    config: PushConsumerConfig,
+    client_id: String,
+    listener: ListenerFn,
+    owned: HashMap<MessageQueue, Owned>,
+    offsets: BTreeMap<MessageQueue, u64>,
+    committed: BTreeMap<MessageQueue, u64>,
+    rebalancer: Option<Addr<Rebalancer>>,
+    local: Option<LocalOffsets>,
+    stopping: bool,
+}
+
+/// Handle to a running push consumer.
+#[derive(Clone)]
+pub struct PushConsumer {
+    addr: Addr<PushConsumerActor>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<MessageQueue>")]
+struct GetAssignment;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Shutdown;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SetRebalancer(Addr<Rebalancer>);
+
+impl PushConsumer {
+    /// Starts consuming. Topics that have no route yet are picked up by a later rebalance.
+    pub async fn start(
+        client: Addr<ClientInstance>,
+        config: PushConsumerConfig,
+        listener: MessageListener,
+    ) -> Result<PushConsumer, ClientError> {
+        if config.subscriptions.is_empty() {
+            return Err(ClientError::MessageIllegal(format!(
+                "consumer group '{}' subscribes to nothing",
+                config.consumer_group
+            )));
+        }
+        crate::actors::broker::topic_table::validate_topic_name(&config.consumer_group).map_err(
+            |e| ClientError::MessageIllegal(e.replace("topic name", "consumer group name")),
+        )?;
+        let client_id = client
+            .send(GetClientId)
+            .await
+            .map_err(|_| ClientError::Shutdown)?;
+        for topic in config.subscriptions.keys() {
+            if let Ok(Err(e)) = client
+                .send(GetRoute {
+                    topic: topic.clone(),
+                    refresh: true,
+                })
+                .await
+            {
+                tracing::warn!(%topic, error = %e, "consumer starts without a route; will retry");
+            }
+        }
+        let data = ConsumerData {
+            group_name: config.consumer_group.clone(),
+            consume_type: ConsumeType::ConsumePassively,
+            message_model: config.message_model,
+            consume_from_where: config.consume_from_where,
+            subscription_data_set: config
+                .subscriptions
+                .iter()
+                .map(|(topic, expr)| {
+                    let tags = tags_of(expr);
+                    SubscriptionData {
+                        topic: topic.clone(),
+                        sub_string: expr.clone(),
+                        code_set: tags.iter().map(|t| tag_hash(t) as i32).collect(),
+                        tags_set: tags,
+                        sub_version: 0,
+                        expression_type: "TAG".into(),
+                    }
+                })
+                .collect(),
+        };
+        let local = (config.message_model == MessageModel::Broadcasting).then(|| {
+            let instance = client_id.rsplit('#').next().unwrap_or("default").to_owned();
+            LocalOffsets::new(
+                config.offset_store_dir.clone(),
+                &instance,
+                &config.consumer_group,
+            )
+        });
+        let (c2, cfg2, id2) = (client.clone(), config.clone(), client_id.clone());
+        let addr = Supervisor::start(move |_| PushConsumerActor {
+            client: c2,
+            listener: listener.0,
+            client_id: id2,
+            owned: HashMap::new(),
+            offsets: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            rebalancer: None,
+            local,
+            stopping: false,
+            config: cfg2,
+        });
+        let rebalancer = {
+            let (c, g, id, model) = (
+                client.clone(),
+                config.consumer_group.clone(),
+                client_id,
+                config.message_model,
+            );
+            let topics: Vec<String> = config.subscriptions.keys().cloned().collect();
+            let (strategy, target, every) = (
+                Arc::clone(&config.allocate_strategy),
+                addr.clone().recipient(),
+                config.rebalance_interval,
+            );
+            Supervisor::start(move |_| {
+                Rebalancer::new(c, g, id, model, topics, strategy, target, every)
+            })
+        };
+        addr.do_send(SetRebalancer(rebalancer.clone()));
+        client
+            .send(RegisterConsumer {
+                data,
+                rebalance: rebalancer.clone().recipient(),
+            })
+            .await
+            .map_err(|_| ClientError::Shutdown)?;
+        let _ = client.send(HeartbeatNow).await;
+        rebalancer.do_send(RebalanceNow);
+        Ok(PushConsumer { addr })
+    }
+
+    /// The queues this member consumes now.
+    pub async fn assignment(&self) -> Vec<MessageQueue> {
+        self.addr.send(GetAssignment).await.unwrap_or_default()
+    }
+
+    /// Stops pulling, commits every offset, and leaves the group (the others take over its
+    /// queues at once).
+    pub async fn shutdown(&self) {
+        let _ = self.addr.send(Shutdown).await;
+    }
+}
+
+impl PushConsumerActor {
+    fn settings(&self, topic: &str) -> PullerSettings {
+        let expression = self
+            .config
+            .subscriptions
+            .get(topic)
+            .cloned()
+            .unwrap_or_else(|| "*".into());
+        PullerSettings {
+            group: self.config.consumer_group.clone(),
+            tags: tags_of(&expression),
+            expression,
+            pull_batch_size: self.config.pull_batch_size,
+            consume_batch_size: self.config.consume_message_batch_max_size,
+            pull_threshold_for_queue: self.config.pull_threshold_for_queue,
+            orderly: self.config.orderly,
+            reconsume_delay: self.config.reconsume_delay,
+            suspend: self.config.pull_suspend,
+            listener: Arc::clone(&self.listener),
+        }
+    }
+
+    /// Commits offsets that moved since the last commit.
+    fn persist(&mut self) -> impl std::future::Future<Output = Vec<(MessageQueue, u64)>> + 'static {
+        let changed: Vec<(MessageQueue, u64)> = self
+            .offsets
+            .iter()
+            .filter(|(mq, o)| self.committed.get(*mq) != Some(*o))
+            .map(|(mq, o)| (mq.clone(), *o))
+            .collect();
+        let (client, group, local) = (
+            self.client.clone(),
+            self.config.consumer_group.clone(),
+            self.local.clone(),
+        );
+        async move {
+            let mut done = Vec::new();
+            if let Some(local) = local {
+                let map: BTreeMap<MessageQueue, u64> = changed.iter().cloned().collect();
+                match local.save(&map) {
+                    Ok(()) => done = changed,
+                    Err(e) => tracing::warn!(error = %e, "cannot save local offsets"),
+                }
+                return done;
+            }
+            for (mq, offset) in changed {
+                let committed = match consumer_support::broker_for(&client, &mq).await {
+                    Ok(link) => consumer_support::commit_offset(&link, &group, &mq, offset).await,
+                    Err(e) => Err(e),
+                };
+                match committed {
+                    Ok(()) => done.push((mq, offset)),
+                    Err(e) => {
+                        tracing::debug!(queue = ?mq, error = %e, "offset commit failed; will retry")
+                    }
+                }
+            }
+            done
+        }
+    }
+}
+
+impl Actor for PushConsumerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.config.persist_consumer_offset_interval, |act, ctx| {
+            let fut = act.persist();
+            ctx.spawn(
+                fut.into_actor(act)
+                    .map(|done, act, _| act.committed.extend(done)),
+            );
+        });
+    }
+}
+
+impl Supervised for PushConsumerActor {}
+
+impl Handler<SetRebalancer> for PushConsumerActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetRebalancer, _: &mut Self::Context) {
+        self.rebalancer = Some(msg.0);
+    }
+}
+
+impl Handler<Progress> for PushConsumerActor {
+    type Result = ();
+    fn handle(&mut self, msg: Progress, _: &mut Self::Context) {
+        if self.owned.contains_key(&msg.mq) {
+            self.offsets.insert(msg.mq, msg.offset);
+        }
+    }
+}
+
+impl Handler<GetAssignment> for PushConsumerActor {
+    type Result = MessageResult<GetAssignment>;
+    fn handle(&mut self, _: GetAssignment, _: &mut Self::Context) -> Self::Result {
+        let mut v: Vec<MessageQueue> = self.owned.keys().cloned().collect();
+        v.sort();
+        MessageResult(v)
+    }
+}
+
+impl Handler<Assign> for PushConsumerActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: Assign, _: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            return Box::pin(fut::ready(()));
+        }
+        let topic = msg.topic.clone();
+        let gone: Vec<(MessageQueue, Addr<QueuePuller>)> = self
+            .owned
+            .iter()
+            .filter(|(mq, _)| mq.topic == topic && !msg.queues.contains(*mq))
+            .map(|(mq, o)| (mq.clone(), o.puller.clone()))
+            .collect();
+        let new: Vec<MessageQueue> = msg
+            .queues
+            .iter()
+            .filter(|mq| !self.owned.contains_key(*mq))
+            .cloned()
+            .collect();
+        for (mq, _) in &gone {
+            self.owned.remove(mq);
+        }
+        if !gone.is_empty() || !new.is_empty() {
+            tracing::info!(group = %self.config.consumer_group, client = %self.client_id, %topic, drop = gone.len(), add = new.len(), "rebalanced");
+        }
+        let (client, group, local) = (
+            self.client.clone(),
+            self.config.consumer_group.clone(),
+            self.local.clone(),
+        );
+        let (from, ts) = (
+            self.config.consume_from_where,
+            self.config.consume_timestamp,
+        );
+        let offsets_before: BTreeMap<MessageQueue, u64> = gone
+            .iter()
+            .filter_map(|(mq, _)| Some((mq.clone(), *self.offsets.get(mq)?)))
+            .collect();
+        let work = async move {
+            // Queues given away: stop, and commit where we got to before anyone else starts.
+            for (mq, puller) in gone {
+                let last = puller
+                    .send(StopPulling)
+                    .await
+                    .ok()
+                    .flatten()
+                    .or_else(|| offsets_before.get(&mq).copied());
+                if let (Some(offset), None) = (last, &local) {
+                    if let Ok(link) = consumer_support::broker_for(&client, &mq).await {
+                        if let Err(e) =
+                            consumer_support::commit_offset(&link, &group, &mq, offset).await
+                        {
+                            tracing::warn!(queue = ?mq, error = %e, "could not commit a queue being given away");
+                        }
+                    }
+                }
+            }
+            // Queues taken on: find where to start.
+            let mut starts = Vec::new();
+            for mq in new {
+                let start = match &local {
+                    Some(l) => match l.get(&mq) {
+                        Some(o) => Ok(o),
+                        None => match consumer_support::broker_for(&client, &mq).await {
+                            Ok(link) => {
+                                consumer_support::initial_offset(&link, &mq, from, ts).await
+                            }
+                            Err(e) => Err(e),
+                        },
+                    },
+                    None => match consumer_support::broker_for(&client, &mq).await {
+                        Ok(link) => {
+                            match consumer_support::query_offset(&link, &group, &mq).await {
+                                Ok(Some(o)) => Ok(o),
+                                Ok(None) => {
+                                    consumer_support::initial_offset(&link, &mq, from, ts).await
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                match start {
+                    Ok(o) => starts.push((mq, o)),
+                    Err(e) => {
+                        tracing::warn!(queue = ?mq, error = %e, "cannot find a start offset; the next rebalance retries")
+                    }
+                }
+            }
+            starts
+        };
+        Box::pin(work.into_actor(self).map(|starts, act, ctx| {
+            if act.stopping {
+                return;
+            }
+            for (mq, offset) in starts {
+                if act.owned.contains_key(&mq) {
+                    continue;
+                }
+                let settings = act.settings(&mq.topic);
+                let puller = QueuePuller::new(
+                    mq.clone(),
+                    act.client.clone(),
+                    settings,
+                    ctx.address().recipient(),
+                    offset,
+                )
+                .start();
+                act.offsets.insert(mq.clone(), offset);
+                act.owned.insert(mq, Owned { puller });
+            }
+            let owned = &act.owned;
+            act.offsets.retain(|mq, _| owned.contains_key(mq));
+        }))
+    }
+}
+
+impl Handler<Shutdown> for PushConsumerActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        if let Some(r) = self.rebalancer.take() {
+            r.do_send(StopRebalancer);
+        }
+        let pullers: Vec<(MessageQueue, Addr<QueuePuller>)> =
+            self.owned.drain().map(|(mq, o)| (mq, o.puller)).collect();
+        let (client, group) = (self.client.clone(), self.config.consumer_group.clone());
+        let stop = async move {
+            let mut last = Vec::new();
+            for (mq, p) in pullers {
+                if let Ok(Some(o)) = p.send(StopPulling).await {
+                    last.push((mq, o));
+                }
+            }
+            last
+        };
+        Box::pin(
+            stop.into_actor(self)
+                .then(|last, act, _| {
+                    act.offsets.extend(last);
+                    act.persist().into_actor(act)
+                })
+                .then(move |done, act, _| {
+                    act.committed.extend(done);
+                    async move {
+                        let _ = client.send(UnregisterConsumer(group)).await;
+                    }
+                    .into_actor(act)
+                }),
+        )
+    }
+}

@@ -1,0 +1,318 @@
+//! QueuePuller actor: one per message queue a push consumer owns.
+//!
+//! Owns the queue's pull loop and its process queue (messages pulled and not yet consumed).
+//! It long-polls the broker, filters by exact tag, hands messages to the listener (several
+//! batches at once in concurrent mode; one batch at a time, in queue order, in orderly mode),
+//! redelivers a batch the listener answered `ReconsumeLater` after `reconsume_delay`, and
+//! stops pulling while `pull_threshold_for_queue` messages wait. Its consume offset (the
+//! lowest offset not yet consumed) is reported to the consumer, which commits it.
+//!
+//! Not supervised: a queue taken away or a consumer shut down stops it for good, and a new
+//! owner starts from the committed offset.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::actors::client_instance::ClientInstance;
+use crate::actors::consumer_support::{self, BrokerLink};
+use crate::client::{ConsumeResult, MessageExt};
+use crate::protocol::{MessageQueue, ResponseCode};
+
+/// Runs a batch of messages through the application's handler.
+pub type ListenerFn = Arc<
+    dyn Fn(Vec<MessageExt>) -> futures_util::future::BoxFuture<'static, ConsumeResult>
+        + Send
+        + Sync,
+>;
+
+/// What a puller needs from its consumer.
+#[derive(Clone)]
+pub struct PullerSettings {
+    /// Consumer group.
+    pub group: String,
+    /// Subscription expression of the queue's topic.
+    pub expression: String,
+    /// Exact tags accepted (empty = all).
+    pub tags: BTreeSet<String>,
+    /// Messages per pull.
+    pub pull_batch_size: i32,
+    /// Messages per listener call.
+    pub consume_batch_size: usize,
+    /// Stop pulling while this many messages wait.
+    pub pull_threshold_for_queue: usize,
+    /// One batch at a time, in queue order.
+    pub orderly: bool,
+    /// Wait before redelivering a batch answered `ReconsumeLater`.
+    pub reconsume_delay: Duration,
+    /// How long the broker may hold a pull.
+    pub suspend: Duration,
+    /// The handler.
+    pub listener: ListenerFn,
+}
+
+/// Reports a queue's consume offset to its consumer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Progress {
+    /// The queue.
+    pub mq: MessageQueue,
+    /// Lowest offset not yet consumed.
+    pub offset: u64,
+}
+
+/// Stops the puller; answers its final consume offset (if it had one).
+#[derive(Message)]
+#[rtype(result = "Option<u64>")]
+pub struct StopPulling;
+
+/// One queue's pull-and-consume loop.
+pub struct QueuePuller {
+    mq: MessageQueue,
+    client: Addr<ClientInstance>,
+    settings: PullerSettings,
+    progress: Recipient<Progress>,
+    link: Option<BrokerLink>,
+    next_offset: u64,
+    /// Pulled and not yet consumed, by queue offset.
+    cache: BTreeMap<u64, MessageExt>,
+    /// Cached offsets not handed to the listener yet (orderly mode).
+    waiting: VecDeque<u64>,
+    consuming: bool,
+    stopped: bool,
+}
+
+impl QueuePuller {
+    /// A puller for `mq` starting at `start_offset` (not started).
+    pub fn new(
+        mq: MessageQueue,
+        client: Addr<ClientInstance>,
+        settings: PullerSettings,
+        progress: Recipient<Progress>,
+        start_offset: u64,
+    ) -> Self {
+        QueuePuller {
+            mq,
+            client,
+            settings,
+            progress,
+            link: None,
+            next_offset: start_offset,
+            cache: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            consuming: false,
+            stopped: false,
+        }
+    }
+
+    fn consume_offset(&self) -> u64 {
+        self.cache
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_offset)
+    }
+
+    fn report(&self) {
+        self.progress.do_send(Progress {
+            mq: self.mq.clone(),
+            offset: self.consume_offset(),
+        });
+    }
+
+    fn pull_later(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        ctx.run_later(after, |act, ctx| act.pull(ctx));
+    }
+
+    fn pull(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        if self.cache.len() >= self.settings.pull_threshold_for_queue {
+            // Flow control: let the listener catch up first.
+            return self.pull_later(ctx, Duration::from_millis(50));
+        }
+        let Some(link) = self.link.clone() else {
+            let (client, mq) = (self.client.clone(), self.mq.clone());
+            ctx.spawn(
+                async move { consumer_support::broker_for(&client, &mq).await }
+                    .into_actor(self)
+                    .map(|res, act, ctx| match res {
+                        Ok(link) => {
+                            act.link = Some(link);
+                            act.pull(ctx);
+                        }
+                        Err(e) => {
+                            tracing::debug!(queue = ?act.mq, error = %e, "no broker for queue yet");
+                            act.pull_later(ctx, Duration::from_secs(1));
+                        }
+                    }),
+            );
+            return;
+        };
+        let (group, mq, offset) = (
+            self.settings.group.clone(),
+            self.mq.clone(),
+            self.next_offset,
+        );
+        let (max, expr, suspend) = (
+            self.settings.pull_batch_size,
+            self.settings.expression.clone(),
+            self.settings.suspend,
+        );
+        let fut = async move {
+            consumer_support::pull(&link, &group, &mq, offset, max, &expr, Some(suspend)).await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if act.stopped {
+                return;
+            }
+            match res {
+                Ok(p) => {
+                    let next = p.header.next_begin_offset.max(0) as u64;
+                    match p.code {
+                        ResponseCode::Success => {
+                            act.accept(p.messages, ctx);
+                            act.next_offset = next.max(act.next_offset);
+                            act.pull(ctx);
+                        }
+                        ResponseCode::PullOffsetMoved => {
+                            tracing::warn!(queue = ?act.mq, from = offset, to = next, "offset moved by the broker");
+                            act.next_offset = next;
+                            act.report();
+                            act.pull(ctx);
+                        }
+                        // Nothing new (the broker held the pull) or nothing matched: ask again.
+                        _ => {
+                            act.next_offset = next.max(act.next_offset);
+                            act.report();
+                            act.pull(ctx);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(queue = ?act.mq, error = %e, "pull failed; retrying in 1 s");
+                    act.link = None;
+                    act.pull_later(ctx, Duration::from_secs(1));
+                }
+            }
+        }));
+    }
+
+    fn accept(&mut self, messages: Vec<crate::client::MessageExt>, ctx: &mut Context<Self>) {
+        let tags = &self.settings.tags;
+        let mut fresh = Vec::new();
+        for m in messages {
+            if m.queue_offset < self.next_offset {
+                continue;
+            }
+            // The broker filters by tag hash; hashes collide, so check the tag itself.
+            if !tags.is_empty() && !m.tags().is_some_and(|t| tags.contains(t)) {
+                continue;
+            }
+            if self.cache.contains_key(&m.queue_offset) {
+                continue;
+            }
+            fresh.push(m.queue_offset);
+            self.cache.insert(m.queue_offset, m);
+        }
+        if self.settings.orderly {
+            self.waiting.extend(fresh);
+            self.consume_next_in_order(ctx);
+        } else {
+            for chunk in fresh.chunks(self.settings.consume_batch_size.max(1)) {
+                self.dispatch(chunk.to_vec(), ctx);
+            }
+        }
+        self.report();
+    }
+
+    fn consume_next_in_order(&mut self, ctx: &mut Context<Self>) {
+        if self.consuming || self.stopped {
+            return;
+        }
+        let n = self
+            .settings
+            .consume_batch_size
+            .max(1)
+            .min(self.waiting.len());
+        if n == 0 {
+            return;
+        }
+        let batch: Vec<u64> = self.waiting.drain(..n).collect();
+        self.consuming = true;
+        self.dispatch(batch, ctx);
+    }
+
+    fn dispatch(&mut self, offsets: Vec<u64>, ctx: &mut Context<Self>) {
+        let msgs: Vec<MessageExt> = offsets
+            .iter()
+            .filter_map(|o| self.cache.get(o).cloned())
+            .collect();
+        if msgs.is_empty() {
+            return;
+        }
+        let listener = Arc::clone(&self.settings.listener);
+        ctx.spawn(
+            (listener)(msgs)
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    match result {
+                        ConsumeResult::Success => {
+                            for o in &offsets {
+                                act.cache.remove(o);
+                            }
+                            act.report();
+                            if act.settings.orderly {
+                                act.consuming = false;
+                                act.consume_next_in_order(ctx);
+                            }
+                        }
+                        ConsumeResult::ReconsumeLater => {
+                            for o in &offsets {
+                                if let Some(m) = act.cache.get_mut(o) {
+                                    m.reconsume_times += 1;
+                                }
+                            }
+                            let delay = act.settings.reconsume_delay;
+                            ctx.run_later(delay, move |act, ctx| {
+                                if act.stopped {
+                                    return;
+                                }
+                                if act.settings.orderly {
+                                    // Same batch again, before anything after it.
+                                    for o in offsets.iter().rev() {
+                                        act.waiting.push_front(*o);
+                                    }
+                                    act.consuming = false;
+                                    act.consume_next_in_order(ctx);
+                                } else {
+                                    act.dispatch(offsets, ctx);
+                                }
+                            });
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for QueuePuller {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.pull(ctx);
+    }
+}
+
+impl Handler<StopPulling> for QueuePuller {
+    type Result = Option<u64>;
+
+    fn handle(&mut self, _: StopPulling, ctx: &mut Self::Context) -> Self::Result {
+        self.stopped = true;
+        ctx.stop();
+        Some(self.consume_offset())
+    }
+}

@@ -1,0 +1,181 @@
+//! Rebalancer actor: one per consumer group in a client.
+//!
+//! Owns the question "which queues are mine?". Every `rebalance_interval` (RocketMQ: 20 s),
+//! on a broker's NOTIFY_CONSUMER_IDS_CHANGED and at start, it fetches each subscribed topic's
+//! readable queues and (clustering) the group's member ids, and shares the queues out with
+//! an [`AllocateStrategy`] (broadcasting: every member gets every queue). The answer goes to
+//! its consumer as [`Assign`]; the consumer starts and stops its per-queue pullers. Runs are
+//! never concurrent: a request during a run schedules one more run after it.
+//!
+//! Supervised: it keeps no state beyond its settings.
+
+pub mod allocate;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::actors::client_instance::{ClientInstance, HeartbeatNow, RebalanceNow};
+use crate::actors::consumer_support::{consumer_ids, read_queues};
+use crate::client::MessageModel;
+use crate::protocol::MessageQueue;
+use allocate::AllocateStrategy;
+
+/// The queues of one topic this member now owns.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Assign {
+    /// The topic.
+    pub topic: String,
+    /// The queues.
+    pub queues: BTreeSet<MessageQueue>,
+}
+
+/// A group's rebalancer.
+pub struct Rebalancer {
+    client: Addr<ClientInstance>,
+    group: String,
+    client_id: String,
+    model: MessageModel,
+    topics: Vec<String>,
+    strategy: Arc<dyn AllocateStrategy>,
+    target: Recipient<Assign>,
+    interval: Duration,
+    running: bool,
+    again: bool,
+    stopped: bool,
+    known_brokers: BTreeSet<String>,
+}
+
+impl Rebalancer {
+    /// A rebalancer (not started).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Addr<ClientInstance>,
+        group: String,
+        client_id: String,
+        model: MessageModel,
+        topics: Vec<String>,
+        strategy: Arc<dyn AllocateStrategy>,
+        target: Recipient<Assign>,
+        interval: Duration,
+    ) -> Self {
+        Rebalancer {
+            client,
+            group,
+            client_id,
+            model,
+            topics,
+            strategy,
+            target,
+            interval,
+            running: false,
+            again: false,
+            stopped: false,
+            known_brokers: BTreeSet::new(),
+        }
+    }
+
+    fn run(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        if self.running {
+            self.again = true;
+            return;
+        }
+        self.running = true;
+        let (client, group, me, model, topics, strategy, target) = (
+            self.client.clone(),
+            self.group.clone(),
+            self.client_id.clone(),
+            self.model,
+            self.topics.clone(),
+            Arc::clone(&self.strategy),
+            self.target.clone(),
+        );
+        let known = self.known_brokers.clone();
+        let work = async move {
+            let mut brokers = BTreeSet::new();
+            for topic in topics {
+                let queues = match read_queues(&client, &topic, true).await {
+                    Ok(q) => q,
+                    Err(e) => {
+                        tracing::debug!(%group, %topic, error = %e, "rebalance: no queues yet");
+                        continue;
+                    }
+                };
+                brokers.extend(queues.iter().map(|q| q.broker_name.clone()));
+                if !brokers.is_subset(&known) {
+                    // New brokers must know this member before they can list it.
+                    let _ = client.send(HeartbeatNow).await;
+                }
+                let mine: BTreeSet<MessageQueue> = match model {
+                    MessageModel::Broadcasting => queues.into_iter().collect(),
+                    MessageModel::Clustering => match consumer_ids(&client, &group, &topic).await {
+                        Ok(ids) => strategy
+                            .allocate(&group, &me, &queues, &ids)
+                            .into_iter()
+                            .collect(),
+                        Err(e) => {
+                            tracing::debug!(%group, %topic, error = %e, "rebalance: member list unavailable");
+                            continue;
+                        }
+                    },
+                };
+                let _ = target
+                    .send(Assign {
+                        topic,
+                        queues: mine,
+                    })
+                    .await;
+            }
+            brokers
+        };
+        ctx.spawn(work.into_actor(self).map(|brokers, act, ctx| {
+            act.known_brokers.extend(brokers);
+            act.running = false;
+            if std::mem::take(&mut act.again) {
+                act.run(ctx);
+            }
+        }));
+    }
+}
+
+impl Actor for Rebalancer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.interval, |act, ctx| act.run(ctx));
+        self.run(ctx);
+    }
+}
+
+impl Supervised for Rebalancer {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.running = false;
+    }
+}
+
+impl Handler<RebalanceNow> for Rebalancer {
+    type Result = ();
+
+    fn handle(&mut self, _: RebalanceNow, ctx: &mut Self::Context) {
+        self.run(ctx);
+    }
+}
+
+/// Stops rebalancing for good (the actor itself goes when its last address is dropped).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopRebalancer;
+
+impl Handler<StopRebalancer> for Rebalancer {
+    type Result = ();
+
+    fn handle(&mut self, _: StopRebalancer, _: &mut Self::Context) {
+        self.stopped = true;
+    }
+}
