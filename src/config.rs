@@ -355,12 +355,6 @@ impl BrokerConfig {
             };
             e.in_file(path)
         })?;
-        if config.namesrv_addr.is_empty() {
-            tracing::warn!(
-                "no name server configured (namesrv_addr, {NAMESRV_ADDR_ENV}): \
-                 this broker will not register and clients will not find it"
-            );
-        }
         Ok(config)
     }
 

@@ -22,6 +22,9 @@ pub mod storage;
 
 pub use actors::client_instance::{ClientConfig, ClientInstance};
 pub use actors::producer::{Producer, ProducerConfig};
+pub use actors::pull_consumer::{
+    LitePullConsumer, LitePullConsumerConfig, PullConsumer, PullResult, PullStatus,
+};
 pub use actors::push_consumer::{
     ConsumeMessages, MessageListener, PushConsumer, PushConsumerConfig,
 };

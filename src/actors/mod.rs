@@ -17,6 +17,7 @@ pub mod listener;
 pub mod message_queue;
 pub mod namesrv;
 pub mod producer;
+pub mod pull_consumer;
 pub mod push_consumer;
 pub mod queue_puller;
 pub mod rebalancer;

@@ -91,6 +91,66 @@ enum Command {
     /// Every broker: cluster, name, id, address.
     #[command(name = "clusterList")]
     ClusterList,
+    /// Send one message and print where it went.
+    #[command(name = "sendMessage")]
+    SendMessage {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Message body.
+        #[arg(short = 'p', long = "body")]
+        body: String,
+        /// Business keys (space-separated).
+        #[arg(short = 'k', long = "keys")]
+        keys: Option<String>,
+        /// Tag.
+        #[arg(short = 'c', long = "tags")]
+        tags: Option<String>,
+    },
+    /// Print messages of a topic (from the group's committed offsets, or from the start).
+    #[command(name = "consumeMessage")]
+    ConsumeMessage {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Consumer group; its offsets are read and advanced.
+        #[arg(
+            short = 'g',
+            long = "consumerGroup",
+            default_value = "mqadmin-consumer"
+        )]
+        group: String,
+        /// Stop after this many messages.
+        #[arg(short = 'c', long = "count", default_value_t = 128)]
+        count: usize,
+        /// Start at each queue's first message instead of the group's offset.
+        #[arg(long = "from-beginning")]
+        from_beginning: bool,
+    },
+    /// Per queue: broker offset, consumer offset and lag of a consumer group; total lag.
+    #[command(name = "consumerProgress")]
+    ConsumerProgress {
+        /// Consumer group.
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+    },
+    /// The members of a consumer group and the queues averaging allocation gives each.
+    #[command(name = "consumerConnection")]
+    ConsumerConnection {
+        /// Consumer group.
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+    },
+}
+
+fn all_masters(info: &ClusterInfo) -> Vec<String> {
+    let mut v: Vec<String> = info
+        .broker_addr_table
+        .values()
+        .filter_map(|b| b.master_addr().map(str::to_owned))
+        .collect();
+    v.sort();
+    v
 }
 
 fn masters(info: &ClusterInfo, cluster: &str) -> Result<Vec<String>, String> {
@@ -252,6 +312,12 @@ async fn run(args: Args) -> Result<(), String> {
                 }
             }
         }
+        Command::SendMessage { .. }
+        | Command::ConsumeMessage { .. }
+        | Command::ConsumerProgress { .. }
+        | Command::ConsumerConnection { .. } => {
+            return Err("internal: client command routed to the admin runner".into());
+        }
         Command::ClusterList => {
             let info = admin.cluster_info().await.map_err(e)?;
             let mut rows = Vec::new();
@@ -293,10 +359,195 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+async fn run_client(args: Args) -> Result<(), String> {
+    use actimq::actors::pull_consumer::{PullConsumer, PullStatus};
+    use actimq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig};
+    let mut admin = AdminClient::new(&args.namesrv, Duration::from_secs(5));
+    let e = |e: AdminError| e.to_string();
+    match args.command {
+        Command::SendMessage {
+            topic,
+            body,
+            keys,
+            tags,
+        } => {
+            let client = ClientInstance::start(ClientConfig::new(args.namesrv.clone()));
+            let producer = Producer::start(client, ProducerConfig::new("mqadmin-producer"));
+            let mut msg = Message::new(topic, body);
+            msg.tags = tags;
+            msg.keys = keys
+                .map(|k| k.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default();
+            let r = producer.send(msg).await.map_err(|e| e.to_string())?;
+            if args.json {
+                print_json(
+                    &serde_json::json!({"msg_id": r.msg_id, "unique_id": r.unique_id, "broker_name": r.message_queue.broker_name, "queue_id": r.message_queue.queue_id, "queue_offset": r.queue_offset}),
+                )?;
+            } else {
+                println!("{:<34} {:<20} {:<5} #Offset", "#MsgId", "#Broker Name", "#QID");
+                println!(
+                    "{:<34} {:<20} {:<5} {}",
+                    r.msg_id, r.message_queue.broker_name, r.message_queue.queue_id, r.queue_offset
+                );
+            }
+        }
+        Command::ConsumeMessage {
+            topic,
+            group,
+            count,
+            from_beginning,
+        } => {
+            let client = ClientInstance::start(ClientConfig::new(args.namesrv.clone()));
+            let consumer = PullConsumer::new(client, group);
+            let mut printed = 0;
+            for mq in consumer
+                .fetch_queues(&topic)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let mut offset = if from_beginning {
+                    0
+                } else {
+                    consumer
+                        .fetch_offset(&mq)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .unwrap_or(0)
+                };
+                while printed < count {
+                    let r = consumer
+                        .pull(&mq, "*", offset, 32)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if r.status == PullStatus::OffsetIllegal {
+                        offset = r.next_begin_offset;
+                        continue;
+                    }
+                    for m in r.messages.iter().take(count - printed) {
+                        printed += 1;
+                        offset = m.queue_offset + 1;
+                        if args.json {
+                            print_json(
+                                &serde_json::json!({"broker_name": mq.broker_name, "queue_id": mq.queue_id, "queue_offset": m.queue_offset, "msg_id": m.stored.offset_msg_id(), "tags": m.tags(), "keys": m.keys(), "body": String::from_utf8_lossy(m.body())}),
+                            )?;
+                        } else {
+                            println!(
+                                "{}:{} offset {} id {} tags {:?} keys {:?} body {}",
+                                mq.broker_name,
+                                mq.queue_id,
+                                m.queue_offset,
+                                m.stored.offset_msg_id(),
+                                m.tags().unwrap_or(""),
+                                m.keys(),
+                                String::from_utf8_lossy(m.body())
+                            );
+                        }
+                    }
+                    if r.status != PullStatus::Found {
+                        break;
+                    }
+                    offset = offset.max(r.next_begin_offset);
+                }
+                consumer
+                    .commit_offset(&mq, offset)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            if !args.json {
+                println!("consumed {printed} message(s) from '{topic}'");
+            }
+        }
+        Command::ConsumerProgress { group } => {
+            let info = admin.cluster_info().await.map_err(e)?;
+            let mut rows = Vec::new();
+            for b in all_masters(&info) {
+                if let Ok(stats) = admin.consume_stats(&b, &group, None).await {
+                    rows.extend(stats.offset_table);
+                }
+            }
+            let lag: i64 = rows
+                .iter()
+                .map(|(_, o)| (o.broker_offset - o.consumer_offset).max(0))
+                .sum();
+            if args.json {
+                let v: Vec<_> = rows.iter().map(|(mq, o)| serde_json::json!({"topic": mq.topic, "broker_name": mq.broker_name, "queue_id": mq.queue_id, "broker_offset": o.broker_offset, "consumer_offset": o.consumer_offset, "lag": o.broker_offset - o.consumer_offset})).collect();
+                print_json(&serde_json::json!({"queues": v, "total_lag": lag}))?;
+            } else {
+                println!(
+                    "{:<24} {:<20} {:<5} {:>14} {:>16} {:>8}",
+                    "#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Diff"
+                );
+                for (mq, o) in &rows {
+                    println!(
+                        "{:<24} {:<20} {:<5} {:>14} {:>16} {:>8}",
+                        mq.topic,
+                        mq.broker_name,
+                        mq.queue_id,
+                        o.broker_offset,
+                        o.consumer_offset,
+                        o.broker_offset - o.consumer_offset
+                    );
+                }
+                println!("Diff Total: {lag}");
+            }
+        }
+        Command::ConsumerConnection { group } => {
+            use actimq::actors::rebalancer::allocate::{AllocateAveragely, AllocateStrategy};
+            use actimq::protocol::group::{
+                GetConsumerListByGroupRequestHeader, GetConsumerListByGroupResponseBody,
+            };
+            let info = admin.cluster_info().await.map_err(e)?;
+            let mut members = std::collections::BTreeSet::new();
+            let mut queues = std::collections::BTreeSet::new();
+            for b in all_masters(&info) {
+                let h = GetConsumerListByGroupRequestHeader {
+                    consumer_group: group.clone(),
+                };
+                if let Ok(f) = admin
+                    .call_ok(&b, RequestCode::GetConsumerListByGroup, &h, Bytes::new())
+                    .await
+                {
+                    if let Ok(body) = f.decode_body::<GetConsumerListByGroupResponseBody>() {
+                        members.extend(body.consumer_id_list);
+                    }
+                }
+                if let Ok(stats) = admin.consume_stats(&b, &group, None).await {
+                    queues.extend(stats.offset_table.into_keys());
+                }
+            }
+            let members: Vec<String> = members.into_iter().collect();
+            let queues: Vec<_> = queues.into_iter().collect();
+            if members.is_empty() {
+                return Err(format!("no consumer of group '{group}' is connected"));
+            }
+            for m in &members {
+                let mine = AllocateAveragely.allocate(&group, m, &queues, &members);
+                let list: Vec<String> = mine
+                    .iter()
+                    .map(|q| format!("{}:{}:{}", q.topic, q.broker_name, q.queue_id))
+                    .collect();
+                if args.json {
+                    print_json(&serde_json::json!({"client_id": m, "queues": list}))?;
+                } else {
+                    println!("{m}  queues: {}", list.join(" "));
+                }
+            }
+        }
+        other => {
+            return run(Args {
+                command: other,
+                ..args
+            })
+            .await
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let system = actix_rt::System::new();
-    match system.block_on(run(args)) {
+    match system.block_on(run_client(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mqadmin: {e}");

@@ -113,6 +113,12 @@ pub struct Broker {
 /// Binds, opens the store, starts the broker and registers it with its name servers.
 /// Must run inside an actix system.
 pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
+    if config.namesrv_addrs().is_empty() {
+        tracing::warn!(
+            "no name server configured (namesrv_addr, -n or NAMESRV_ADDR): \
+             this broker will not register and clients will not find it"
+        );
+    }
     let bind = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(&bind)
         .await

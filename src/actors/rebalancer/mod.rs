@@ -23,6 +23,9 @@ use crate::client::MessageModel;
 use crate::protocol::MessageQueue;
 use allocate::AllocateStrategy;
 
+/// How soon an incomplete rebalance is tried again.
+const RETRY_SOON: Duration = Duration::from_secs(1);
+
 /// The queues of one topic this member now owns.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -99,11 +102,13 @@ impl Rebalancer {
         let known = self.known_brokers.clone();
         let work = async move {
             let mut brokers = BTreeSet::new();
+            let mut incomplete = false;
             for topic in topics {
                 let queues = match read_queues(&client, &topic, true).await {
                     Ok(q) => q,
                     Err(e) => {
                         tracing::debug!(%group, %topic, error = %e, "rebalance: no queues yet");
+                        incomplete = true;
                         continue;
                     }
                 };
@@ -121,6 +126,7 @@ impl Rebalancer {
                             .collect(),
                         Err(e) => {
                             tracing::debug!(%group, %topic, error = %e, "rebalance: member list unavailable");
+                            incomplete = true;
                             continue;
                         }
                     },
@@ -132,15 +138,23 @@ impl Rebalancer {
                     })
                     .await;
             }
-            brokers
+            (brokers, incomplete)
         };
-        ctx.spawn(work.into_actor(self).map(|brokers, act, ctx| {
-            act.known_brokers.extend(brokers);
-            act.running = false;
-            if std::mem::take(&mut act.again) {
-                act.run(ctx);
-            }
-        }));
+        ctx.spawn(
+            work.into_actor(self)
+                .map(|(brokers, incomplete), act, ctx| {
+                    act.known_brokers.extend(brokers);
+                    act.running = false;
+                    if incomplete {
+                        // A topic without a route yet (created by its first send) or a broker that
+                        // does not list us yet: look again soon rather than a full interval later.
+                        ctx.run_later(RETRY_SOON, |act, ctx| act.run(ctx));
+                    }
+                    if std::mem::take(&mut act.again) {
+                        act.run(ctx);
+                    }
+                }),
+        );
     }
 }
 

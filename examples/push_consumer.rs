@@ -1,0 +1,43 @@
+//! Consumes `TopicTest` with a push consumer in clustering mode until Ctrl-C.
+//!
+//! ```sh
+//! cargo run --example push_consumer -- -n 127.0.0.1:9876
+//! ```
+//! Start it twice to see the group share the queues; `mqadmin consumerProgress -g
+//! example-consumers` shows its lag.
+
+use actimq::{
+    ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, MessageListener, PushConsumer,
+    PushConsumerConfig,
+};
+
+fn main() -> anyhow::Result<()> {
+    actimq::cli::init_tracing_with_default("warn");
+    let ns = std::env::args()
+        .skip_while(|a| a != "-n")
+        .nth(1)
+        .or_else(|| std::env::var("NAMESRV_ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:9876".into());
+    actix_rt::System::new().block_on(async move {
+        let client = ClientInstance::start(ClientConfig::new(ns));
+        let mut config = PushConsumerConfig::new("example-consumers").subscribe("TopicTest", "*");
+        config.consume_from_where = ConsumeFromWhere::FirstOffset;
+        let listener = MessageListener::from_fn(|msgs| {
+            for m in msgs {
+                println!(
+                    "queue {}:{} offset {} body {}",
+                    m.queue.broker_name,
+                    m.queue.queue_id,
+                    m.queue_offset,
+                    String::from_utf8_lossy(m.body())
+                );
+            }
+            ConsumeResult::Success
+        });
+        let consumer = PushConsumer::start(client, config, listener).await?;
+        println!("consuming; Ctrl-C to stop");
+        let _ = tokio::signal::ctrl_c().await;
+        consumer.shutdown().await;
+        Ok(())
+    })
+}
