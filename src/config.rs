@@ -143,12 +143,14 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BrokerRole {
-    /// A master that answers a send once it is stored locally; slaves catch up later.
+    /// A master that answers a send once it is stored locally.
     #[default]
     AsyncMaster,
-    /// A master that answers a send only once a slave also has it.
+    /// RocketMQ's synchronous master. Replication to slaves is not implemented yet, so it
+    /// acknowledges like [`BrokerRole::AsyncMaster`].
     SyncMaster,
-    /// A read-only copy of a master's commit log (broker_id > 0).
+    /// A slave (broker_id > 0): registers under its master's name and refuses sends; it does
+    /// not copy the master's log yet.
     Slave,
 }
 

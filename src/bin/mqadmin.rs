@@ -384,7 +384,10 @@ async fn run_client(args: Args) -> Result<(), String> {
                     &serde_json::json!({"msg_id": r.msg_id, "unique_id": r.unique_id, "broker_name": r.message_queue.broker_name, "queue_id": r.message_queue.queue_id, "queue_offset": r.queue_offset}),
                 )?;
             } else {
-                println!("{:<34} {:<20} {:<5} #Offset", "#MsgId", "#Broker Name", "#QID");
+                println!(
+                    "{:<34} {:<20} {:<5} #Offset",
+                    "#MsgId", "#Broker Name", "#QID"
+                );
                 println!(
                     "{:<34} {:<20} {:<5} {}",
                     r.msg_id, r.message_queue.broker_name, r.message_queue.queue_id, r.queue_offset
