@@ -1,0 +1,496 @@
+//! `mqbench`: load generator in the spirit of RocketMQ's benchmark tools.
+//!
+//! `mqbench producer` sends with a bounded number in flight (closed loop) or at a fixed rate
+//! (open loop: latency is measured from each send's scheduled time, so queueing is not
+//! hidden); `mqbench consumer` consumes with a push consumer. Both print a line per second
+//! and a summary with HdrHistogram percentiles; `--json` prints one JSON object as the last
+//! line instead. Every loop is bounded by `--count` and `--duration`.
+
+use std::cell::RefCell;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actimq::{
+    ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, Message, MessageListener,
+    MessageModel, Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
+};
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+
+/// actimq benchmark tool.
+#[derive(Parser, Debug)]
+#[command(name = "mqbench", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Sync,
+    Async,
+    Oneway,
+    Batch,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Model {
+    Clustering,
+    Broadcasting,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send messages and measure send→ack latency.
+    Producer {
+        /// Name servers.
+        #[arg(short = 'n', long = "namesrvAddr", env = "NAMESRV_ADDR")]
+        namesrv: String,
+        /// Topic.
+        #[arg(short = 't', long = "topic", default_value = "BenchmarkTest")]
+        topic: String,
+        /// Body size in bytes.
+        #[arg(short = 's', long = "size", default_value_t = 1024)]
+        size: usize,
+        /// Messages sent and not yet acknowledged, at most.
+        #[arg(short = 'w', long = "inflight", default_value_t = 256)]
+        inflight: usize,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Send mode.
+        #[arg(long, value_enum, default_value_t = Mode::Async)]
+        mode: Mode,
+        /// Messages per batch with `--mode batch`.
+        #[arg(long = "batch-size", default_value_t = 32)]
+        batch_size: usize,
+        /// Open loop: one send every 1/rate seconds.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Give every message a key (indexed by the broker).
+        #[arg(short = 'k', long = "keys")]
+        keys: bool,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Consume messages and measure born→delivered and stored→delivered latency.
+    Consumer {
+        /// Name servers.
+        #[arg(short = 'n', long = "namesrvAddr", env = "NAMESRV_ADDR")]
+        namesrv: String,
+        /// Topic.
+        #[arg(short = 't', long = "topic", default_value = "BenchmarkTest")]
+        topic: String,
+        /// Consumer group.
+        #[arg(short = 'g', long = "group", default_value = "benchmark_consumer")]
+        group: String,
+        /// Message model.
+        #[arg(long, value_enum, default_value_t = Model::Clustering)]
+        model: Model,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Start at the oldest message instead of the newest.
+        #[arg(long = "from-beginning")]
+        from_beginning: bool,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 1 h with 3 significant digits; the bounds are constants, so this does not fail.
+    match Histogram::new_with_bounds(1, 3_600_000_000, 3) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("mqbench: cannot create a latency histogram: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "p50_us": h.value_at_quantile(0.50),
+        "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
+        "max_us": h.max(),
+    })
+}
+
+fn limits(count: Option<u64>, duration: Option<u64>) -> (u64, Duration) {
+    let count = count.unwrap_or(u64::MAX);
+    // Every run is bounded in time: without --duration, one hour at most.
+    let duration =
+        Duration::from_secs(duration.unwrap_or(if count == u64::MAX { 60 } else { 3600 }));
+    (count, duration)
+}
+
+struct ProducerStats {
+    sent: u64,
+    acked: u64,
+    failed: u64,
+    hist: Histogram<u64>,
+    second_max_us: u64,
+    second_sum_us: u64,
+    second_n: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_producer(
+    namesrv: String,
+    topic: String,
+    size: usize,
+    inflight: usize,
+    count: Option<u64>,
+    duration: Option<u64>,
+    mode: Mode,
+    batch_size: usize,
+    rate: Option<u64>,
+    keys: bool,
+    json: bool,
+) -> Result<(), String> {
+    let (count, duration) = limits(count, duration);
+    let client = ClientInstance::start(ClientConfig::new(namesrv));
+    let mut config = ProducerConfig::new("benchmark_producer");
+    config.max_message_size = config.max_message_size.max(size * batch_size.max(1));
+    let producer = Producer::start(client, config);
+    let body = Bytes::from(vec![b'a'; size]);
+    let per_send = if mode == Mode::Batch {
+        batch_size.max(1) as u64
+    } else {
+        1
+    };
+    let stats = Rc::new(RefCell::new(ProducerStats {
+        sent: 0,
+        acked: 0,
+        failed: 0,
+        hist: histogram(),
+        second_max_us: 0,
+        second_sum_us: 0,
+        second_n: 0,
+    }));
+    let issued = Rc::new(RefCell::new(0u64));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let window = Arc::new(tokio::sync::Semaphore::new(
+        (inflight as u64 / per_send).max(1) as usize,
+    ));
+
+    let make = {
+        let (topic, body) = (topic.clone(), body.clone());
+        move |i: u64| {
+            let mut m = Message::new(topic.clone(), body.clone());
+            if keys {
+                m = m.with_key(format!("bench-{i}"));
+            }
+            m
+        }
+    };
+    let send_one = {
+        let producer = producer.clone();
+        let stats = Rc::clone(&stats);
+        move |first: u64, scheduled: Instant| {
+            let producer = producer.clone();
+            let stats = Rc::clone(&stats);
+            let msgs: Vec<Message> = (first..first + per_send).map(&make).collect();
+            async move {
+                let n = msgs.len() as u64;
+                let ok = match mode {
+                    Mode::Sync | Mode::Async => match msgs.into_iter().next() {
+                        Some(m) => producer.send(m).await.is_ok(),
+                        None => false,
+                    },
+                    Mode::Oneway => match msgs.into_iter().next() {
+                        Some(m) => producer.send_oneway(m).await.is_ok(),
+                        None => false,
+                    },
+                    Mode::Batch => producer.send_batch(msgs).await.is_ok(),
+                };
+                let us = scheduled.elapsed().as_micros() as u64;
+                let mut s = stats.borrow_mut();
+                s.sent += n;
+                if ok {
+                    s.acked += n;
+                    s.hist.saturating_record(us.max(1));
+                    s.second_max_us = s.second_max_us.max(us);
+                    s.second_sum_us += us;
+                    s.second_n += 1;
+                } else {
+                    s.failed += n;
+                }
+            }
+        }
+    };
+
+    // Per-second report.
+    let reporter = {
+        let stats = Rc::clone(&stats);
+        actix_rt::spawn(async move {
+            let mut last_acked = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let mut s = stats.borrow_mut();
+                if !json {
+                    let avg = if s.second_n > 0 {
+                        s.second_sum_us as f64 / s.second_n as f64 / 1000.0
+                    } else {
+                        0.0
+                    };
+                    println!(
+                        "Send TPS: {} Max RT(ms): {:.3} Average RT(ms): {:.3} Send Failed: {} Response Failed: 0",
+                        s.acked - last_acked,
+                        s.second_max_us as f64 / 1000.0,
+                        avg,
+                        s.failed
+                    );
+                }
+                last_acked = s.acked;
+                s.second_max_us = 0;
+                s.second_sum_us = 0;
+                s.second_n = 0;
+            }
+        })
+    };
+
+    let mut tasks = Vec::new();
+    match rate {
+        Some(rate) if rate > 0 => {
+            // Open loop: sends are scheduled, never held back by slow answers (beyond -w).
+            let gap = Duration::from_secs_f64(per_send as f64 / rate as f64);
+            let mut i = 0u64;
+            while i < count && Instant::now() < deadline {
+                let scheduled = started + gap * (i / per_send) as u32;
+                tokio::time::sleep_until(scheduled.into()).await;
+                let Ok(permit) = Arc::clone(&window).acquire_owned().await else {
+                    break;
+                };
+                let fut = send_one(i, scheduled);
+                tasks.push(actix_rt::spawn(async move {
+                    fut.await;
+                    drop(permit);
+                }));
+                i += per_send;
+            }
+        }
+        _ => {
+            let workers = (inflight as u64 / per_send).max(1);
+            for _ in 0..workers {
+                let (issued, send_one) = (Rc::clone(&issued), send_one.clone());
+                tasks.push(actix_rt::spawn(async move {
+                    loop {
+                        let first = {
+                            let mut n = issued.borrow_mut();
+                            if *n >= count || Instant::now() >= deadline {
+                                break;
+                            }
+                            let f = *n;
+                            *n += per_send;
+                            f
+                        };
+                        send_one(first, Instant::now()).await;
+                    }
+                }));
+            }
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    reporter.abort();
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let s = stats.borrow();
+    let tps = s.acked as f64 / elapsed;
+    let mb_s = tps * size as f64 / 1_000_000.0;
+    let mode_name = format!("{mode:?}").to_lowercase();
+    if json {
+        let mut v = serde_json::json!({
+            "mode": mode_name, "size": size, "inflight": inflight, "sent": s.sent, "acked": s.acked,
+            "failed": s.failed, "duration_s": elapsed, "tps": tps, "mb_s": mb_s,
+        });
+        if let (Some(o), serde_json::Value::Object(p)) = (v.as_object_mut(), percentiles(&s.hist)) {
+            o.extend(p);
+        }
+        println!("{v}");
+    } else {
+        println!(
+            "sent {} acked {} failed {} in {:.2} s: {:.0} msgs/s, {:.1} MB/s; send→ack p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+            s.sent, s.acked, s.failed, elapsed, tps, mb_s,
+            s.hist.value_at_quantile(0.5), s.hist.value_at_quantile(0.99), s.hist.value_at_quantile(0.999), s.hist.max()
+        );
+    }
+    Ok(())
+}
+
+async fn run_consumer(
+    namesrv: String,
+    topic: String,
+    group: String,
+    model: Model,
+    count: Option<u64>,
+    duration: Option<u64>,
+    from_beginning: bool,
+    json: bool,
+) -> Result<(), String> {
+    let (count, duration) = limits(count, duration);
+    let client = ClientInstance::start(ClientConfig::new(namesrv));
+    let mut config = PushConsumerConfig::new(group).subscribe(topic, "*");
+    config.message_model = if model == Model::Broadcasting {
+        MessageModel::Broadcasting
+    } else {
+        MessageModel::Clustering
+    };
+    config.consume_from_where = if from_beginning {
+        ConsumeFromWhere::FirstOffset
+    } else {
+        ConsumeFromWhere::LastOffset
+    };
+    config.consume_message_batch_max_size = 32;
+    config.persist_consumer_offset_interval = Duration::from_secs(1);
+    let received = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let hists = Arc::new(Mutex::new((histogram(), histogram())));
+    let (r, b, h) = (
+        Arc::clone(&received),
+        Arc::clone(&bytes),
+        Arc::clone(&hists),
+    );
+    let listener = MessageListener::from_fn(move |msgs| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        if let Ok(mut h) = h.lock() {
+            for m in msgs {
+                h.0.saturating_record((now - m.born_timestamp() * 1000).max(1) as u64);
+                h.1.saturating_record((now - m.store_timestamp() * 1000).max(1) as u64);
+            }
+        }
+        r.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        b.fetch_add(
+            msgs.iter().map(|m| m.body().len() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        ConsumeResult::Success
+    });
+    let consumer = PushConsumer::start(client, config, listener)
+        .await
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut last = 0;
+    let mut first_at: Option<Instant> = None;
+    while received.load(Ordering::Relaxed) < count && started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now > 0 && first_at.is_none() {
+            first_at = Some(Instant::now());
+        }
+        if !json
+            && started.elapsed().as_millis() / 1000
+                != (started.elapsed() - Duration::from_millis(100)).as_millis() / 1000
+        {
+            println!("Consume TPS: {} Total: {now}", now - last);
+            last = now;
+        }
+    }
+    consumer.shutdown().await;
+    let got = received.load(Ordering::Relaxed);
+    let elapsed = first_at
+        .map(|f| f.elapsed())
+        .unwrap_or_else(|| started.elapsed())
+        .as_secs_f64()
+        .max(1e-9);
+    let tps = got as f64 / elapsed;
+    let mb_s = bytes.load(Ordering::Relaxed) as f64 / elapsed / 1_000_000.0;
+    let (born, stored) = hists
+        .lock()
+        .map(|h| (h.0.clone(), h.1.clone()))
+        .map_err(|_| "histogram lock poisoned".to_string())?;
+    if json {
+        let v = serde_json::json!({
+            "received": got, "duration_s": elapsed, "tps": tps, "mb_s": mb_s,
+            "p50_us": born.value_at_quantile(0.5), "p99_us": born.value_at_quantile(0.99),
+            "p999_us": born.value_at_quantile(0.999), "max_us": born.max(),
+            "born_to_delivered": percentiles(&born), "stored_to_delivered": percentiles(&stored),
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "received {got} in {elapsed:.2} s: {tps:.0} msgs/s, {mb_s:.1} MB/s; born→delivered p50 {} µs p99 {} µs max {} µs; stored→delivered p50 {} µs p99 {} µs",
+            born.value_at_quantile(0.5), born.value_at_quantile(0.99), born.max(), stored.value_at_quantile(0.5), stored.value_at_quantile(0.99)
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    actimq::cli::init_tracing_with_default("warn");
+    let args = Args::parse();
+    let system = actix_rt::System::new();
+    let result = system.block_on(async move {
+        match args.command {
+            Command::Producer {
+                namesrv,
+                topic,
+                size,
+                inflight,
+                count,
+                duration,
+                mode,
+                batch_size,
+                rate,
+                keys,
+                json,
+            } => {
+                run_producer(
+                    namesrv, topic, size, inflight, count, duration, mode, batch_size, rate, keys,
+                    json,
+                )
+                .await
+            }
+            Command::Consumer {
+                namesrv,
+                topic,
+                group,
+                model,
+                count,
+                duration,
+                from_beginning,
+                json,
+            } => {
+                run_consumer(
+                    namesrv,
+                    topic,
+                    group,
+                    model,
+                    count,
+                    duration,
+                    from_beginning,
+                    json,
+                )
+                .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mqbench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
