@@ -31,6 +31,9 @@ fn main() -> anyhow::Result<()> {
             let mut config =
                 PushConsumerConfig::new("example-broadcast").subscribe("BroadcastTopic", "*");
             config.message_model = MessageModel::Broadcasting;
+            // Broadcasting offsets live on the client: each consumer keeps its own file.
+            config.offset_store_dir =
+                std::env::temp_dir().join(format!("actimq-broadcast-example-{i}"));
             config.consume_from_where = ConsumeFromWhere::FirstOffset;
             let listener = MessageListener::from_fn(move |msgs| {
                 for m in msgs {

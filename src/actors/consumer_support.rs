@@ -352,10 +352,11 @@ fn key(mq: &MessageQueue) -> String {
 }
 
 impl LocalOffsets {
-    /// The offsets file of `group` for this client instance under `dir`.
-    pub fn new(dir: PathBuf, instance: &str, group: &str) -> Self {
+    /// The offsets file of `group` under `dir`. The same on every start, so a restarted
+    /// consumer resumes; consumers of one group on one machine need their own `dir`.
+    pub fn new(dir: PathBuf, group: &str) -> Self {
         LocalOffsets {
-            path: dir.join(instance).join(format!("{group}.toml")),
+            path: dir.join(format!("{group}.toml")),
         }
     }
 

@@ -92,7 +92,8 @@ pub struct PushConsumerConfig {
     pub reconsume_delay: Duration,
     /// How long a broker may hold a pull.
     pub pull_suspend: Duration,
-    /// Folder of broadcasting consumers' offset files.
+    /// Folder of broadcasting consumers' offset files (`<dir>/<group>.toml`, kept across
+    /// restarts). Two broadcasting consumers of one group on one machine need two folders.
     pub offset_store_dir: PathBuf,
     /// How queues are shared out.
     pub allocate_strategy: Arc<dyn AllocateStrategy>,
@@ -230,14 +231,8 @@ impl PushConsumer {
                 })
                 .collect(),
         };
-        let local = (config.message_model == MessageModel::Broadcasting).then(|| {
-            let instance = client_id.rsplit('#').next().unwrap_or("default").to_owned();
-            LocalOffsets::new(
-                config.offset_store_dir.clone(),
-                &instance,
-                &config.consumer_group,
-            )
-        });
+        let local = (config.message_model == MessageModel::Broadcasting)
+            .then(|| LocalOffsets::new(config.offset_store_dir.clone(), &config.consumer_group));
         let (c2, cfg2, id2) = (client.clone(), config.clone(), client_id.clone());
         let addr = Supervisor::start(move |_| PushConsumerActor {
             client: c2,
