@@ -1,0 +1,269 @@
+//! Client-side failover against the real binaries: a producer keeps every send successful
+//! while one of two master brokers is killed with SIGKILL (retries land on the live broker,
+//! the route drops the dead one), and producers and consumers keep working when the first of
+//! two name servers is killed, including a client instance created afterwards with the dead
+//! name server first in its list.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actimq::{
+    ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, Message, MessageListener,
+    Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
+};
+use common::process::{broker, broker_config, eventually, mqadmin, namesrv};
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Polls `check` (an async probe) every 50 ms until it yields `Some`, for at most `limit`,
+/// without blocking the actors that share this thread.
+async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `mqadmin topicRoute --json` output, or None when the name server has no route.
+fn topic_route(ns: &str, topic: &str) -> Option<String> {
+    let (ok, out, _) = mqadmin(&["-n", ns, "topicRoute", "-t", topic, "--json"]);
+    ok.then_some(out)
+}
+
+/// The same, run off the actix thread so the client actors keep running meanwhile.
+async fn topic_route_async(ns: &str, topic: &str) -> Option<String> {
+    let (ns, topic) = (ns.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || topic_route(&ns, &topic))
+        .await
+        .expect("mqadmin thread")
+}
+
+fn update_topic(ns: &str, topic: &str) {
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        ns,
+        "updateTopic",
+        "-c",
+        "DefaultCluster",
+        "-t",
+        topic,
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    assert!(ok, "updateTopic {topic} failed: {out}{err}");
+}
+
+fn cluster_lists(ns: &str, needles: &[&str]) -> bool {
+    let (ok, out, _) = mqadmin(&["-n", ns, "clusterList"]);
+    ok && needles.iter().all(|n| out.contains(n))
+}
+
+fn producer_config(group: &str) -> ProducerConfig {
+    let mut pc = ProducerConfig::new(group);
+    pc.retry_times_when_send_failed = 2;
+    pc.send_msg_timeout = Duration::from_secs(3);
+    pc
+}
+
+#[test]
+fn producer_sends_never_fail_when_a_master_broker_is_killed() {
+    const TOPIC: &str = "FailoverTopic";
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path(), 3_000);
+    let a = broker(&broker_config(dir.path(), "broker-a", ""), &ns.addr);
+    let mut b = broker(&broker_config(dir.path(), "broker-b", ""), &ns.addr);
+    eventually(TIMEOUT, "both brokers in clusterList", || {
+        cluster_lists(&ns.addr, &["broker-a", "broker-b"]).then_some(())
+    });
+    update_topic(&ns.addr, TOPIC);
+    eventually(TIMEOUT, "route listing both brokers", || {
+        topic_route(&ns.addr, TOPIC).filter(|r| r.contains(&a.addr) && r.contains(&b.addr))
+    });
+
+    let (before, after) = actix_rt::System::new().block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone()));
+        let producer = Producer::start(client, producer_config("failover-producers"));
+        let mut before: BTreeMap<String, u64> = BTreeMap::new();
+        let mut after: BTreeMap<String, u64> = BTreeMap::new();
+        let mut slowest_after_kill = Duration::ZERO;
+        for i in 0..2_000u32 {
+            if i == 500 {
+                b.kill9();
+            }
+            let started = Instant::now();
+            let r = producer
+                .send(Message::new(TOPIC, format!("failover-{i}")))
+                .await
+                .unwrap_or_else(|e| panic!("send {i} failed (broker-b killed at 500): {e}"));
+            let counts = if i < 500 { &mut before } else { &mut after };
+            *counts.entry(r.message_queue.broker_name).or_default() += 1;
+            if i >= 500 {
+                slowest_after_kill = slowest_after_kill.max(started.elapsed());
+            }
+        }
+        println!("sends before kill -9 of broker-b: {before:?}");
+        println!("sends after kill -9 of broker-b: {after:?}; slowest {slowest_after_kill:?}");
+
+        // The name server forgets the dead broker (connection close, or expiry at the latest).
+        let dead = b.addr.clone();
+        wait_for(TIMEOUT, "route without the killed broker", || {
+            let dead = dead.clone();
+            let ns = ns.addr.clone();
+            async move {
+                topic_route_async(&ns, TOPIC)
+                    .await
+                    .filter(|r| !r.contains(&dead))
+            }
+        })
+        .await;
+        (before, after)
+    });
+    assert_eq!(
+        before.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["broker-a", "broker-b"],
+        "round robin used both brokers before the kill: {before:?}"
+    );
+    assert_eq!(after.values().sum::<u64>(), 1_500);
+    assert_eq!(
+        after.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["broker-a"],
+        "after the kill every send was stored by the live broker: {after:?}"
+    );
+    let route = topic_route(&ns.addr, TOPIC).expect("route still there");
+    assert!(route.contains(&a.addr), "live broker still routed: {route}");
+}
+
+type Seen = Arc<Mutex<BTreeSet<String>>>;
+
+fn recording_listener() -> (MessageListener, Seen) {
+    let seen: Seen = Arc::default();
+    let s = Arc::clone(&seen);
+    let listener = MessageListener::from_fn(move |msgs| {
+        let mut set = s.lock().unwrap();
+        for m in msgs {
+            set.insert(String::from_utf8_lossy(m.body()).into_owned());
+        }
+        ConsumeResult::Success
+    });
+    (listener, seen)
+}
+
+fn has_all(seen: &Seen, prefix: &str, n: u32) -> bool {
+    let set = seen.lock().unwrap();
+    (0..n).all(|i| set.contains(&format!("{prefix}-{i}")))
+}
+
+async fn send_all(producer: &Producer, topic: &str, prefix: &str, n: u32) {
+    for i in 0..n {
+        producer
+            .send(Message::new(topic, format!("{prefix}-{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("send {prefix}-{i} failed: {e}"));
+    }
+}
+
+fn client_config(namesrvs: &str) -> ClientConfig {
+    let mut cc = ClientConfig::new(namesrvs);
+    // Refresh routes often so the dead name server is actually asked.
+    cc.poll_name_server_interval = Duration::from_millis(300);
+    cc.heartbeat_broker_interval = Duration::from_secs(1);
+    cc.namesrv_timeout = Duration::from_secs(2);
+    cc
+}
+
+fn consumer_config(group: &str, topic: &str) -> PushConsumerConfig {
+    let mut c = PushConsumerConfig::new(group).subscribe(topic, "*");
+    c.consume_from_where = ConsumeFromWhere::FirstOffset;
+    c.rebalance_interval = Duration::from_secs(1);
+    c.pull_suspend = Duration::from_secs(2);
+    c
+}
+
+#[test]
+fn clients_survive_kill_9_of_the_first_name_server() {
+    const TOPIC: &str = "NsFailoverTopic";
+    let dir = tempfile::tempdir().unwrap();
+    let mut ns1 = namesrv(dir.path(), 120_000);
+    let ns2 = namesrv(dir.path(), 120_000);
+    let both = format!("{};{}", ns1.addr, ns2.addr);
+    let b = broker(&broker_config(dir.path(), "broker-a", ""), &both);
+    for ns in [&ns1.addr, &ns2.addr] {
+        eventually(TIMEOUT, "broker in clusterList", || {
+            cluster_lists(ns, &["broker-a"]).then_some(())
+        });
+    }
+    update_topic(&ns1.addr, TOPIC);
+    for ns in [&ns1.addr, &ns2.addr] {
+        eventually(TIMEOUT, "route on both name servers", || {
+            topic_route(ns, TOPIC).filter(|r| r.contains(&b.addr))
+        });
+    }
+
+    actix_rt::System::new().block_on(async {
+        let client = ClientInstance::start(client_config(&both));
+        let mut pc = producer_config("ns-failover-producers");
+        // Ask the name servers for the route again on almost every send after the kill.
+        pc.route_ttl = Duration::from_millis(100);
+        let producer = Producer::start(client.clone(), pc);
+        let (listener, seen) = recording_listener();
+        let _consumer = PushConsumer::start(
+            client.clone(),
+            consumer_config("ns-failover-old", TOPIC),
+            listener,
+        )
+        .await
+        .expect("consumer starts");
+        send_all(&producer, TOPIC, "before", 200).await;
+        wait_for(TIMEOUT, "200 messages before the kill", || async {
+            has_all(&seen, "before", 200).then_some(())
+        })
+        .await;
+
+        ns1.kill9();
+        send_all(&producer, TOPIC, "after", 200).await;
+        wait_for(TIMEOUT, "200 messages after the kill", || async {
+            has_all(&seen, "after", 200).then_some(())
+        })
+        .await;
+
+        // A new client instance whose list starts with the dead name server.
+        let fresh = ClientInstance::start(client_config(&both));
+        let fresh_producer = Producer::start(fresh.clone(), producer_config("ns-failover-new"));
+        let (listener, fresh_seen) = recording_listener();
+        let _fresh_consumer = PushConsumer::start(
+            fresh.clone(),
+            consumer_config("ns-failover-new", TOPIC),
+            listener,
+        )
+        .await
+        .expect("consumer starts with the first name server dead");
+        send_all(&fresh_producer, TOPIC, "fresh", 200).await;
+        wait_for(TIMEOUT, "the new consumer gets everything", || async {
+            (has_all(&fresh_seen, "before", 200)
+                && has_all(&fresh_seen, "after", 200)
+                && has_all(&fresh_seen, "fresh", 200))
+            .then_some(())
+        })
+        .await;
+        wait_for(
+            TIMEOUT,
+            "the old consumer gets the new messages",
+            || async { has_all(&seen, "fresh", 200).then_some(()) },
+        )
+        .await;
+    });
+}
