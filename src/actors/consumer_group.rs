@@ -10,7 +10,7 @@
 //! Supervised: a restart reloads offsets from its file; members come back with their next
 //! heartbeat.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use crate::actors::broker::topic_table::write_atomically;
 use crate::actors::connection::{ConnId, Outbound};
 use crate::protocol::group::{ConsumerData, NotifyConsumerIdsChangedRequestHeader};
-use crate::protocol::{Frame, RequestCode};
+use crate::protocol::{Frame, MessageQueue, RequestCode};
 
 /// A client's heartbeat for this group.
 #[derive(Message)]
@@ -81,6 +81,30 @@ pub struct ListMembers;
 #[rtype(result = "BTreeMap<(String, i32), i64>")]
 pub struct ListOffsets;
 
+/// Locks queues for one member (orderly consumption): a queue locked by another live member
+/// stays with it until it unlocks or its lock expires. Answers the queues now held.
+#[derive(Message)]
+#[rtype(result = "BTreeSet<MessageQueue>")]
+pub struct LockQueues {
+    /// The member asking.
+    pub client_id: String,
+    /// The queues it wants.
+    pub queues: BTreeSet<MessageQueue>,
+}
+
+/// Releases queues a member held.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnlockQueues {
+    /// The member releasing.
+    pub client_id: String,
+    /// The queues.
+    pub queues: BTreeSet<MessageQueue>,
+}
+
+/// How long a queue lock lives without renewal (RocketMQ's `rebalanceLockMaxLiveTime`).
+pub const QUEUE_LOCK_LIFETIME: Duration = Duration::from_secs(60);
+
 /// Writes offsets to disk now (shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -110,6 +134,8 @@ pub struct ConsumerGroup {
     members: HashMap<String, Member>,
     offsets: BTreeMap<(String, i32), i64>,
     dirty: bool,
+    /// Orderly consumption: which member holds which queue, and since when.
+    locks: HashMap<MessageQueue, (String, Instant)>,
 }
 
 fn offset_key(topic: &str, queue_id: i32) -> String {
@@ -130,6 +156,7 @@ impl ConsumerGroup {
             members: HashMap::new(),
             offsets: BTreeMap::new(),
             dirty: false,
+            locks: HashMap::new(),
         };
         g.load();
         g
@@ -182,7 +209,15 @@ impl ConsumerGroup {
         }
     }
 
-    fn membership_changed(&self) {
+    /// Frees the queues of members that are gone, so others can lock them at once.
+    fn release_orphan_locks(&mut self) {
+        let members = &self.members;
+        self.locks
+            .retain(|_, (owner, _)| members.contains_key(owner));
+    }
+
+    fn membership_changed(&mut self) {
+        self.release_orphan_locks();
         let header = NotifyConsumerIdsChangedRequestHeader {
             consumer_group: self.name.clone(),
         };
@@ -326,6 +361,42 @@ impl Handler<ListOffsets> for ConsumerGroup {
 
     fn handle(&mut self, _msg: ListOffsets, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.offsets.clone())
+    }
+}
+
+impl Handler<LockQueues> for ConsumerGroup {
+    type Result = MessageResult<LockQueues>;
+
+    fn handle(&mut self, msg: LockQueues, _: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        let mut held = BTreeSet::new();
+        for mq in msg.queues {
+            let free = match self.locks.get(&mq) {
+                None => true,
+                Some((owner, at)) => *owner == msg.client_id || at.elapsed() >= QUEUE_LOCK_LIFETIME,
+            };
+            if free {
+                self.locks.insert(mq.clone(), (msg.client_id.clone(), now));
+                held.insert(mq);
+            }
+        }
+        MessageResult(held)
+    }
+}
+
+impl Handler<UnlockQueues> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnlockQueues, _: &mut Self::Context) {
+        for mq in msg.queues {
+            if self
+                .locks
+                .get(&mq)
+                .is_some_and(|(owner, _)| *owner == msg.client_id)
+            {
+                self.locks.remove(&mq);
+            }
+        }
     }
 }
 

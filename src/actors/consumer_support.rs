@@ -4,7 +4,7 @@
 //!
 //! No state of its own; the consumer actors own what these functions read and write.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use crate::client::{ClientError, ConsumeFromWhere, MessageExt};
 use crate::protocol::group::{
     GetConsumerListByGroupRequestHeader, GetConsumerListByGroupResponseBody,
 };
+use crate::protocol::group::{LockBatchRequestBody, LockBatchResponseBody, UnlockBatchRequestBody};
 use crate::protocol::message::{
     GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, OffsetResponseHeader,
     PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
@@ -25,7 +26,7 @@ use crate::protocol::message::{
     PULL_FLAG_SUSPEND,
 };
 use crate::protocol::topic::is_readable;
-use crate::protocol::{Frame, MessageQueue, RequestCode, ResponseCode};
+use crate::protocol::{encode_body, Frame, MessageQueue, NoHeader, RequestCode, ResponseCode};
 
 /// How long one plain request to a broker may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -163,6 +164,71 @@ pub async fn commit_offset(
         commit_offset: offset as i64,
     };
     let f = request(link, RequestCode::UpdateConsumerOffset, &h, REQUEST_TIMEOUT).await?;
+    if f.response_code() == Some(ResponseCode::Success) {
+        Ok(())
+    } else {
+        Err(refused(link, &f))
+    }
+}
+
+/// Locks queues of one broker for `client_id` (orderly consumption); answers those held.
+pub async fn lock_queues(
+    link: &BrokerLink,
+    group: &str,
+    client_id: &str,
+    queues: BTreeSet<MessageQueue>,
+) -> Result<BTreeSet<MessageQueue>, ClientError> {
+    let body = LockBatchRequestBody {
+        consumer_group: group.to_owned(),
+        client_id: client_id.to_owned(),
+        only_this_broker: true,
+        mq_set: queues,
+    };
+    let frame = Frame::request(
+        RequestCode::LockBatchMq,
+        0,
+        &NoHeader {},
+        encode_body(&body).map_err(|e| ClientError::MessageIllegal(e.to_string()))?,
+    )
+    .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
+    let f = remote_link::call(&link.1, &link.0, frame, REQUEST_TIMEOUT)
+        .await
+        .map_err(ClientError::from_link)?;
+    if f.response_code() != Some(ResponseCode::Success) {
+        return Err(refused(link, &f));
+    }
+    f.decode_body::<LockBatchResponseBody>()
+        .map(|b| b.lock_ok_mq_set)
+        .map_err(|e| ClientError::Broker {
+            broker: link.0.clone(),
+            code: "SUCCESS".into(),
+            remark: e.to_string(),
+        })
+}
+
+/// Releases queue locks of `client_id`.
+pub async fn unlock_queues(
+    link: &BrokerLink,
+    group: &str,
+    client_id: &str,
+    queues: BTreeSet<MessageQueue>,
+) -> Result<(), ClientError> {
+    let body = UnlockBatchRequestBody {
+        consumer_group: group.to_owned(),
+        client_id: client_id.to_owned(),
+        only_this_broker: true,
+        mq_set: queues,
+    };
+    let frame = Frame::request(
+        RequestCode::UnlockBatchMq,
+        0,
+        &NoHeader {},
+        encode_body(&body).map_err(|e| ClientError::MessageIllegal(e.to_string()))?,
+    )
+    .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
+    let f = remote_link::call(&link.1, &link.0, frame, REQUEST_TIMEOUT)
+        .await
+        .map_err(ClientError::from_link)?;
     if f.response_code() == Some(ResponseCode::Success) {
         Ok(())
     } else {

@@ -349,7 +349,7 @@ impl Handler<GetQueues> for LitePullActor {
 }
 
 impl Handler<Assign> for LitePullActor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseActFuture<Self, bool>;
 
     fn handle(&mut self, msg: Assign, _: &mut Self::Context) -> Self::Result {
         let gone: Vec<(MessageQueue, u64)> = self
@@ -372,6 +372,7 @@ impl Handler<Assign> for LitePullActor {
                         let _ = consumer_support::commit_offset(&link, &group, &mq, o).await;
                     }
                 }
+                true
             }
             .into_actor(self),
         )

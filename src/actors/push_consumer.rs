@@ -30,6 +30,9 @@ use crate::protocol::group::{ConsumeType, ConsumerData, SubscriptionData};
 use crate::protocol::MessageQueue;
 use crate::storage::record::tag_hash;
 
+/// How often orderly consumers renew their queue locks (the broker keeps them 60 s).
+const LOCK_RENEWAL: Duration = Duration::from_secs(20);
+
 /// A batch of messages for an actor-based listener.
 #[derive(Message)]
 #[rtype(result = "ConsumeResult")]
@@ -354,13 +357,37 @@ impl Actor for PushConsumerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.config.persist_consumer_offset_interval, |act, ctx| {
-            let fut = act.persist();
-            ctx.spawn(
-                fut.into_actor(act)
-                    .map(|done, act, _| act.committed.extend(done)),
-            );
+        // Commits go through the mailbox, atomically, so a periodic commit can never land
+        // after the commit of a queue being handed over (the next owner would start early).
+        ctx.run_interval(self.config.persist_consumer_offset_interval, |_, ctx| {
+            ctx.address().do_send(PersistNow);
         });
+        if self.config.orderly {
+            // Broker locks expire after a minute; renew well before, and give up queues whose
+            // lock was lost (the next rebalance takes them back if they are still ours).
+            ctx.run_interval(LOCK_RENEWAL, |act, ctx| {
+                if act.stopping {
+                    return;
+                }
+                let queues: Vec<MessageQueue> = act.owned.keys().cloned().collect();
+                let (client, group, me) = (act.client.clone(), act.config.consumer_group.clone(), act.client_id.clone());
+                ctx.spawn(
+                    async move {
+                        let (held, _) = lock_all(&client, &group, &me, queues.clone()).await;
+                        queues.into_iter().filter(|q| !held.contains(q)).collect::<Vec<_>>()
+                    }
+                    .into_actor(act)
+                    .map(|lost, act, _| {
+                        for mq in lost {
+                            tracing::warn!(queue = ?mq, "orderly lock lost; pausing this queue until the next rebalance");
+                            if let Some(o) = act.owned.remove(&mq) {
+                                o.puller.do_send(StopPulling);
+                            }
+                        }
+                    }),
+                );
+            });
+        }
     }
 }
 
@@ -391,12 +418,29 @@ impl Handler<GetAssignment> for PushConsumerActor {
     }
 }
 
+/// Commits moved offsets now (the periodic timer sends it).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PersistNow;
+
+impl Handler<PersistNow> for PushConsumerActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: PersistNow, _: &mut Self::Context) -> Self::Result {
+        let fut = self.persist();
+        AtomicResponse::new(Box::pin(
+            fut.into_actor(self)
+                .map(|done, act, _| act.committed.extend(done)),
+        ))
+    }
+}
+
 impl Handler<Assign> for PushConsumerActor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = AtomicResponse<Self, bool>;
 
     fn handle(&mut self, msg: Assign, _: &mut Self::Context) -> Self::Result {
         if self.stopping {
-            return Box::pin(fut::ready(()));
+            return AtomicResponse::new(Box::pin(fut::ready(true)));
         }
         let topic = msg.topic.clone();
         let gone: Vec<(MessageQueue, Addr<QueuePuller>)> = self
@@ -430,7 +474,9 @@ impl Handler<Assign> for PushConsumerActor {
             .iter()
             .filter_map(|(mq, _)| Some((mq.clone(), *self.offsets.get(mq)?)))
             .collect();
+        let (orderly, me) = (self.config.orderly, self.client_id.clone());
         let work = async move {
+            let mut settled = true;
             // Queues given away: stop, and commit where we got to before anyone else starts.
             for (mq, puller) in gone {
                 let last = puller
@@ -448,7 +494,27 @@ impl Handler<Assign> for PushConsumerActor {
                         }
                     }
                 }
+                if orderly {
+                    // Only now may the next owner lock it and start where we stopped.
+                    if let Ok(link) = consumer_support::broker_for(&client, &mq).await {
+                        let _ = consumer_support::unlock_queues(
+                            &link,
+                            &group,
+                            &me,
+                            [mq.clone()].into(),
+                        )
+                        .await;
+                    }
+                }
             }
+            // Orderly: a queue is consumed only by the member holding its broker-side lock.
+            let new = if orderly {
+                let (held, all) = lock_all(&client, &group, &me, new).await;
+                settled &= all;
+                held
+            } else {
+                new
+            };
             // Queues taken on: find where to start.
             let mut starts = Vec::new();
             for mq in new {
@@ -482,32 +548,67 @@ impl Handler<Assign> for PushConsumerActor {
                     }
                 }
             }
-            starts
+            (starts, settled)
         };
-        Box::pin(work.into_actor(self).map(|starts, act, ctx| {
-            if act.stopping {
-                return;
-            }
-            for (mq, offset) in starts {
-                if act.owned.contains_key(&mq) {
-                    continue;
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |(starts, settled), act, ctx| {
+                if act.stopping {
+                    return true;
                 }
-                let settings = act.settings(&mq.topic);
-                let puller = QueuePuller::new(
-                    mq.clone(),
-                    act.client.clone(),
-                    settings,
-                    ctx.address().recipient(),
-                    offset,
-                )
-                .start();
-                act.offsets.insert(mq.clone(), offset);
-                act.owned.insert(mq, Owned { puller });
-            }
-            let owned = &act.owned;
-            act.offsets.retain(|mq, _| owned.contains_key(mq));
-        }))
+                for (mq, offset) in starts {
+                    if act.owned.contains_key(&mq) {
+                        continue;
+                    }
+                    let settings = act.settings(&mq.topic);
+                    let puller = QueuePuller::new(
+                        mq.clone(),
+                        act.client.clone(),
+                        settings,
+                        ctx.address().recipient(),
+                        offset,
+                    )
+                    .start();
+                    act.offsets.insert(mq.clone(), offset);
+                    act.owned.insert(mq, Owned { puller });
+                }
+                let owned = &act.owned;
+                act.offsets.retain(|mq, _| owned.contains_key(mq));
+                settled
+            },
+        )))
     }
+}
+
+/// Locks `queues` (grouped by broker) for this member; answers the ones held and whether
+/// that was all of them.
+async fn lock_all(
+    client: &Addr<ClientInstance>,
+    group: &str,
+    me: &str,
+    queues: Vec<MessageQueue>,
+) -> (Vec<MessageQueue>, bool) {
+    let mut by_broker: BTreeMap<String, BTreeSet<MessageQueue>> = BTreeMap::new();
+    for mq in queues {
+        by_broker
+            .entry(mq.broker_name.clone())
+            .or_default()
+            .insert(mq);
+    }
+    let (mut held, mut all) = (Vec::new(), true);
+    for (_, set) in by_broker {
+        let Some(first) = set.iter().next().cloned() else {
+            continue;
+        };
+        let got = match consumer_support::broker_for(client, &first).await {
+            Ok(link) => consumer_support::lock_queues(&link, group, me, set.clone())
+                .await
+                .unwrap_or_default(),
+            Err(_) => BTreeSet::new(),
+        };
+        all &= got.len() == set.len();
+        held.extend(got);
+    }
+    (held, all)
 }
 
 impl Handler<Shutdown> for PushConsumerActor {

@@ -63,10 +63,15 @@ pub struct Progress {
     pub offset: u64,
 }
 
-/// Stops the puller; answers its final consume offset (if it had one).
+/// Stops the puller. Answers its final consume offset once the listener calls in flight
+/// have finished (at most [`STOP_GRACE`] later), so a queue is never consumed by its old and
+/// its new owner at once.
 #[derive(Message)]
 #[rtype(result = "Option<u64>")]
 pub struct StopPulling;
+
+/// Longest a stop waits for listener calls in flight.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// One queue's pull-and-consume loop.
 pub struct QueuePuller {
@@ -82,6 +87,10 @@ pub struct QueuePuller {
     waiting: VecDeque<u64>,
     consuming: bool,
     stopped: bool,
+    /// Listener calls running now.
+    in_flight: usize,
+    /// Stop requests waiting for those calls to end.
+    stop_waiters: Vec<tokio::sync::oneshot::Sender<u64>>,
 }
 
 impl QueuePuller {
@@ -104,6 +113,8 @@ impl QueuePuller {
             waiting: VecDeque::new(),
             consuming: false,
             stopped: false,
+            in_flight: 0,
+            stop_waiters: Vec::new(),
         }
     }
 
@@ -255,10 +266,23 @@ impl QueuePuller {
             return;
         }
         let listener = Arc::clone(&self.settings.listener);
+        self.in_flight += 1;
         ctx.spawn(
             (listener)(msgs)
                 .into_actor(self)
                 .map(move |result, act, ctx| {
+                    act.in_flight = act.in_flight.saturating_sub(1);
+                    if act.stopped {
+                        // Record what the listener finished, then tell a waiting stop where
+                        // this queue got to.
+                        if result == ConsumeResult::Success {
+                            for o in &offsets {
+                                act.cache.remove(o);
+                            }
+                        }
+                        act.answer_stops(ctx);
+                        return;
+                    }
                     match result {
                         ConsumeResult::Success => {
                             for o in &offsets {
@@ -299,6 +323,19 @@ impl QueuePuller {
     }
 }
 
+impl QueuePuller {
+    fn answer_stops(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight > 0 {
+            return;
+        }
+        let offset = self.consume_offset();
+        for tx in self.stop_waiters.drain(..) {
+            let _ = tx.send(offset);
+        }
+        ctx.stop();
+    }
+}
+
 impl Actor for QueuePuller {
     type Context = Context<Self>;
 
@@ -308,11 +345,21 @@ impl Actor for QueuePuller {
 }
 
 impl Handler<StopPulling> for QueuePuller {
-    type Result = Option<u64>;
+    type Result = ResponseFuture<Option<u64>>;
 
     fn handle(&mut self, _: StopPulling, ctx: &mut Self::Context) -> Self::Result {
         self.stopped = true;
-        ctx.stop();
-        Some(self.consume_offset())
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.stop_waiters.push(tx);
+        if self.in_flight == 0 {
+            self.answer_stops(ctx);
+        } else {
+            // A listener that never returns must not hold the queue forever.
+            ctx.run_later(STOP_GRACE, |act, ctx| {
+                act.in_flight = 0;
+                act.answer_stops(ctx);
+            });
+        }
+        Box::pin(async move { rx.await.ok() })
     }
 }

@@ -336,6 +336,7 @@ async fn run_producer(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_consumer(
     namesrv: String,
     topic: String,

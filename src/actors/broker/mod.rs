@@ -773,6 +773,36 @@ impl Broker {
                 }
                 Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
             },
+            Request::LockBatchMq(body) => {
+                let group = match self.group(&body.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
+                let ask = consumer_group::LockQueues {
+                    client_id: body.client_id,
+                    queues: body.mq_set,
+                };
+                actix::spawn(async move {
+                    match group.send(ask).await {
+                        Ok(held) => ok_body(
+                            &inb,
+                            &crate::protocol::group::LockBatchResponseBody {
+                                lock_ok_mq_set: held,
+                            },
+                        ),
+                        Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+                    }
+                });
+            }
+            Request::UnlockBatchMq(body) => {
+                if let Ok(group) = self.group(&body.consumer_group) {
+                    group.do_send(consumer_group::UnlockQueues {
+                        client_id: body.client_id,
+                        queues: body.mq_set,
+                    });
+                }
+                response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
+            }
             Request::GetAllTopicConfig => ok_body(&inb, &self.topics.wrapper()),
             Request::GetTopicStatsInfo(h) => {
                 if self.topics.get(&h.topic).is_none() {

@@ -26,9 +26,10 @@ use allocate::AllocateStrategy;
 /// How soon an incomplete rebalance is tried again.
 const RETRY_SOON: Duration = Duration::from_secs(1);
 
-/// The queues of one topic this member now owns.
+/// The queues of one topic this member now owns. The answer says whether the consumer
+/// could take them all (an orderly consumer may have to wait for another member's lock).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct Assign {
     /// The topic.
     pub topic: String,
@@ -131,12 +132,14 @@ impl Rebalancer {
                         }
                     },
                 };
-                let _ = target
+                let settled = target
                     .send(Assign {
                         topic,
                         queues: mine,
                     })
-                    .await;
+                    .await
+                    .unwrap_or(false);
+                incomplete |= !settled;
             }
             (brokers, incomplete)
         };
