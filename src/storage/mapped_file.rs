@@ -89,11 +89,19 @@ impl MappedFile {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        let mf = Self::map(path, file, file_from_offset, size)?;
         if warm {
-            mf.warm();
+            // Reserve the blocks now and map every page up front, so appends neither wait for
+            // block allocation nor take a page fault per 4 KiB. Unlike writing zeros, this
+            // dirties nothing, so the disk is not written twice.
+            fs4::fs_std::FileExt::allocate(&file, size as u64).map_err(|e| Error::io(&path, e))?;
+            let map = MmapOptions::new()
+                .len(size)
+                .populate()
+                .map_raw(&file)
+                .map_err(|e| Error::io(&path, e))?;
+            return Ok(Self::from_parts(path, file, map, file_from_offset, size));
         }
-        Ok(mf)
+        Self::map(path, file, file_from_offset, size)
     }
 
     /// Maps an existing segment. A file shorter than `size` (a torn creation or a damaged
@@ -126,7 +134,17 @@ impl MappedFile {
             .len(size)
             .map_raw(&file)
             .map_err(|e| Error::io(&path, e))?;
-        Ok(MappedFile {
+        Ok(Self::from_parts(path, file, map, file_from_offset, size))
+    }
+
+    fn from_parts(
+        path: PathBuf,
+        file: File,
+        map: MmapRaw,
+        file_from_offset: u64,
+        size: usize,
+    ) -> Self {
+        MappedFile {
             path,
             file_from_offset,
             size,
@@ -134,7 +152,7 @@ impl MappedFile {
             _file: file,
             wrote: AtomicUsize::new(0),
             flushed: AtomicUsize::new(0),
-        })
+        }
     }
 
     /// Touches every page of the unwritten part so that appends do not pay page faults.

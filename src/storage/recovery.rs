@@ -71,6 +71,9 @@ pub(crate) fn recover(shared: &Shared, clean: bool) -> Result<()> {
         cq.delete_below_physical(log_start)?;
     }
     shared.dispatched.store(end, Ordering::Release);
+    // Entries re-indexed just now are not on disk yet: keep the old mark until a flush.
+    let index_on_disk = cp.map(|c| c.index).unwrap_or(0).min(end);
+    shared.index_flushed.store(index_on_disk, Ordering::Release);
     Ok(())
 }
 

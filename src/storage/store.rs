@@ -144,6 +144,8 @@ pub(crate) struct Shared {
     pub write_lock: Mutex<()>,
     /// Commit-log offset below which every record has its queue and index entries.
     pub dispatched: AtomicU64,
+    /// Commit-log offset below which index entries are known flushed.
+    pub index_flushed: AtomicU64,
     pub flush_queue: FlushQueue,
     pub poisoned: Mutex<Option<String>>,
     pub stats: StoreStats,
@@ -211,6 +213,9 @@ impl std::fmt::Debug for MessageStore {
     }
 }
 
+/// The index is flushed on every this-many housekeeping rounds (see `flush_derived_with`).
+const INDEX_FLUSH_EVERY: u64 = 10;
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -256,6 +261,7 @@ impl MessageStore {
             index,
             write_lock: Mutex::new(()),
             dispatched: AtomicU64::new(0),
+            index_flushed: AtomicU64::new(0),
             flush_queue: FlushQueue::default(),
             poisoned: Mutex::new(None),
             stats: StoreStats::default(),
@@ -883,18 +889,32 @@ impl Shared {
 
     /// Flushes derived data and records how far it goes in the checkpoint.
     fn flush_derived(&self) -> Result<()> {
+        self.flush_derived_with(true)
+    }
+
+    /// Flushes consume queues and, with `with_index`, the index, then writes the checkpoint.
+    /// The index's msync walks a large random-access mapping and interrupts the appender
+    /// (TLB shootdowns), so the housekeeping timer flushes it less often; the checkpoint
+    /// keeps the index's own position, and recovery re-indexes from there.
+    fn flush_derived_with(&self, with_index: bool) -> Result<()> {
         let _serial = self.derived_lock.lock();
         let dispatched = self.dispatched.load(Ordering::Acquire);
         for cq in self.all_queues() {
             cq.flush()?;
         }
-        if let Some(index) = &self.index {
-            index.flush()?;
-        }
+        let index_flushed = match &self.index {
+            Some(index) if with_index => {
+                index.flush()?;
+                self.index_flushed.store(dispatched, Ordering::Release);
+                dispatched
+            }
+            Some(_) => self.index_flushed.load(Ordering::Acquire),
+            None => dispatched,
+        };
         let cp = Checkpoint {
             commit_log: self.commit_log.flushed_offset(),
             consume_queue: dispatched,
-            index: dispatched,
+            index: index_flushed,
             written_at: now_ms(),
         };
         cp.store(&self.root)
@@ -931,11 +951,13 @@ impl Shared {
         let clean_every = Duration::from_millis(self.config.clean_resource_interval);
         let tick = derived_every.min(clean_every);
         let mut last_clean = Instant::now();
+        let mut round = 0u64;
         while !self.housekeeping.sleep(tick) {
             if self.poisoned.lock().is_some() {
                 continue;
             }
-            if let Err(e) = self.flush_derived() {
+            round += 1;
+            if let Err(e) = self.flush_derived_with(round % INDEX_FLUSH_EVERY == 0) {
                 self.poison(format!("flushing queues, index or checkpoint: {e}"));
                 continue;
             }
