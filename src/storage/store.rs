@@ -957,7 +957,7 @@ impl Shared {
                 continue;
             }
             round += 1;
-            if let Err(e) = self.flush_derived_with(round % INDEX_FLUSH_EVERY == 0) {
+            if let Err(e) = self.flush_derived_with(round.is_multiple_of(INDEX_FLUSH_EVERY)) {
                 self.poison(format!("flushing queues, index or checkpoint: {e}"));
                 continue;
             }
