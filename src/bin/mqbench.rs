@@ -208,17 +208,21 @@ async fn run_producer(
             let msgs: Vec<Message> = (first..first + per_send).map(&make).collect();
             async move {
                 let n = msgs.len() as u64;
-                let ok = match mode {
+                let outcome = match mode {
                     Mode::Sync | Mode::Async => match msgs.into_iter().next() {
-                        Some(m) => producer.send(m).await.is_ok(),
-                        None => false,
+                        Some(m) => producer.send(m).await.map(|_| ()),
+                        None => Ok(()),
                     },
                     Mode::Oneway => match msgs.into_iter().next() {
-                        Some(m) => producer.send_oneway(m).await.is_ok(),
-                        None => false,
+                        Some(m) => producer.send_oneway(m).await,
+                        None => Ok(()),
                     },
-                    Mode::Batch => producer.send_batch(msgs).await.is_ok(),
+                    Mode::Batch => producer.send_batch(msgs).await.map(|_| ()),
                 };
+                if let Err(e) = &outcome {
+                    tracing::warn!(error = %e, "send failed");
+                }
+                let ok = outcome.is_ok();
                 let us = scheduled.elapsed().as_micros() as u64;
                 let mut s = stats.borrow_mut();
                 s.sent += n;

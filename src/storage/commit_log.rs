@@ -41,7 +41,9 @@ pub struct CommitLog {
 #[derive(Debug)]
 struct Prepared {
     start: u64,
-    handle: std::thread::JoinHandle<Result<MappedFile>>,
+    /// The new segment arrives here as soon as its file exists and its blocks are reserved;
+    /// the thread then goes on faulting its pages in.
+    ready: std::sync::mpsc::Receiver<Result<Arc<MappedFile>>>,
 }
 
 /// Outcome of walking the log during recovery.
@@ -181,10 +183,10 @@ impl CommitLog {
 
     fn create_segment(&self, start: u64) -> Result<Arc<MappedFile>> {
         let prepared = self.prepared.lock().take();
-        let seg = match prepared.map(|p| (p.start, p.handle.join())) {
+        let seg = match prepared.map(|p| (p.start, p.ready.recv())) {
             Some((at, Ok(Ok(seg)))) if at == start => seg,
-            Some((at, joined)) => {
-                if let Ok(Ok(stray)) = joined {
+            Some((at, received)) => {
+                if let Ok(Ok(stray)) = received {
                     stray.delete()?;
                 }
                 tracing::warn!(
@@ -192,28 +194,64 @@ impl CommitLog {
                     start,
                     "pre-allocated segment unusable; creating one in line"
                 );
-                MappedFile::create(&self.dir, start, self.segment_size, self.warm)?
+                self.new_segment(start)?
             }
-            None => MappedFile::create(&self.dir, start, self.segment_size, self.warm)?,
+            None => self.new_segment(start)?,
         };
-        let seg = Arc::new(seg);
         self.segments.write().push(Arc::clone(&seg));
         self.prepare(start + self.segment_size as u64);
         Ok(seg)
     }
 
-    /// Starts pre-allocating the segment at `start` in the background (when warming is on).
-    fn prepare(&self, start: u64) {
-        if !self.warm {
-            return;
-        }
-        let (dir, size) = (self.dir.clone(), self.segment_size);
+    /// Creates the segment at `start` on a background thread, which hands it over as soon as
+    /// the file exists (blocks reserved) and then, with warming on, faults its pages in, so
+    /// that page zeroing does not land on the append path. `None` if no thread could start.
+    fn spawn_segment(
+        &self,
+        start: u64,
+    ) -> Option<std::sync::mpsc::Receiver<Result<Arc<MappedFile>>>> {
+        let (dir, size, warm) = (self.dir.clone(), self.segment_size, self.warm);
+        let (tx, rx) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("actimq-prealloc".into())
-            .spawn(move || MappedFile::create(&dir, start, size, true));
+            .spawn(move || {
+                let created = MappedFile::create(&dir, start, size, warm).map(Arc::new);
+                let seg = created.as_ref().ok().cloned();
+                let _ = tx.send(created);
+                if let (Some(seg), true) = (seg, warm) {
+                    seg.populate();
+                }
+            });
         match spawned {
-            Ok(handle) => *self.prepared.lock() = Some(Prepared { start, handle }),
-            Err(e) => tracing::warn!(error = %e, "cannot start segment pre-allocation"),
+            Ok(_) => Some(rx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a segment thread");
+                None
+            }
+        }
+    }
+
+    /// A segment now: waits for its file (milliseconds), not for its warming.
+    fn new_segment(&self, start: u64) -> Result<Arc<MappedFile>> {
+        match self.spawn_segment(start) {
+            Some(ready) => ready
+                .recv()
+                .map_err(|_| Error::io(&self.dir, std::io::Error::other("segment thread died")))?,
+            None => Ok(Arc::new(MappedFile::create(
+                &self.dir,
+                start,
+                self.segment_size,
+                self.warm,
+            )?)),
+        }
+    }
+
+    /// Starts preparing the segment at `start` in the background (when warming is on).
+    fn prepare(&self, start: u64) {
+        if self.warm {
+            if let Some(ready) = self.spawn_segment(start) {
+                *self.prepared.lock() = Some(Prepared { start, ready });
+            }
         }
     }
 
@@ -232,7 +270,7 @@ impl CommitLog {
     /// segment past the end would only be deleted again by the next open).
     pub fn discard_prepared(&self) -> Result<()> {
         if let Some(p) = self.prepared.lock().take() {
-            if let Ok(Ok(seg)) = p.handle.join() {
+            if let Ok(Ok(seg)) = p.ready.recv() {
                 seg.delete()?;
                 sync_dir(&self.dir)?;
             }

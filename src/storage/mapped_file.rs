@@ -21,9 +21,6 @@ use crate::storage::error::{Error, Result};
 /// Width of the zero-padded start offset in segment file names (RocketMQ's convention).
 pub const FILE_NAME_DIGITS: usize = 20;
 
-/// Page size used when pre-faulting.
-const PAGE: usize = 4096;
-
 /// A mapped segment file.
 pub struct MappedFile {
     path: PathBuf,
@@ -89,19 +86,11 @@ impl MappedFile {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
+        let mf = Self::map(path, file, file_from_offset, size)?;
         if warm {
-            // Reserve the blocks now and map every page up front, so appends neither wait for
-            // block allocation nor take a page fault per 4 KiB. Unlike writing zeros, this
-            // dirties nothing, so the disk is not written twice.
-            fs4::fs_std::FileExt::allocate(&file, size as u64).map_err(|e| Error::io(&path, e))?;
-            let map = MmapOptions::new()
-                .len(size)
-                .populate()
-                .map_raw(&file)
-                .map_err(|e| Error::io(&path, e))?;
-            return Ok(Self::from_parts(path, file, map, file_from_offset, size));
+            mf.warm()?;
         }
-        Self::map(path, file, file_from_offset, size)
+        Ok(mf)
     }
 
     /// Maps an existing segment. A file shorter than `size` (a torn creation or a damaged
@@ -155,15 +144,30 @@ impl MappedFile {
         }
     }
 
-    /// Touches every page of the unwritten part so that appends do not pay page faults.
-    pub fn warm(&self) {
-        let start = self.wrote.load(Ordering::Acquire);
-        let mut pos = start.next_multiple_of(PAGE);
-        while pos < self.size {
-            // SAFETY: `pos` is inside the mapping and beyond the published write position,
-            // which no reader touches; zero is what the fresh file holds anyway.
-            unsafe { self.map.as_mut_ptr().add(pos).write_volatile(0) };
-            pos += PAGE;
+    /// Reserves the file's blocks, so a write never waits for block allocation and a full
+    /// disk shows up here rather than as a fault inside a write.
+    pub fn warm(&self) -> Result<()> {
+        fs4::fs_std::FileExt::allocate(&self._file, self.size as u64)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Faults the pages in ahead of use (MADV_POPULATE_READ, chunk by chunk): the kernel's
+    /// page zeroing then happens here, on a background thread, instead of in the appender's
+    /// page faults. Nothing is dirtied, so the disk is not written twice. Best effort: older
+    /// kernels without the advice simply fault pages in on use.
+    pub fn populate(&self) {
+        const CHUNK: usize = 16 << 20;
+        let mut at = self.wrote().next_multiple_of(4096);
+        while at < self.size {
+            let len = CHUNK.min(self.size - at);
+            if let Err(e) = self
+                .map
+                .advise_range(memmap2::Advice::PopulateRead, at, len)
+            {
+                tracing::debug!(path = %self.path.display(), error = %e, "pre-faulting unsupported; pages fault in on use");
+                return;
+            }
+            at += len;
         }
     }
 

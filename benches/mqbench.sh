@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Reproduces the mqbench rows of docs/BENCHMARKS.md on this machine: release binaries, one
+# name server and one broker on 127.0.0.1, a topic with 8 queues, 1 KiB bodies.
+#   bash benches/mqbench.sh [async|sync_flush|batch|drain|latency|e2e|startup|all] [RUNS=3]
+# Every run is bounded by --count and --duration. Stores go under $BENCH_DIR (default a
+# fresh temp folder), which is removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+runs=${2:-3}
+cargo build --release --bins >/dev/null
+bin=target/release
+dir=${BENCH_DIR:-$(mktemp -d)}
+ns_port=39876
+broker_port=39911
+ns="127.0.0.1:$ns_port"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+start_cluster() { # $1 = flush type
+  local store="$dir/store-$RANDOM"
+  cat >"$dir/broker.toml" <<EOT
+listen_host = "127.0.0.1"
+broker_ip1 = "127.0.0.1"
+flush_disk_type = "$1"
+store_path_root_dir = "$store"
+# This machine's file system reports ~76 % used; keep retention from deleting test data.
+disk_max_used_space_ratio = 95
+EOT
+  "$bin/mqnamesrv" --listen-port $ns_port 2>"$dir/ns.log" & pids+=($!)
+  "$bin/mqbroker" -c "$dir/broker.toml" -n "$ns" --listen-port $broker_port 2>"$dir/broker.log" & broker_pid=$!; pids+=($broker_pid)
+  for _ in $(seq 100); do grep -q "listening on" "$dir/broker.log" 2>/dev/null && break; sleep 0.05; done
+  for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" clusterList 2>/dev/null | grep -q broker-a && break; sleep 0.05; done
+  "$bin/mqadmin" -n "$ns" updateTopic -c DefaultCluster -t BenchmarkTest -r 8 -w 8 >/dev/null
+  for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" topicRoute -t BenchmarkTest >/dev/null 2>&1 && break; sleep 0.05; done
+}
+stop_cluster() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+rss_anon_kib() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
+
+run() { echo "## $*"; "$@" | tail -1; }
+
+if [[ $what == async || $what == all ]]; then
+  for i in $(seq "$runs"); do
+    start_cluster async_flush
+    echo "broker RssAnon idle: $(rss_anon_kib "$broker_pid") KiB"
+    run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode async --json
+    echo "broker RssAnon after 1M: $(rss_anon_kib "$broker_pid") KiB"
+    if [[ $what == all ]]; then
+      run "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "drain-$i" --from-beginning --count 1000000 --duration 60 --json
+    fi
+    stop_cluster
+  done
+fi
+if [[ $what == drain ]]; then
+  for i in $(seq "$runs"); do
+    start_cluster async_flush
+    "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --batch-size 32 --json >/dev/null
+    run "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "drain-$i" --from-beginning --count 1000000 --duration 60 --json
+    stop_cluster
+  done
+fi
+if [[ $what == sync_flush || $what == all ]]; then
+  for i in $(seq "$runs"); do
+    start_cluster sync_flush
+    run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 15 --mode async --json
+    stop_cluster
+  done
+fi
+if [[ $what == batch || $what == all ]]; then
+  for i in $(seq "$runs"); do
+    start_cluster async_flush
+    run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --batch-size 32 --json
+    stop_cluster
+  done
+fi
+if [[ $what == latency || $what == all ]]; then
+  for i in $(seq "$runs"); do
+    start_cluster async_flush
+    run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --rate 5000 --duration 10 --mode async --json
+    stop_cluster
+  done
+fi
+if [[ $what == e2e || $what == all ]]; then
+  for i in $(seq "$runs"); do
+    start_cluster async_flush
+    "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "e2e-$i" --duration 14 --json >"$dir/consumer.json" &
+    sleep 2
+    "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --rate 5000 --duration 10 --mode async --json >/dev/null
+    wait %1 || true
+    echo "## e2e consumer"; tail -1 "$dir/consumer.json"
+    stop_cluster
+  done
+fi
+if [[ $what == startup || $what == all ]]; then
+  start_cluster async_flush
+  stop_cluster
+  for i in $(seq "$runs"); do
+    store="$dir/startup-$i"; mkdir -p "$store"
+    printf 'listen_host = "127.0.0.1"\nstore_path_root_dir = "%s"\ndisk_max_used_space_ratio = 95\n' "$store" >"$dir/s.toml"
+    t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" --listen-port $broker_port 2>"$dir/s.log" & p=$!
+    until grep -q "listening on" "$dir/s.log" 2>/dev/null; do sleep 0.002; done; t1=$(date +%s%N)
+    echo "## start, empty store: $(( (t1 - t0) / 1000000 )) ms"
+    "$bin/mqnamesrv" --listen-port $ns_port 2>/dev/null & q=$!
+    sleep 0.3
+    "$bin/mqbench" producer -n "$ns" -t Fill -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --json >/dev/null
+    kill -TERM $p; wait $p || true; kill $q; wait $q 2>/dev/null || true
+    t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" --listen-port $broker_port 2>"$dir/s2.log" & p=$!
+    until grep -q "listening on" "$dir/s2.log" 2>/dev/null; do sleep 0.002; done; t1=$(date +%s%N)
+    echo "## start, $(du -sh "$store/commitlog" | cut -f1) of log after a clean stop: $(( (t1 - t0) / 1000000 )) ms"
+    kill -TERM $p; wait $p || true
+  done
+fi
