@@ -36,6 +36,9 @@ EOT
   for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" topicRoute -t BenchmarkTest >/dev/null 2>&1 && break; sleep 0.05; done
 }
 stop_cluster() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+# Latency rows measure a broker in its steady state: routes and connections made, the first
+# commit-log segment warmed (its pages are faulted in by a background thread at start).
+warm_up() { "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 64 --count 20000 --mode sync >/dev/null; sleep 5; }
 rss_anon_kib() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
 
 run() { echo "## $*"; "$@" | tail -1; }
@@ -77,6 +80,7 @@ fi
 if [[ $what == latency || $what == all ]]; then
   for i in $(seq "$runs"); do
     start_cluster async_flush
+    warm_up
     run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --rate 5000 --duration 10 --mode async --json
     stop_cluster
   done
@@ -84,10 +88,11 @@ fi
 if [[ $what == e2e || $what == all ]]; then
   for i in $(seq "$runs"); do
     start_cluster async_flush
-    "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "e2e-$i" --duration 14 --json >"$dir/consumer.json" &
+    warm_up
+    "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "e2e-$i" --duration 14 --json >"$dir/consumer.json" & c=$!
     sleep 2
     "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --rate 5000 --duration 10 --mode async --json >/dev/null
-    wait %1 || true
+    wait $c || true
     echo "## e2e consumer"; tail -1 "$dir/consumer.json"
     stop_cluster
   done

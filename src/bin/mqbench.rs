@@ -275,11 +275,28 @@ async fn run_producer(
     match rate {
         Some(rate) if rate > 0 => {
             // Open loop: sends are scheduled, never held back by slow answers (beyond -w).
+            // The schedule runs on its own thread with a precise sleep: the runtime's timer
+            // ticks in milliseconds, which would add up to 1 ms to every measured latency.
             let gap = Duration::from_secs_f64(per_send as f64 / rate as f64);
-            let mut i = 0u64;
-            while i < count && Instant::now() < deadline {
-                let scheduled = started + gap * (i / per_send) as u32;
-                tokio::time::sleep_until(scheduled.into()).await;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while i < count {
+                    let scheduled = started + gap * (i / per_send) as u32;
+                    if scheduled >= deadline {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if scheduled > now {
+                        std::thread::sleep(scheduled - now);
+                    }
+                    if tx.send((i, scheduled)).is_err() {
+                        break;
+                    }
+                    i += per_send;
+                }
+            });
+            while let Some((i, scheduled)) = rx.recv().await {
                 let Ok(permit) = Arc::clone(&window).acquire_owned().await else {
                     break;
                 };
@@ -288,7 +305,6 @@ async fn run_producer(
                     fut.await;
                     drop(permit);
                 }));
-                i += per_send;
             }
         }
         _ => {
