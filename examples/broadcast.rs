@@ -16,11 +16,7 @@ use actimq::{
 
 fn main() -> anyhow::Result<()> {
     actimq::cli::init_tracing_with_default("warn");
-    let ns = std::env::args()
-        .skip_while(|a| a != "-n")
-        .nth(1)
-        .or_else(|| std::env::var("NAMESRV_ADDR").ok())
-        .unwrap_or_else(|| "127.0.0.1:9876".into());
+    let ns = actimq::cli::namesrv_from_args();
     actix_rt::System::new().block_on(async move {
         let mut consumers = Vec::new();
         let mut counts = Vec::new();

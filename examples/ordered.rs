@@ -18,11 +18,7 @@ const STEPS: [&str; 3] = ["created", "paid", "shipped"];
 
 fn main() -> anyhow::Result<()> {
     actimq::cli::init_tracing_with_default("warn");
-    let ns = std::env::args()
-        .skip_while(|a| a != "-n")
-        .nth(1)
-        .or_else(|| std::env::var("NAMESRV_ADDR").ok())
-        .unwrap_or_else(|| "127.0.0.1:9876".into());
+    let ns = actimq::cli::namesrv_from_args();
     actix_rt::System::new().block_on(async move {
         let client = ClientInstance::start(ClientConfig::new(ns));
         let seen = Arc::new(AtomicUsize::new(0));

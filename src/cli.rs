@@ -47,3 +47,13 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         let _ = ctrl_c.await;
     }
 }
+
+/// The name-server list for a client program: the value after `-n` on the command line, else
+/// `NAMESRV_ADDR`, else `127.0.0.1:9876` (RocketMQ's tools behave the same way).
+pub fn namesrv_from_args() -> String {
+    std::env::args()
+        .skip_while(|a| a != "-n")
+        .nth(1)
+        .or_else(|| std::env::var("NAMESRV_ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:9876".into())
+}

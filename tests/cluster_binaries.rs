@@ -455,3 +455,94 @@ fn bad_config_files_are_refused_before_binding() {
     }
     let _ = spawn;
 }
+
+#[test]
+fn mqadmin_sends_consumes_and_reports_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path(), 120_000);
+    let cfg = broker_config(dir.path(), "broker-m", "");
+    let _b = broker(&cfg, &ns.addr);
+    eventually(TIMEOUT, "broker registered", || {
+        cluster_has(&ns.addr, "broker-m").then_some(())
+    });
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "sendMessage",
+        "-t",
+        "AdminTopic",
+        "-p",
+        "hello admin",
+        "-k",
+        "k1 k2",
+        "-c",
+        "TagA",
+        "--json",
+    ]);
+    assert!(ok, "sendMessage: {err}");
+    let sent: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(sent["broker_name"], "broker-m");
+    for i in 0..4 {
+        assert!(
+            mqadmin(&[
+                "-n",
+                &ns.addr,
+                "sendMessage",
+                "-t",
+                "AdminTopic",
+                "-p",
+                &format!("more {i}")
+            ])
+            .0
+        );
+    }
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "consumeMessage",
+        "-t",
+        "AdminTopic",
+        "-g",
+        "admin-group",
+        "--from-beginning",
+    ]);
+    assert!(ok, "consumeMessage: {err}");
+    assert!(
+        out.contains("hello admin")
+            && out.contains("TagA")
+            && out.contains("consumed 5 message(s)"),
+        "{out}"
+    );
+    // The group's offsets moved to the end: progress shows no lag, and a second run reads nothing.
+    let (ok, out, _) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "consumerProgress",
+        "-g",
+        "admin-group",
+        "--json",
+    ]);
+    assert!(ok);
+    let progress: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(progress["total_lag"], 0, "{progress}");
+    let consumed: i64 = progress["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["consumer_offset"].as_i64().unwrap())
+        .sum();
+    assert_eq!(consumed, 5);
+    let (ok, out, _) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "consumeMessage",
+        "-t",
+        "AdminTopic",
+        "-g",
+        "admin-group",
+    ]);
+    assert!(ok && out.contains("consumed 0 message(s)"), "{out}");
+    // No consumer is connected to this group, and the tool says so.
+    let (ok, _, err) = mqadmin(&["-n", &ns.addr, "consumerConnection", "-g", "admin-group"]);
+    assert!(!ok && err.contains("admin-group"), "{err}");
+}

@@ -171,6 +171,26 @@ pub async fn commit_offset(
     }
 }
 
+/// Sends a request whose payload is a MessagePack body (no header) and returns the answer
+/// if it is a success.
+async fn request_with_body<B: serde::Serialize>(
+    link: &BrokerLink,
+    code: RequestCode,
+    body: &B,
+) -> Result<Frame, ClientError> {
+    let illegal = |e: crate::protocol::Error| ClientError::MessageIllegal(e.to_string());
+    let frame = Frame::request(code, 0, &NoHeader {}, encode_body(body).map_err(illegal)?)
+        .map_err(illegal)?;
+    let f = remote_link::call(&link.1, &link.0, frame, REQUEST_TIMEOUT)
+        .await
+        .map_err(ClientError::from_link)?;
+    if f.response_code() == Some(ResponseCode::Success) {
+        Ok(f)
+    } else {
+        Err(refused(link, &f))
+    }
+}
+
 /// Locks queues of one broker for `client_id` (orderly consumption); answers those held.
 pub async fn lock_queues(
     link: &BrokerLink,
@@ -184,19 +204,7 @@ pub async fn lock_queues(
         only_this_broker: true,
         mq_set: queues,
     };
-    let frame = Frame::request(
-        RequestCode::LockBatchMq,
-        0,
-        &NoHeader {},
-        encode_body(&body).map_err(|e| ClientError::MessageIllegal(e.to_string()))?,
-    )
-    .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
-    let f = remote_link::call(&link.1, &link.0, frame, REQUEST_TIMEOUT)
-        .await
-        .map_err(ClientError::from_link)?;
-    if f.response_code() != Some(ResponseCode::Success) {
-        return Err(refused(link, &f));
-    }
+    let f = request_with_body(link, RequestCode::LockBatchMq, &body).await?;
     f.decode_body::<LockBatchResponseBody>()
         .map(|b| b.lock_ok_mq_set)
         .map_err(|e| ClientError::Broker {
@@ -219,21 +227,9 @@ pub async fn unlock_queues(
         only_this_broker: true,
         mq_set: queues,
     };
-    let frame = Frame::request(
-        RequestCode::UnlockBatchMq,
-        0,
-        &NoHeader {},
-        encode_body(&body).map_err(|e| ClientError::MessageIllegal(e.to_string()))?,
-    )
-    .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
-    let f = remote_link::call(&link.1, &link.0, frame, REQUEST_TIMEOUT)
+    request_with_body(link, RequestCode::UnlockBatchMq, &body)
         .await
-        .map_err(ClientError::from_link)?;
-    if f.response_code() == Some(ResponseCode::Success) {
-        Ok(())
-    } else {
-        Err(refused(link, &f))
-    }
+        .map(|_| ())
 }
 
 /// Where a consumer with no committed offset starts.
