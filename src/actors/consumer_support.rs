@@ -171,6 +171,26 @@ pub async fn commit_offset(
     }
 }
 
+/// Announces a consumer to its client instance, tells the brokers at once, and starts its
+/// group's first rebalance (shared by the push and lite pull consumers).
+pub async fn join_group(
+    client: &Addr<ClientInstance>,
+    data: crate::protocol::group::ConsumerData,
+    rebalancer: &Addr<crate::actors::rebalancer::Rebalancer>,
+) -> Result<(), ClientError> {
+    use crate::actors::client_instance::{HeartbeatNow, RebalanceNow, RegisterConsumer};
+    client
+        .send(RegisterConsumer {
+            data,
+            rebalance: rebalancer.clone().recipient(),
+        })
+        .await
+        .map_err(|_| ClientError::Shutdown)?;
+    let _ = client.send(HeartbeatNow).await;
+    rebalancer.do_send(RebalanceNow);
+    Ok(())
+}
+
 /// Sends a request whose payload is a MessagePack body (no header) and returns the answer
 /// if it is a success.
 async fn request_with_body<B: serde::Serialize>(

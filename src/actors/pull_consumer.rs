@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::actors::client_instance::{
-    ClientInstance, GetClientId, HeartbeatNow, RebalanceNow, RegisterConsumer, UnregisterConsumer,
-};
+use crate::actors::client_instance::{ClientInstance, GetClientId, UnregisterConsumer};
 use crate::actors::consumer_support::{self, Pulled};
 use crate::actors::rebalancer::allocate::AllocateAveragely;
 use crate::actors::rebalancer::{Assign, Rebalancer, StopRebalancer};
@@ -255,15 +253,7 @@ impl LitePullConsumer {
             )
         });
         addr.do_send(SetRebalancer(rebalancer.clone()));
-        client
-            .send(RegisterConsumer {
-                data,
-                rebalance: rebalancer.clone().recipient(),
-            })
-            .await
-            .map_err(|_| ClientError::Shutdown)?;
-        let _ = client.send(HeartbeatNow).await;
-        rebalancer.do_send(RebalanceNow);
+        consumer_support::join_group(&client, data, &rebalancer).await?;
         Ok(LitePullConsumer { addr })
     }
 

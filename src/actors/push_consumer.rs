@@ -17,10 +17,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
 
-use crate::actors::client_instance::{
-    ClientInstance, GetClientId, GetRoute, HeartbeatNow, RebalanceNow, RegisterConsumer,
-    UnregisterConsumer,
-};
+use crate::actors::client_instance::{ClientInstance, GetClientId, GetRoute, UnregisterConsumer};
 use crate::actors::consumer_support::{self, LocalOffsets};
 use crate::actors::queue_puller::{ListenerFn, Progress, PullerSettings, QueuePuller, StopPulling};
 use crate::actors::rebalancer::allocate::{AllocateAveragely, AllocateStrategy};
@@ -267,15 +264,7 @@ impl PushConsumer {
             })
         };
         addr.do_send(SetRebalancer(rebalancer.clone()));
-        client
-            .send(RegisterConsumer {
-                data,
-                rebalance: rebalancer.clone().recipient(),
-            })
-            .await
-            .map_err(|_| ClientError::Shutdown)?;
-        let _ = client.send(HeartbeatNow).await;
-        rebalancer.do_send(RebalanceNow);
+        consumer_support::join_group(&client, data, &rebalancer).await?;
         Ok(PushConsumer { addr })
     }
 
