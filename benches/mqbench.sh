@@ -31,7 +31,9 @@ EOT
   "$bin/mqnamesrv" --listen-port $ns_port 2>"$dir/ns.log" & pids+=($!)
   "$bin/mqbroker" -c "$dir/broker.toml" -n "$ns" --listen-port $broker_port 2>"$dir/broker.log" & broker_pid=$!; pids+=($broker_pid)
   for _ in $(seq 100); do grep -q "listening on" "$dir/broker.log" 2>/dev/null && break; sleep 0.05; done
-  for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" clusterList 2>/dev/null | grep -q broker-a && break; sleep 0.05; done
+  local up=""
+  for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" clusterList 2>/dev/null | grep -q broker-a && { up=1; break; }; sleep 0.05; done
+  if [[ -z $up ]]; then echo "broker did not register; logs:" >&2; tail -n 5 "$dir/ns.log" "$dir/broker.log" >&2; exit 1; fi
   "$bin/mqadmin" -n "$ns" updateTopic -c DefaultCluster -t BenchmarkTest -r 8 -w 8 >/dev/null
   for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" topicRoute -t BenchmarkTest >/dev/null 2>&1 && break; sleep 0.05; done
 }

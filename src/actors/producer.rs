@@ -10,8 +10,11 @@
 //! [`Producer::send_batch`]. A failed send is retried on another broker up to
 //! `retry_times_when_send_failed` times within `send_msg_timeout`.
 //!
-//! Sends run concurrently: the actor only hands out a plan and records failures, it never
-//! waits on the network inside a handler. Supervised: a restart keeps routes and faults.
+//! Sends run concurrently, each in its caller's task, over state shared with the actor
+//! (routes, faults, links): a send is never a message to this actor, so the actor's mailbox
+//! and future set never sit on the send path. The actor registers the group with the client
+//! instance and marks the producer's life: once it has stopped, sends fail with
+//! [`ClientError::Shutdown`]. Supervised: a restart keeps routes and faults.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -112,18 +115,6 @@ enum Placement {
     Queue(MessageQueue),
 }
 
-#[derive(Message)]
-#[rtype(result = "Result<SendResult, ClientError>")]
-struct SendOne {
-    msg: Message,
-    placement: Placement,
-    oneway: bool,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<SendResult, ClientError>")]
-struct SendMany(Vec<Message>);
-
 /// One request's worth of message data, ready to send.
 struct Outgoing {
     topic: String,
@@ -168,6 +159,7 @@ impl Supervised for ProducerActor {}
 #[derive(Clone)]
 pub struct Producer {
     addr: Addr<ProducerActor>,
+    shared: Arc<Shared>,
 }
 
 impl Producer {
@@ -184,29 +176,28 @@ impl Producer {
             uniq_prefix,
             uniq_counter: AtomicU64::new(0),
         });
-        let addr = Supervisor::start(move |_| ProducerActor { shared });
-        Producer { addr }
+        let for_actor = Arc::clone(&shared);
+        let addr = Supervisor::start(move |_| ProducerActor { shared: for_actor });
+        Producer { addr, shared }
     }
 
-    async fn ask<M>(&self, m: M) -> Result<SendResult, ClientError>
-    where
-        M: actix::Message<Result = Result<SendResult, ClientError>> + Send + 'static,
-        ProducerActor: Handler<M>,
-    {
-        self.addr
-            .send(m)
+    async fn send_one(
+        &self,
+        msg: Message,
+        placement: Placement,
+        oneway: bool,
+    ) -> Result<SendResult, ClientError> {
+        if !self.addr.connected() {
+            return Err(ClientError::Shutdown);
+        }
+        Arc::clone(&self.shared)
+            .send_one(msg, placement, oneway)
             .await
-            .unwrap_or(Err(ClientError::Shutdown))
     }
 
     /// Synchronous send: resolves once the broker stored the message.
     pub async fn send(&self, msg: Message) -> Result<SendResult, ClientError> {
-        self.ask(SendOne {
-            msg,
-            placement: Placement::RoundRobin,
-            oneway: false,
-        })
-        .await
+        self.send_one(msg, Placement::RoundRobin, false).await
     }
 
     /// Asynchronous send: returns at once; `callback` is called exactly once with the outcome.
@@ -222,13 +213,9 @@ impl Producer {
     /// One-way send: nothing is asked of the broker, so delivery is not confirmed. Fails
     /// only if no broker link could take the frame.
     pub async fn send_oneway(&self, msg: Message) -> Result<(), ClientError> {
-        self.ask(SendOne {
-            msg,
-            placement: Placement::RoundRobin,
-            oneway: true,
-        })
-        .await
-        .map(|_| ())
+        self.send_one(msg, Placement::RoundRobin, true)
+            .await
+            .map(|_| ())
     }
 
     /// Ordered send: every message with the same `sharding_key` goes to the same queue, so
@@ -238,12 +225,8 @@ impl Producer {
         msg: Message,
         sharding_key: impl Into<String>,
     ) -> Result<SendResult, ClientError> {
-        self.ask(SendOne {
-            msg,
-            placement: Placement::ShardingKey(sharding_key.into()),
-            oneway: false,
-        })
-        .await
+        self.send_one(msg, Placement::ShardingKey(sharding_key.into()), false)
+            .await
     }
 
     /// Sends to one chosen queue (a `MessageQueueSelector`'s answer).
@@ -252,44 +235,27 @@ impl Producer {
         msg: Message,
         queue: MessageQueue,
     ) -> Result<SendResult, ClientError> {
-        self.ask(SendOne {
-            msg,
-            placement: Placement::Queue(queue),
-            oneway: false,
-        })
-        .await
+        self.send_one(msg, Placement::Queue(queue), false).await
     }
 
     /// Sends several messages of one topic as one request; they get consecutive offsets in
     /// one queue. The result names the first; its `msg_id` lists all, comma-separated.
     pub async fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult, ClientError> {
-        self.ask(SendMany(msgs)).await
+        if !self.addr.connected() {
+            return Err(ClientError::Shutdown);
+        }
+        Arc::clone(&self.shared).send_many(msgs).await
     }
 
     /// The writable queues of a topic (for selectors).
     pub async fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>, ClientError> {
-        let shared = self
-            .addr
-            .send(GetShared)
-            .await
-            .map_err(|_| ClientError::Shutdown)?;
-        Ok(shared
+        Ok(self
+            .shared
             .publish(topic, false)
             .await?
             .into_iter()
             .map(|t| t.queue)
             .collect())
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "Arc<Shared>")]
-struct GetShared;
-
-impl Handler<GetShared> for ProducerActor {
-    type Result = MessageResult<GetShared>;
-    fn handle(&mut self, _: GetShared, _: &mut Self::Context) -> Self::Result {
-        MessageResult(Arc::clone(&self.shared))
     }
 }
 
@@ -589,78 +555,75 @@ impl Shared {
     }
 }
 
-impl Handler<SendOne> for ProducerActor {
-    type Result = ResponseFuture<Result<SendResult, ClientError>>;
-
-    fn handle(&mut self, msg: SendOne, _: &mut Self::Context) -> Self::Result {
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move {
-            validate(&msg.msg, shared.config.max_message_size)?;
-            let unique_id = shared.unique_id();
-            let properties = msg.msg.encoded_properties(&unique_id);
-            let Message {
-                topic, body, flag, ..
-            } = msg.msg;
-            let out = Outgoing {
-                topic,
-                body,
-                batch: false,
-                flag,
-                properties,
-                unique_id,
-            };
-            shared.send(out, msg.placement, msg.oneway).await
-        })
+impl Shared {
+    /// Sends one message (validated and given its unique id here).
+    async fn send_one(
+        self: Arc<Self>,
+        msg: Message,
+        placement: Placement,
+        oneway: bool,
+    ) -> Result<SendResult, ClientError> {
+        let shared = self;
+        validate(&msg, shared.config.max_message_size)?;
+        let unique_id = shared.unique_id();
+        let properties = msg.encoded_properties(&unique_id);
+        let Message {
+            topic, body, flag, ..
+        } = msg;
+        let out = Outgoing {
+            topic,
+            body,
+            batch: false,
+            flag,
+            properties,
+            unique_id,
+        };
+        shared.send(out, placement, oneway).await
     }
-}
 
-impl Handler<SendMany> for ProducerActor {
-    type Result = ResponseFuture<Result<SendResult, ClientError>>;
-
-    fn handle(&mut self, msg: SendMany, _: &mut Self::Context) -> Self::Result {
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move {
-            let Some(first) = msg.0.first() else {
-                return Err(ClientError::MessageIllegal("empty batch".into()));
-            };
-            let topic = first.topic.clone();
-            let mut entries = Vec::with_capacity(msg.0.len());
-            let mut total = 0;
-            let mut first_id = String::new();
-            for m in &msg.0 {
-                validate(m, shared.config.max_message_size)?;
-                if m.topic != topic {
-                    return Err(ClientError::MessageIllegal(format!(
-                        "a batch must have one topic; found '{}' and '{}'",
-                        topic, m.topic
-                    )));
-                }
-                let id = shared.unique_id();
-                if first_id.is_empty() {
-                    first_id = id.clone();
-                }
-                total += m.body.len();
-                entries.push(BatchEntry {
-                    flag: m.flag,
-                    body: m.body.clone(),
-                    properties: m.encoded_properties(&id),
-                });
+    /// Sends messages of one topic as one batch request.
+    async fn send_many(self: Arc<Self>, msgs: Vec<Message>) -> Result<SendResult, ClientError> {
+        let shared = self;
+        let Some(first) = msgs.first() else {
+            return Err(ClientError::MessageIllegal("empty batch".into()));
+        };
+        let topic = first.topic.clone();
+        let mut entries = Vec::with_capacity(msgs.len());
+        let mut total = 0;
+        let mut first_id = String::new();
+        for m in &msgs {
+            validate(m, shared.config.max_message_size)?;
+            if m.topic != topic {
+                return Err(ClientError::MessageIllegal(format!(
+                    "a batch must have one topic; found '{}' and '{}'",
+                    topic, m.topic
+                )));
             }
-            if total > shared.config.max_message_size {
-                return Err(ClientError::MessageTooLarge {
-                    size: total,
-                    max: shared.config.max_message_size,
-                });
+            let id = shared.unique_id();
+            if first_id.is_empty() {
+                first_id = id.clone();
             }
-            let out = Outgoing {
-                topic,
-                body: encode_batch(&entries),
-                batch: true,
-                flag: 0,
-                properties: String::new(),
-                unique_id: first_id,
-            };
-            shared.send(out, Placement::RoundRobin, false).await
-        })
+            total += m.body.len();
+            entries.push(BatchEntry {
+                flag: m.flag,
+                body: m.body.clone(),
+                properties: m.encoded_properties(&id),
+            });
+        }
+        if total > shared.config.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                size: total,
+                max: shared.config.max_message_size,
+            });
+        }
+        let out = Outgoing {
+            topic,
+            body: encode_batch(&entries),
+            batch: true,
+            flag: 0,
+            properties: String::new(),
+            unique_id: first_id,
+        };
+        shared.send(out, Placement::RoundRobin, false).await
     }
 }

@@ -10,7 +10,7 @@
 //! peer instead of waiting. It never interprets what it carries.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
@@ -58,14 +58,21 @@ pub enum LinkError {
     },
 }
 
-/// Sends a request and waits for its response.
+/// Sends a request; the answer (or the failure) arrives on `reply`. Use [`call`], which
+/// builds this and waits in the caller's own task: the link keeps no future per request
+/// (an actor polls every future it holds on each wake-up, which with hundreds of requests
+/// in flight cost more than the requests themselves).
 #[derive(Message)]
-#[rtype(result = "Result<Frame, LinkError>")]
+#[rtype(result = "()")]
 pub struct Call {
     /// The request; its opaque is assigned by the link.
     pub frame: Frame,
-    /// How long to wait for the answer.
+    /// How long to wait for the answer (reported in the timeout error).
     pub timeout: Duration,
+    /// When to give up on the answer.
+    pub deadline: Instant,
+    /// Where the outcome goes.
+    pub reply: Reply,
 }
 
 /// Sends a one-way frame; nothing comes back.
@@ -107,7 +114,24 @@ impl Default for LinkConfig {
     }
 }
 
-type Reply = oneshot::Sender<Result<Frame, LinkError>>;
+/// Where a request's outcome goes.
+pub type Reply = oneshot::Sender<Result<Frame, LinkError>>;
+
+/// How often requests past their deadline are failed with [`LinkError::Timeout`].
+const TIMEOUT_SWEEP: Duration = Duration::from_millis(50);
+
+/// A request waiting for its answer.
+struct Pending {
+    reply: Reply,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// A request waiting for the connection.
+struct Queued {
+    frame: Frame,
+    reply: Option<Pending>,
+}
 
 enum State {
     Connecting,
@@ -120,8 +144,8 @@ pub struct RemoteLink {
     addr: String,
     config: LinkConfig,
     state: State,
-    pending: HashMap<u32, Reply>,
-    queued: Vec<(Frame, Option<Reply>)>,
+    pending: HashMap<u32, Pending>,
+    queued: Vec<Queued>,
     next_opaque: u32,
     backoff: Duration,
     on_request: Option<Recipient<PeerRequest>>,
@@ -176,10 +200,10 @@ impl RemoteLink {
                     FramedWrite::new(write, FrameCodec::new(act.config.max_frame_size), ctx);
                 act.state = State::Connected(writer);
                 tracing::debug!(addr = %act.addr, "link connected");
-                for (frame, reply) in std::mem::take(&mut act.queued) {
+                for Queued { frame, reply } in std::mem::take(&mut act.queued) {
                     // A caller that gave up must not have its request sent after all (it may
                     // have retried elsewhere already).
-                    if reply.as_ref().is_some_and(|tx| tx.is_closed()) {
+                    if reply.as_ref().is_some_and(|p| p.reply.is_closed()) {
                         continue;
                     }
                     act.write(frame, reply);
@@ -204,12 +228,12 @@ impl RemoteLink {
             .min(self.config.backoff_max);
     }
 
-    fn write(&mut self, mut frame: Frame, reply: Option<Reply>) {
+    fn write(&mut self, mut frame: Frame, reply: Option<Pending>) {
         let size = frame.body.len() + frame.header.len() + 64;
         if size > self.config.max_frame_size {
             // Only this request fails; an encode error would take the whole link down.
-            if let Some(tx) = reply {
-                let _ = tx.send(Err(LinkError::TooLarge {
+            if let Some(p) = reply {
+                let _ = p.reply.send(Err(LinkError::TooLarge {
                     addr: self.addr.clone(),
                     size,
                     max: self.config.max_frame_size,
@@ -221,15 +245,15 @@ impl RemoteLink {
             State::Connected(w) => {
                 self.next_opaque = self.next_opaque.wrapping_add(1);
                 frame.opaque = self.next_opaque;
-                if let Some(tx) = reply {
-                    self.pending.insert(frame.opaque, tx);
+                if let Some(p) = reply {
+                    self.pending.insert(frame.opaque, p);
                 }
                 w.write(frame);
             }
-            State::Connecting => self.queued.push((frame, reply)),
+            State::Connecting => self.queued.push(Queued { frame, reply }),
             State::Down(reason) => {
-                if let Some(tx) = reply {
-                    let _ = tx.send(Err(LinkError::Unavailable {
+                if let Some(p) = reply {
+                    let _ = p.reply.send(Err(LinkError::Unavailable {
                         addr: self.addr.clone(),
                         reason: reason.clone(),
                     }));
@@ -239,13 +263,50 @@ impl RemoteLink {
     }
 
     fn fail_all(&mut self, err: impl Fn(String) -> LinkError) {
-        for (_, tx) in self.pending.drain() {
-            let _ = tx.send(Err(err(self.addr.clone())));
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.send(Err(err(self.addr.clone())));
         }
-        for (_, reply) in self.queued.drain(..) {
-            if let Some(tx) = reply {
-                let _ = tx.send(Err(err(self.addr.clone())));
+        for q in self.queued.drain(..) {
+            if let Some(p) = q.reply {
+                let _ = p.reply.send(Err(err(self.addr.clone())));
             }
+        }
+    }
+
+    /// Fails the requests whose deadline passed, and forgets those whose caller left.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let addr = &self.addr;
+        let expired = |p: &Pending| p.reply.is_closed() || p.deadline <= now;
+        let timed_out = |p: Pending| {
+            let _ = p.reply.send(Err(LinkError::Timeout {
+                addr: addr.clone(),
+                timeout_ms: p.timeout.as_millis() as u64,
+            }));
+        };
+        if self.pending.values().any(expired) {
+            let gone: Vec<u32> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| expired(p))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in gone {
+                if let Some(p) = self.pending.remove(&k) {
+                    timed_out(p);
+                }
+            }
+        }
+        if self
+            .queued
+            .iter()
+            .any(|q| q.reply.as_ref().is_some_and(expired))
+        {
+            let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queued)
+                .into_iter()
+                .partition(|q| !q.reply.as_ref().is_some_and(expired));
+            self.queued = keep;
+            gone.into_iter().filter_map(|q| q.reply).for_each(timed_out);
         }
     }
 }
@@ -255,10 +316,9 @@ impl Actor for RemoteLink {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        // Answers that nobody waits for any more (the caller timed out) are forgotten.
-        ctx.run_interval(Duration::from_secs(1), |act, _| {
-            act.pending.retain(|_, tx| !tx.is_closed());
-        });
+        // One sweep for every request's deadline (RocketMQ scans its response table the
+        // same way) instead of a timer per request.
+        ctx.run_interval(TIMEOUT_SWEEP, |act, _| act.expire());
         if self.backoff.is_zero() {
             self.connect(ctx);
         } else {
@@ -284,8 +344,8 @@ impl StreamHandler<Result<Frame, protocol::Error>> for RemoteLink {
             Ok(frame) if frame.is_response() => {
                 // The peer speaks our protocol: a later loss reconnects quickly again.
                 self.backoff = Duration::ZERO;
-                if let Some(tx) = self.pending.remove(&frame.opaque) {
-                    let _ = tx.send(Ok(frame));
+                if let Some(p) = self.pending.remove(&frame.opaque) {
+                    let _ = p.reply.send(Ok(frame));
                 }
             }
             Ok(frame) => {
@@ -323,23 +383,15 @@ impl WriteHandler<protocol::Error> for RemoteLink {
 }
 
 impl Handler<Call> for RemoteLink {
-    type Result = ResponseFuture<Result<Frame, LinkError>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Call, _ctx: &mut Self::Context) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.write(msg.frame, Some(tx));
-        let addr = self.addr.clone();
-        let timeout = msg.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_)) => Err(LinkError::Lost { addr }),
-                Err(_) => Err(LinkError::Timeout {
-                    addr,
-                    timeout_ms: timeout.as_millis() as u64,
-                }),
-            }
-        })
+    fn handle(&mut self, msg: Call, _ctx: &mut Self::Context) {
+        let pending = Pending {
+            reply: msg.reply,
+            deadline: msg.deadline,
+            timeout: msg.timeout,
+        };
+        self.write(msg.frame, Some(pending));
     }
 }
 
@@ -365,11 +417,18 @@ pub async fn call(
     frame: Frame,
     timeout: Duration,
 ) -> Result<Frame, LinkError> {
-    link.send(Call { frame, timeout })
-        .await
-        .unwrap_or_else(|_| {
-            Err(LinkError::Lost {
-                addr: addr.to_owned(),
-            })
+    let (tx, rx) = oneshot::channel();
+    // Not bounded by the mailbox: callers bound what they have in flight themselves, and a
+    // full mailbox must not turn into an error the caller would retry at once.
+    link.do_send(Call {
+        frame,
+        timeout,
+        deadline: Instant::now() + timeout,
+        reply: tx,
+    });
+    rx.await.unwrap_or_else(|_| {
+        Err(LinkError::Lost {
+            addr: addr.to_owned(),
         })
+    })
 }

@@ -3,6 +3,11 @@
 //! and on SIGINT/SIGTERM stops accepting, finishes queued appends, unregisters, flushes and
 //! closes the store cleanly before exiting 0.
 
+// glibc malloc showed up as ~10 % of the hot path in profiles (fragmentation between
+// threads); mimalloc's thread-local free lists take that off.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

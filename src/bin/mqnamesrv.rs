@@ -1,6 +1,11 @@
 //! `mqnamesrv`: the routing registry. Loads its TOML config, listens, and serves until
 //! SIGINT/SIGTERM.
 
+// glibc malloc showed up as ~10 % of the hot path in profiles (fragmentation between
+// threads); mimalloc's thread-local free lists take that off.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

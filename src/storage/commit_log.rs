@@ -204,8 +204,8 @@ impl CommitLog {
     }
 
     /// Creates the segment at `start` on a background thread, which hands it over as soon as
-    /// the file exists (blocks reserved) and then, with warming on, faults its pages in, so
-    /// that page zeroing does not land on the append path. `None` if no thread could start.
+    /// the file exists (blocks reserved) and then, with warming on, keeps its pages faulted
+    /// in ahead of the writer (see [`keep_warm`]). `None` if no thread could start.
     fn spawn_segment(
         &self,
         start: u64,
@@ -216,10 +216,10 @@ impl CommitLog {
             .name("actimq-prealloc".into())
             .spawn(move || {
                 let created = MappedFile::create(&dir, start, size, warm).map(Arc::new);
-                let seg = created.as_ref().ok().cloned();
+                let seg = created.as_ref().ok().map(Arc::downgrade);
                 let _ = tx.send(created);
                 if let (Some(seg), true) = (seg, warm) {
-                    seg.populate();
+                    keep_warm(seg);
                 }
             });
         match spawned {
@@ -255,14 +255,20 @@ impl CommitLog {
         }
     }
 
-    /// Pre-allocates the segment after the active one; called once recovery settled the end.
+    /// Pre-allocates the segment after the active one, and keeps the active one warm ahead
+    /// of the writer; called once recovery settled the end.
     pub fn prepare_next(&self) {
-        let next = self
-            .segments
-            .read()
-            .last()
-            .map(|s| s.from_offset() + s.size() as u64)
-            .unwrap_or(0);
+        let last = self.segments.read().last().cloned();
+        if let (Some(seg), true) = (&last, self.warm) {
+            let seg = Arc::downgrade(seg);
+            let spawned = std::thread::Builder::new()
+                .name("actimq-prealloc".into())
+                .spawn(move || keep_warm(seg));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start a segment thread; pages fault in on use");
+            }
+        }
+        let next = last.map(|s| s.from_offset() + s.size() as u64).unwrap_or(0);
         self.prepare(next);
     }
 
@@ -529,6 +535,64 @@ impl CommitLog {
         std::fs::metadata(seg.path())
             .and_then(|m| m.modified())
             .ok()
+    }
+}
+
+/// How far ahead of the writer a segment's pages are kept faulted in. Faulting a whole
+/// 1 GiB segment in up front zeroes pages a short burst never uses, and on a small machine
+/// that work competes with the appender for the same cores; a window sized for about half a
+/// second of full-speed appends keeps the writer on warm pages at a cost proportional to
+/// what is written.
+pub const WARM_AHEAD: usize = 64 << 20;
+/// Pages faulted in per step. The advice holds the process's mmap lock for the whole step,
+/// and anything that maps memory meanwhile (the allocator, a new queue file) waits for it:
+/// a small step keeps that wait well under a millisecond.
+const WARM_STEP: usize = 256 << 10;
+/// How often an idle warmer looks at the writer's position.
+const WARM_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Keeps `seg` faulted in up to [`WARM_AHEAD`] past its write position until it is full or
+/// dropped (closed, deleted or discarded), polling the position while it is ahead. It holds
+/// only a weak reference between steps, so it never keeps a segment's mapping alive.
+fn keep_warm(seg: std::sync::Weak<MappedFile>) {
+    run_only_when_idle();
+    if let Some(s) = seg.upgrade() {
+        s.set_appending(true);
+    }
+    let mut warmed = 0usize;
+    loop {
+        let Some(s) = seg.upgrade() else { return };
+        if s.is_full() {
+            s.set_appending(false);
+            return;
+        }
+        let target = (s.wrote() + WARM_AHEAD).min(s.size());
+        warmed = warmed.max(s.wrote() & !4095);
+        if warmed < target {
+            let len = WARM_STEP.min(target - warmed);
+            if !s.populate(warmed, len) {
+                return;
+            }
+            warmed += len;
+        } else {
+            drop(s);
+            std::thread::sleep(WARM_POLL);
+        }
+    }
+}
+
+/// Moves the calling thread to the idle scheduling class. Warming is work done ahead of
+/// need, and a step of it once held a core for 23 ms while the broker's thread, woken by a
+/// request, waited for that core; in the idle class it gives the core up at once.
+fn run_only_when_idle() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain system call on the calling thread (pid 0) with a valid parameter.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the warmer's priority");
+        }
     }
 }
 

@@ -151,23 +151,43 @@ impl MappedFile {
             .map_err(|e| Error::io(&self.path, e))
     }
 
-    /// Faults the pages in ahead of use (MADV_POPULATE_READ, chunk by chunk): the kernel's
-    /// page zeroing then happens here, on a background thread, instead of in the appender's
-    /// page faults. Nothing is dirtied, so the disk is not written twice. Best effort: older
-    /// kernels without the advice simply fault pages in on use.
-    pub fn populate(&self) {
-        const CHUNK: usize = 16 << 20;
-        let mut at = self.wrote().next_multiple_of(4096);
-        while at < self.size {
-            let len = CHUNK.min(self.size - at);
-            if let Err(e) = self
-                .map
-                .advise_range(memmap2::Advice::PopulateRead, at, len)
-            {
+    /// Faults `len` bytes at `at` in ahead of use (MADV_POPULATE_WRITE): the kernel's page
+    /// zeroing and the write-fault bookkeeping then happen on the caller's (background)
+    /// thread instead of in the appender's page faults. The pages are dirtied with zeros,
+    /// which the appender overwrites moments later. Returns `false` where the kernel lacks
+    /// the advice (before Linux 5.14); pages then simply fault in on use.
+    pub fn populate(&self, at: usize, len: usize) -> bool {
+        let at = at.min(self.size);
+        let len = len.min(self.size - at);
+        if len == 0 {
+            return true;
+        }
+        match self
+            .map
+            .advise_range(memmap2::Advice::PopulateWrite, at, len)
+        {
+            Ok(()) => true,
+            Err(e) => {
                 tracing::debug!(path = %self.path.display(), error = %e, "pre-faulting unsupported; pages fault in on use");
-                return;
+                false
             }
-            at += len;
+        }
+    }
+
+    /// Chooses how page faults on this mapping fill the page cache. While a segment is
+    /// being appended to, faults should bring in single pages: with read-ahead the kernel
+    /// fills (and zeroes) large folios per fault, and one such fault has held a core for
+    /// tens of milliseconds on a small virtual machine, unpreemptibly. Once the segment is
+    /// full it is only read, front to back, and read-ahead is what a catching-up consumer
+    /// wants. Best effort: a kernel that refuses the advice keeps its default.
+    pub fn set_appending(&self, appending: bool) {
+        let advice = if appending {
+            memmap2::Advice::Random
+        } else {
+            memmap2::Advice::Normal
+        };
+        if let Err(e) = self.map.advise(advice) {
+            tracing::debug!(path = %self.path.display(), error = %e, "madvise refused");
         }
     }
 
