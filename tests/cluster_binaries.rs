@@ -546,3 +546,41 @@ fn mqadmin_sends_consumes_and_reports_progress() {
     let (ok, _, err) = mqadmin(&["-n", &ns.addr, "consumerConnection", "-g", "admin-group"]);
     assert!(!ok && err.contains("admin-group"), "{err}");
 }
+
+#[test]
+fn a_broker_started_before_its_name_server_registers_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on yet: the name server comes up there later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ns_addr = format!("127.0.0.1:{port}");
+    // The default 30 s registration period: only the quick retry can make the deadline.
+    let cfg = broker_config(dir.path(), "broker-early", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "register_broker_interval = 1000",
+        "register_broker_interval = 30000",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let b = broker(&cfg, &ns_addr);
+    eventually(TIMEOUT, "a failed registration in the broker's log", || {
+        b.log_text().contains("registration failed").then_some(())
+    });
+    let ns_cfg = dir.path().join("late-namesrv.toml");
+    std::fs::write(&ns_cfg, "listen_host = \"127.0.0.1\"\n").unwrap();
+    let ns = spawn(
+        "mqnamesrv",
+        &[
+            "-c",
+            ns_cfg.to_str().unwrap(),
+            "--listen-port",
+            &port.to_string(),
+        ],
+    );
+    assert_eq!(ns.addr, ns_addr);
+    eventually(TIMEOUT, "the broker in the cluster list", || {
+        cluster_has(&ns.addr, "broker-early").then_some(())
+    });
+}

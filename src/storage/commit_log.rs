@@ -34,6 +34,9 @@ pub struct CommitLog {
     /// The next segment, being created and pre-faulted by a background thread so that a roll
     /// does not stall appends (a cold mapped page costs about ten times a warm one).
     prepared: Mutex<Option<Prepared>>,
+    /// Records of one append are encoded here and written with one `pwrite`. Only the
+    /// writer (under the store's write lock) takes it, so it is never contended.
+    staging: Mutex<Vec<u8>>,
     /// Everything below this offset is on disk.
     flushed_offset: AtomicU64,
 }
@@ -95,6 +98,7 @@ impl CommitLog {
             segments: RwLock::new(segments),
             flushed_offset: AtomicU64::new(0),
             prepared: Mutex::new(None),
+            staging: Mutex::new(Vec::new()),
         })
     }
 
@@ -137,22 +141,60 @@ impl CommitLog {
     }
 
     /// Appends one record of `len` bytes, written by `fill(buf, physical_offset)`.
-    /// Rolls to a new segment (closing the old one with a blank marker) when it does not fit.
-    /// The caller must serialise appends (the store's write lock) and check `len` against
-    /// the segment size.
-    pub(crate) fn append_with(&self, len: usize, fill: impl FnOnce(&mut [u8], u64)) -> Result<u64> {
-        let seg = self.writable_segment(len)?;
-        let pos = seg.wrote();
-        // SAFETY: the store's write lock makes us the only writer, and `pos..pos+len` lies at
-        // or beyond the published position, so no reader sees it yet.
-        let buf = unsafe { seg.slice_mut(pos, len) }.ok_or_else(|| Error::BadFile {
-            path: seg.path().to_owned(),
-            reason: format!("record of {len} bytes does not fit at {pos}"),
-        })?;
-        let phys = seg.from_offset() + pos as u64;
-        fill(buf, phys);
-        seg.set_wrote(pos + len);
-        Ok(phys)
+    /// Appends as many of the records whose sizes are `lens` as fit in one segment, in
+    /// order and with one write, rolling to a new segment first (closing the old one with a
+    /// blank marker) when not even the first fits. `fill(i, buf, physical_offset)` encodes
+    /// record `i` into `buf`. Returns the physical offset of each record written: at least
+    /// one, and the caller repeats with the rest. Nothing is published unless the write
+    /// succeeded. The caller must serialise appends (the store's write lock) and check each
+    /// size against the segment size.
+    pub(crate) fn append_chunk(
+        &self,
+        lens: &[usize],
+        mut fill: impl FnMut(usize, &mut [u8], u64),
+    ) -> Result<Vec<u64>> {
+        let Some(&first) = lens.first() else {
+            return Ok(Vec::new());
+        };
+        let seg = self.writable_segment(first)?;
+        let start = seg.wrote();
+        if lens.len() == 1 {
+            // One small record: a copy into the mapping costs less than a write call.
+            // SAFETY: the store's write lock makes us the only writer, and the range lies at
+            // or beyond the published position, so no reader sees it yet.
+            let buf = unsafe { seg.slice_mut(start, first) }.ok_or_else(|| Error::BadFile {
+                path: seg.path().to_owned(),
+                reason: format!("record of {first} bytes does not fit at {start}"),
+            })?;
+            let phys = seg.from_offset() + start as u64;
+            fill(0, buf, phys);
+            seg.set_wrote(start + first);
+            return Ok(vec![phys]);
+        }
+        let mut pos = start;
+        let mut staging = self.staging.lock();
+        staging.clear();
+        let mut offsets = Vec::with_capacity(lens.len());
+        for (i, &len) in lens.iter().enumerate() {
+            if seg.size() - pos < len + END_FILE_MIN_BLANK_LENGTH {
+                break;
+            }
+            let at = staging.len();
+            staging.resize(at + len, 0);
+            let phys = seg.from_offset() + pos as u64;
+            fill(i, &mut staging[at..], phys);
+            offsets.push(phys);
+            pos += len;
+        }
+        if offsets.is_empty() {
+            return Err(Error::BadFile {
+                path: seg.path().to_owned(),
+                reason: format!("record of {first} bytes does not fit at {start}"),
+            });
+        }
+        seg.write_at(start, &staging)?;
+        seg.set_wrote(pos);
+        Ok(offsets)
     }
 
     /// Returns the active segment if `len` bytes plus a blank marker fit, else closes it and
@@ -162,23 +204,21 @@ impl CommitLog {
         match last {
             Some(seg) if seg.remaining() >= len + END_FILE_MIN_BLANK_LENGTH => Ok(seg),
             Some(seg) => {
-                self.close_segment(&seg);
+                self.close_segment(&seg)?;
                 self.create_segment(seg.from_offset() + self.segment_size as u64)
             }
             None => self.create_segment(0),
         }
     }
 
-    fn close_segment(&self, seg: &MappedFile) {
+    fn close_segment(&self, seg: &MappedFile) -> Result<()> {
         let pos = seg.wrote();
         let rest = seg.size() - pos;
         if rest >= END_FILE_MIN_BLANK_LENGTH {
-            // SAFETY: single writer (store write lock); the range is unpublished.
-            if let Some(buf) = unsafe { seg.slice_mut(pos, rest) } {
-                record::encode_blank(buf);
-            }
+            seg.write_at(pos, &record::blank_marker(rest))?;
         }
         seg.set_wrote(seg.size());
+        Ok(())
     }
 
     fn create_segment(&self, start: u64) -> Result<Arc<MappedFile>> {
@@ -287,10 +327,10 @@ impl CommitLog {
     /// Closes the active segment with a blank marker so the next append starts a new one.
     /// Used when replaying a master's log, whose blank markers say where it rolled.
     pub(crate) fn roll(&self) -> Result<()> {
-        if let Some(seg) = self.segments.read().last().cloned() {
-            self.close_segment(&seg);
+        match self.segments.read().last().cloned() {
+            Some(seg) => self.close_segment(&seg),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Zero-copy view of up to `len` published bytes at `offset`, never crossing a segment

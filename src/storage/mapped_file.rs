@@ -28,8 +28,9 @@ pub struct MappedFile {
     file_from_offset: u64,
     size: usize,
     map: MmapRaw,
-    /// Kept open so the mapping's file stays the one we created, and for `set_len`.
-    _file: File,
+    /// Kept open so the mapping's file stays the one we created; appends are written
+    /// through it (see [`MappedFile::write_at`]).
+    file: File,
     /// Bytes written and visible to readers. Only grows, except during recovery.
     wrote: AtomicUsize,
     /// Bytes known to be on disk.
@@ -138,7 +139,7 @@ impl MappedFile {
             file_from_offset,
             size,
             map,
-            _file: file,
+            file,
             wrote: AtomicUsize::new(0),
             flushed: AtomicUsize::new(0),
         }
@@ -147,15 +148,15 @@ impl MappedFile {
     /// Reserves the file's blocks, so a write never waits for block allocation and a full
     /// disk shows up here rather than as a fault inside a write.
     pub fn warm(&self) -> Result<()> {
-        fs4::fs_std::FileExt::allocate(&self._file, self.size as u64)
+        fs4::fs_std::FileExt::allocate(&self.file, self.size as u64)
             .map_err(|e| Error::io(&self.path, e))
     }
 
-    /// Faults `len` bytes at `at` in ahead of use (MADV_POPULATE_WRITE): the kernel's page
-    /// zeroing and the write-fault bookkeeping then happen on the caller's (background)
-    /// thread instead of in the appender's page faults. The pages are dirtied with zeros,
-    /// which the appender overwrites moments later. Returns `false` where the kernel lacks
-    /// the advice (before Linux 5.14); pages then simply fault in on use.
+    /// Brings `len` bytes at `at` into the page cache ahead of use (MADV_POPULATE_READ): the
+    /// kernel's page allocation and zeroing then happen on the caller's (background) thread
+    /// instead of inside the appender's writes. Nothing is dirtied and nothing is mapped
+    /// writable. Returns `false` where the kernel lacks the advice (before Linux 5.14);
+    /// pages are then allocated by the writes themselves.
     pub fn populate(&self, at: usize, len: usize) -> bool {
         let at = at.min(self.size);
         let len = len.min(self.size - at);
@@ -189,6 +190,28 @@ impl MappedFile {
         if let Err(e) = self.map.advise(advice) {
             tracing::debug!(path = %self.path.display(), error = %e, "madvise refused");
         }
+    }
+
+    /// Writes `data` at `pos` with `pwrite`, without publishing it. Appends go through the
+    /// file rather than stores into the mapping: pages written by the kernel are never
+    /// mapped writable, so writeback has no page-table entries to clean (on a virtual
+    /// machine each such cleaning was an inter-processor interrupt per page) and the
+    /// appender takes no write faults. Readers keep using the mapping; the page cache is
+    /// the same.
+    pub fn write_at(&self, pos: usize, data: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if pos
+            .checked_add(data.len())
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(Error::BadFile {
+                path: self.path.clone(),
+                reason: format!("write of {} bytes at {pos} exceeds the file", data.len()),
+            });
+        }
+        self.file
+            .write_all_at(data, pos as u64)
+            .map_err(|e| Error::io(&self.path, e))
     }
 
     /// Path of the file.

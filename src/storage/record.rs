@@ -419,11 +419,13 @@ fn record_crc(rec: &[u8]) -> Option<(u32, u32)> {
     Some((stored as u32, crc32fast::hash(&rec[..n - 11])))
 }
 
-/// Writes a blank marker covering all of `buf` (at least [`END_FILE_MIN_BLANK_LENGTH`]).
-pub fn encode_blank(buf: &mut [u8]) {
-    let total = buf.len() as i32;
-    buf[0..4].copy_from_slice(&total.to_be_bytes());
-    buf[4..8].copy_from_slice(&BLANK_MAGIC_CODE.to_be_bytes());
+/// The blank marker that closes a segment whose unused tail is `tail_len` bytes long: the
+/// tail's length and the blank magic code (the rest of the tail is left as it is).
+pub fn blank_marker(tail_len: usize) -> [u8; END_FILE_MIN_BLANK_LENGTH] {
+    let mut marker = [0u8; END_FILE_MIN_BLANK_LENGTH];
+    marker[0..4].copy_from_slice(&(tail_len as i32).to_be_bytes());
+    marker[4..8].copy_from_slice(&BLANK_MAGIC_CODE.to_be_bytes());
+    marker
 }
 
 /// What sits at a position in the commit log.

@@ -321,11 +321,15 @@ impl MessageStore {
         let _w = self.shared.write_lock.lock();
         // Checked again under the lock: a shutdown may have finished while we waited.
         self.shared.writable()?;
-        self.shared.append_locked(msg, len, crc)
+        let mut results = self
+            .shared
+            .append_locked(std::slice::from_ref(msg), &[(len, crc)])?;
+        results.pop().ok_or(Error::Closed)
     }
 
-    /// Appends several messages under one lock (consecutive offsets when they share a
-    /// queue). All are validated first: either none is written or all are attempted.
+    /// Appends several messages under one lock, encoded into one buffer and written with one
+    /// write per segment they touch (consecutive offsets when they share a queue). All are
+    /// validated first: either none is written or all are attempted.
     pub fn append_batch(&self, msgs: &[MessageToStore]) -> Result<Vec<AppendResult>> {
         let prepared = msgs
             .iter()
@@ -333,10 +337,7 @@ impl MessageStore {
             .collect::<Result<Vec<_>>>()?;
         let _w = self.shared.write_lock.lock();
         self.shared.writable()?;
-        msgs.iter()
-            .zip(prepared)
-            .map(|(m, (len, crc))| self.shared.append_locked(m, len, crc))
-            .collect()
+        self.shared.append_locked(msgs, &prepared)
     }
 
     /// Appends records already encoded by another store (a master's log shipped to a slave),
@@ -392,7 +393,7 @@ impl MessageStore {
                             ),
                         });
                     }
-                    log.append_with(len, |buf, _| buf.copy_from_slice(&rest[..len]))?;
+                    log.append_chunk(&[len], |_, buf, _| buf.copy_from_slice(&rest[..len]))?;
                     if let Err(e) = self
                         .shared
                         .dispatch(&Dispatch::from_view(&view), true, false)
@@ -705,47 +706,82 @@ impl Shared {
         Ok(len)
     }
 
-    /// Appends with the write lock held.
-    fn append_locked(&self, msg: &MessageToStore, len: usize, crc: u32) -> Result<AppendResult> {
-        let cq = self.queue_for_write(&msg.topic, msg.queue_id)?;
-        let queue_offset = cq.max_offset();
-        let store_timestamp = now_ms();
+    /// Appends `msgs` (each with its encoded length and body CRC in `prepared`) with the
+    /// write lock held: one commit-log write per segment touched, then each record's queue
+    /// and index entries in order.
+    fn append_locked(
+        &self,
+        msgs: &[MessageToStore],
+        prepared: &[(usize, u32)],
+    ) -> Result<Vec<AppendResult>> {
         let store_host = self.store_host;
-        let physical_offset = self.commit_log.append_with(len, |buf, phys| {
-            let stamp = StoreStamp {
-                queue_offset,
-                physical_offset: phys,
-                store_timestamp,
-                store_host,
-            };
-            record::encode_into(buf, msg, crc, &stamp);
-        })?;
-        let d = Dispatch {
-            topic: &msg.topic,
-            queue_id: msg.queue_id,
-            queue_offset,
-            physical_offset,
-            size: len as u32,
-            store_timestamp,
-            properties: &msg.properties,
-        };
-        if let Err(e) = self.dispatch(&d, true, false) {
-            // The log holds a record its queue does not know: refuse further writes rather
-            // than hand out offsets that disagree. Recovery re-derives the entry.
-            self.poison(format!(
-                "dispatch failed after append at {physical_offset}: {e}"
-            ));
-            return Err(e);
+        let mut results = Vec::with_capacity(msgs.len());
+        while results.len() < msgs.len() {
+            let done = results.len();
+            let (rest, rest_prepared) = (&msgs[done..], &prepared[done..]);
+            // A record's queue offset counts the records before it in this call that go to
+            // the same queue (their entries are not written yet).
+            let mut next: Vec<(&str, u32, u64)> = Vec::new();
+            let mut queue_offsets = Vec::with_capacity(rest.len());
+            for m in rest {
+                let known = next
+                    .iter_mut()
+                    .find(|(t, q, _)| *t == m.topic.as_str() && *q == m.queue_id);
+                let offset = match known {
+                    Some((_, _, n)) => {
+                        *n += 1;
+                        *n - 1
+                    }
+                    None => {
+                        let at = self.queue_for_write(&m.topic, m.queue_id)?.max_offset();
+                        next.push((m.topic.as_str(), m.queue_id, at + 1));
+                        at
+                    }
+                };
+                queue_offsets.push(offset);
+            }
+            let lens: Vec<usize> = rest_prepared.iter().map(|p| p.0).collect();
+            let store_timestamp = now_ms();
+            let written = self.commit_log.append_chunk(&lens, |i, buf, phys| {
+                let stamp = StoreStamp {
+                    queue_offset: queue_offsets[i],
+                    physical_offset: phys,
+                    store_timestamp,
+                    store_host,
+                };
+                record::encode_into(buf, &rest[i], rest_prepared[i].1, &stamp);
+            })?;
+            for (i, physical_offset) in written.into_iter().enumerate() {
+                let (msg, len) = (&rest[i], lens[i]);
+                let d = Dispatch {
+                    topic: &msg.topic,
+                    queue_id: msg.queue_id,
+                    queue_offset: queue_offsets[i],
+                    physical_offset,
+                    size: len as u32,
+                    store_timestamp,
+                    properties: &msg.properties,
+                };
+                if let Err(e) = self.dispatch(&d, true, false) {
+                    // The log holds a record its queue does not know: refuse further writes
+                    // rather than hand out offsets that disagree. Recovery re-derives it.
+                    self.poison(format!(
+                        "dispatch failed after append at {physical_offset}: {e}"
+                    ));
+                    return Err(e);
+                }
+                self.dispatched
+                    .store(physical_offset + len as u64, Ordering::Release);
+                results.push(AppendResult {
+                    physical_offset,
+                    size: len as u32,
+                    queue_offset: queue_offsets[i],
+                    store_timestamp,
+                    store_host,
+                });
+            }
         }
-        self.dispatched
-            .store(physical_offset + len as u64, Ordering::Release);
-        Ok(AppendResult {
-            physical_offset,
-            size: len as u32,
-            queue_offset,
-            store_timestamp,
-            store_host,
-        })
+        Ok(results)
     }
 
     /// The one path that derives consume-queue and index entries from a record.

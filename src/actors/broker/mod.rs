@@ -50,6 +50,10 @@ pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
 const MAX_CONSUMER_GROUPS: usize = 10_000;
 /// How long a name-server call may take.
 const NAMESRV_TIMEOUT: Duration = Duration::from_secs(3);
+/// How soon a failed registration is tried again (instead of at the next periodic one): a
+/// broker started together with its name server must not stay unknown for 30 s because it
+/// was up a moment first.
+const REGISTRATION_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +112,8 @@ pub struct Broker {
     listener: Option<Addr<Listener>>,
     next_queue: u32,
     shutting_down: bool,
+    /// A quick re-registration is scheduled (one at most).
+    registration_retry: bool,
 }
 
 /// Binds, opens the store, starts the broker and registers it with its name servers.
@@ -162,6 +168,7 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             listener: None,
             next_queue: 0,
             shutting_down: false,
+            registration_retry: false,
             config,
         }
     });
@@ -291,12 +298,28 @@ impl Broker {
             ctx.spawn(
                 async move {
                     match remote_link::call(&link, &addr, frame, NAMESRV_TIMEOUT).await {
-                        Ok(f) if f.response_code() == Some(ResponseCode::Success) => {}
-                        Ok(f) => tracing::warn!(namesrv = %addr, code = f.code, remark = ?f.remark, "registration refused"),
-                        Err(e) => tracing::warn!(namesrv = %addr, error = %e, "registration failed"),
+                        Ok(f) if f.response_code() == Some(ResponseCode::Success) => true,
+                        Ok(f) => {
+                            // A refusal is an answer: the periodic registration tries again.
+                            tracing::warn!(namesrv = %addr, code = f.code, remark = ?f.remark, "registration refused");
+                            true
+                        }
+                        Err(e) => {
+                            tracing::warn!(namesrv = %addr, error = %e, "registration failed; retrying in 1 s");
+                            false
+                        }
                     }
                 }
-                .into_actor(self),
+                .into_actor(self)
+                .map(|registered, act, ctx| {
+                    if !registered && !act.registration_retry && !act.shutting_down {
+                        act.registration_retry = true;
+                        ctx.run_later(REGISTRATION_RETRY, |act, ctx| {
+                            act.registration_retry = false;
+                            act.register_all(ctx);
+                        });
+                    }
+                }),
             );
         }
     }
