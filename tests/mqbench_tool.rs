@@ -65,8 +65,14 @@ fn acknowledged_equals_stored_and_consumed() {
     });
 
     let mut acked = 0;
-    for mode in ["async", "sync", "batch"] {
-        let r = mqbench(&[
+    // The last run is open loop: 1,500 sends scheduled at 3,000/s.
+    for (mode, rate) in [
+        ("async", None),
+        ("sync", None),
+        ("batch", None),
+        ("async", Some("3000")),
+    ] {
+        let mut args = vec![
             "producer",
             "-n",
             &ns.addr,
@@ -83,7 +89,18 @@ fn acknowledged_equals_stored_and_consumed() {
             "--mode",
             mode,
             "--json",
-        ]);
+        ];
+        if let Some(rate) = rate {
+            args.extend(["--rate", rate]);
+        }
+        let r = mqbench(&args);
+        if rate.is_some() {
+            // The schedule is kept: the last send is due 0.5 s after the start.
+            assert!(
+                r["duration_s"].as_f64().unwrap() >= 0.5,
+                "open loop ran too fast: {r}"
+            );
+        }
         for key in [
             "mode",
             "size",

@@ -76,7 +76,8 @@ struct Target {
 
 #[derive(Debug, Clone)]
 struct PublishInfo {
-    targets: Vec<Target>,
+    /// Shared, not copied, by every send (a copy cost a few allocations per queue).
+    targets: Arc<[Target]>,
     fetched: Instant,
 }
 
@@ -253,8 +254,8 @@ impl Producer {
             .shared
             .publish(topic, false)
             .await?
-            .into_iter()
-            .map(|t| t.queue)
+            .iter()
+            .map(|t| t.queue.clone())
             .collect())
     }
 }
@@ -290,11 +291,11 @@ impl Shared {
         format!("{}{:012X}", self.uniq_prefix, n & 0xFFFF_FFFF_FFFF)
     }
 
-    async fn publish(&self, topic: &str, refresh: bool) -> Result<Vec<Target>, ClientError> {
+    async fn publish(&self, topic: &str, refresh: bool) -> Result<Arc<[Target]>, ClientError> {
         if !refresh {
             if let Some(p) = self.routes.lock().get(topic) {
                 if p.fetched.elapsed() < self.config.route_ttl && !p.targets.is_empty() {
-                    return Ok(p.targets.clone());
+                    return Ok(Arc::clone(&p.targets));
                 }
             }
         }
@@ -325,6 +326,7 @@ impl Shared {
             },
             Err(e) => return Err(e),
         };
+        let targets: Arc<[Target]> = targets.into();
         if targets.is_empty() {
             return Err(ClientError::NoRoute {
                 topic: topic.to_owned(),
@@ -333,7 +335,7 @@ impl Shared {
         self.routes.lock().insert(
             topic.to_owned(),
             PublishInfo {
-                targets: targets.clone(),
+                targets: Arc::clone(&targets),
                 fetched: Instant::now(),
             },
         );

@@ -22,7 +22,7 @@ use actimq::{
     ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, Message, MessageListener,
     MessageModel, Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
 };
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 
@@ -193,10 +193,18 @@ async fn run_producer(
     let permits = (inflight as u64 / per_send).max(1) as usize;
     let window = Arc::new(tokio::sync::Semaphore::new(permits));
 
+    let stamp_bodies = rate.is_some_and(|r| r > 0);
     let make = {
         let (topic, body) = (topic.clone(), body.clone());
         move |i: u64| {
-            let mut m = Message::new(topic.clone(), body.clone());
+            // Open-loop runs measure producer→consumer latency: the body carries the send
+            // time in microseconds (the born timestamp has only milliseconds).
+            let body = if stamp_bodies {
+                stamped_body(&body)
+            } else {
+                body.clone()
+            };
+            let mut m = Message::new(topic.clone(), body);
             if keys {
                 m = m.with_key(format!("bench-{i}"));
             }
@@ -279,39 +287,37 @@ async fn run_producer(
     match rate {
         Some(rate) if rate > 0 => {
             // Open loop: sends are scheduled, never held back by slow answers (beyond -w).
-            // The schedule runs on its own thread with a precise sleep: the runtime's timer
-            // ticks in milliseconds, which would add up to 1 ms to every measured latency.
+            // Send n is due at `started + gap * (n + 1)`. The schedule is kept by a timerfd
+            // on this runtime thread: tokio's timer ticks in milliseconds, which would add up
+            // to 1 ms to every measured latency, and a timer thread would add a thread
+            // hand-over (a wake-up, tens of microseconds here) to every send.
             let gap = Duration::from_secs_f64(per_send as f64 / rate as f64);
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
-            std::thread::spawn(move || {
-                let mut i = 0u64;
-                while i < count {
-                    let scheduled = started + gap * (i / per_send) as u32;
-                    if scheduled >= deadline {
-                        break;
-                    }
-                    let now = Instant::now();
-                    if scheduled > now {
-                        std::thread::sleep(scheduled - now);
-                    }
-                    if tx.send((i, scheduled)).is_err() {
-                        break;
-                    }
-                    i += per_send;
-                }
-            });
-            while let Some((i, scheduled)) = rx.recv().await {
-                let Ok(permit) = Arc::clone(&window).acquire_owned().await else {
-                    break;
+            let ticker =
+                Ticker::every(gap).map_err(|e| format!("cannot start the rate timer: {e}"))?;
+            let mut n = 0u64;
+            'schedule: while n * per_send < count {
+                let due = match ticker.tick().await {
+                    Ok(due) => due,
+                    Err(e) => return Err(format!("rate timer failed: {e}")),
                 };
-                let fut = send_one(i, scheduled);
-                // Not kept in `tasks`: a handle keeps its finished task's memory until it is
-                // awaited, and a long run would grow the client by a task per message (the
-                // fresh pages then show up as client stalls in the latency figures).
-                actix_rt::spawn(async move {
-                    fut.await;
-                    drop(permit);
-                });
+                for _ in 0..due {
+                    let scheduled = started + gap * (n + 1) as u32;
+                    if scheduled >= deadline || n * per_send >= count {
+                        break 'schedule;
+                    }
+                    let Ok(permit) = Arc::clone(&window).acquire_owned().await else {
+                        break 'schedule;
+                    };
+                    let fut = send_one(n * per_send, scheduled);
+                    // Not kept in `tasks`: a handle keeps its finished task's memory until it
+                    // is awaited, and a long run would grow the client by a task per message
+                    // (the fresh pages then show up as client stalls in the latency figures).
+                    actix_rt::spawn(async move {
+                        fut.await;
+                        drop(permit);
+                    });
+                    n += 1;
+                }
             }
             // Every send holds a permit until it finishes: taking them all waits for the last.
             let _ = window.acquire_many(permits as u32).await;
@@ -406,7 +412,8 @@ async fn run_consumer(
             .unwrap_or(0);
         if let Ok(mut h) = h.lock() {
             for m in msgs {
-                h.0.saturating_record((now - m.born_timestamp() * 1000).max(1) as u64);
+                let born_us = sent_micros(m.body()).unwrap_or(m.born_timestamp() * 1000);
+                h.0.saturating_record((now - born_us).max(1) as u64);
                 h.1.saturating_record((now - m.store_timestamp() * 1000).max(1) as u64);
             }
         }
@@ -521,6 +528,94 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("mqbench: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Marks a body whose next 8 bytes are the send time in microseconds since the epoch.
+const STAMP_MAGIC: &[u8; 8] = b"MQBENCH1";
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// A copy of `template` (same size) starting with the stamp and the current time.
+fn stamped_body(template: &Bytes) -> Bytes {
+    if template.len() < 16 {
+        return template.clone();
+    }
+    let mut b = BytesMut::with_capacity(template.len());
+    b.put_slice(STAMP_MAGIC);
+    b.put_i64(now_micros());
+    b.put_slice(&template[16..]);
+    b.freeze()
+}
+
+/// The send time a stamped body carries.
+fn sent_micros(body: &[u8]) -> Option<i64> {
+    let stamp = body.get(8..16)?;
+    (body.starts_with(STAMP_MAGIC)).then(|| i64::from_be_bytes(stamp.try_into().unwrap_or([0; 8])))
+}
+
+/// A periodic timer with microsecond precision on the runtime thread (Linux timerfd).
+struct Ticker {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl Ticker {
+    fn every(period: Duration) -> std::io::Result<Ticker> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain system calls; the descriptor is owned by the OwnedFd from here on.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let spec = libc::timespec {
+            tv_sec: period.as_secs() as libc::time_t,
+            tv_nsec: period.subsec_nanos().max(1) as libc::c_long,
+        };
+        let value = libc::itimerspec {
+            it_interval: spec,
+            it_value: spec,
+        };
+        let rc = unsafe { libc::timerfd_settime(raw, 0, &value, std::ptr::null_mut()) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is an open timerfd owned by the OwnedFd, which the AsyncFd owns until
+        // it is dropped, so the descriptor stays valid and the same for its whole life.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }?;
+        Ok(Ticker { fd })
+    }
+
+    /// Waits for the next period; returns how many periods ended since the last call.
+    async fn tick(&self) -> std::io::Result<u64> {
+        use std::os::fd::AsRawFd;
+        loop {
+            let mut ready = self.fd.readable().await?;
+            let read = ready.try_io(|fd| {
+                let mut count = [0u8; 8];
+                // SAFETY: reads 8 bytes into a buffer of 8 bytes.
+                let n = unsafe { libc::read(fd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+                if n == 8 {
+                    Ok(u64::from_ne_bytes(count))
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+            match read {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
         }
     }
 }

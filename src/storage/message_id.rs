@@ -15,14 +15,29 @@ pub struct BadMessageId {
 
 /// The offset message id of the record at `physical_offset` stored by `store_host`.
 pub fn offset_msg_id(store_host: &SocketAddr, physical_offset: u64) -> String {
-    let mut raw = Vec::with_capacity(28);
-    match store_host.ip() {
-        IpAddr::V4(ip) => raw.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => raw.extend_from_slice(&ip.octets()),
+    // Built on the stack and encoded in one pass: this runs once per acknowledged send.
+    let mut raw = [0u8; 28];
+    let ip_len = match store_host.ip() {
+        IpAddr::V4(ip) => {
+            raw[..4].copy_from_slice(&ip.octets());
+            4
+        }
+        IpAddr::V6(ip) => {
+            raw[..16].copy_from_slice(&ip.octets());
+            16
+        }
+    };
+    let n = ip_len + 12;
+    raw[ip_len..ip_len + 4].copy_from_slice(&(store_host.port() as i32).to_be_bytes());
+    raw[ip_len + 4..n].copy_from_slice(&physical_offset.to_be_bytes());
+    let mut text = [0u8; 56];
+    match hex::encode_to_slice(&raw[..n], &mut text[..2 * n]) {
+        Ok(()) => {
+            text[..2 * n].make_ascii_uppercase();
+            String::from_utf8_lossy(&text[..2 * n]).into_owned()
+        }
+        Err(_) => hex::encode_upper(&raw[..n]),
     }
-    raw.extend_from_slice(&(store_host.port() as i32).to_be_bytes());
-    raw.extend_from_slice(&physical_offset.to_be_bytes());
-    hex::encode_upper(raw)
 }
 
 /// Splits an offset message id into store host and physical offset.
