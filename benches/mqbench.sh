@@ -2,14 +2,16 @@
 # Reproduces the mqbench rows of docs/BENCHMARKS.md on this machine: release binaries, one
 # name server and one broker on 127.0.0.1, a topic with 8 queues, 1 KiB bodies.
 #   bash benches/mqbench.sh [async|sync_flush|batch|drain|latency|e2e|startup|all] [RUNS=3]
+#   BIN_DIR=/path/to/other/release bash benches/mqbench.sh async 3   (compare another build)
 # Every run is bounded by --count and --duration. Stores go under $BENCH_DIR (default a
 # fresh temp folder), which is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 runs=${2:-3}
-cargo build --release --bins >/dev/null
-bin=target/release
+# BIN_DIR runs other builds of the binaries (say, an older commit's) for an A/B comparison.
+if [[ -z ${BIN_DIR:-} ]]; then cargo build --release --bins >/dev/null; fi
+bin=${BIN_DIR:-target/release}
 dir=${BENCH_DIR:-$(mktemp -d)}
 ns_port=39876
 broker_port=39911

@@ -302,7 +302,7 @@ async fn run_producer(
                 };
                 for _ in 0..due {
                     let scheduled = started + gap * (n + 1) as u32;
-                    if scheduled >= deadline || n * per_send >= count {
+                    if scheduled > deadline || n * per_send >= count {
                         break 'schedule;
                     }
                     let Ok(permit) = Arc::clone(&window).acquire_owned().await else {
