@@ -116,11 +116,11 @@ if [[ $what == startup || $what == all ]]; then
     for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" clusterList 2>/dev/null | grep -q broker-a && break; sleep 0.05; done
     fill=$("$bin/mqbench" producer -n "$ns" -t Fill -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --json 2>/dev/null | tail -1)
     kill -TERM $p; wait $p || true; kill $q; wait $q 2>/dev/null || true
-    log_bytes=$(find "$store/commitlog" -type f -regex '.*/[0-9]\{20\}' | sort | tail -1 | sed 's#.*/##' | sed 's/^0*//')
+    segments=$(find "$store/commitlog" -type f -regextype posix-extended -regex '.*/[0-9]{20}' | wc -l)
+    log_bytes=$(find "$store/commitlog" -type f -regextype posix-extended -regex '.*/[0-9]{20}' | sort | tail -1 | sed 's#.*/##' | sed 's/^0*//')
     t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" --listen-port $broker_port 2>"$dir/s2.log" & p=$!
     until grep -q "listening on" "$dir/s2.log" 2>/dev/null; do sleep 0.002; done; t1=$(date +%s%N)
     echo "## start after a clean stop, store filled with: $fill"
-    segments=$(find "$store/commitlog" -type f -regex '.*/[0-9]\{20\}' | wc -l)
     echo "##   commit-log segments: $segments (last starts at byte ${log_bytes:-0}): $(( (t1 - t0) / 1000000 )) ms"
     kill -TERM $p; wait $p || true
   done
