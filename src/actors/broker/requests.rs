@@ -1,0 +1,338 @@
+//! The broker's request router: one arm per request code, each handing the request to the
+//! actor that owns its state or answering from the topic table and the store's metadata.
+//! It never waits on the network or on a flush inside a handler; what it answers itself
+//! comes from memory or from page-cache reads of the store.
+
+use super::*;
+
+pub(super) fn response<H: serde::Serialize>(
+    inb: &Inbound,
+    code: ResponseCode,
+    header: &H,
+    body: Bytes,
+) {
+    match Frame::response(inb.opaque, code, header, body) {
+        Ok(f) => inb.respond(f),
+        Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+    }
+}
+
+pub(super) fn ok_body<B: serde::Serialize>(inb: &Inbound, body: &B) {
+    match encode_body(body) {
+        Ok(b) => response(inb, ResponseCode::Success, &NoHeader {}, b),
+        Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+    }
+}
+
+pub(super) fn offset_answer(inb: &Inbound, offset: u64) {
+    response(
+        inb,
+        ResponseCode::Success,
+        &OffsetResponseHeader {
+            offset: offset as i64,
+        },
+        Bytes::new(),
+    );
+}
+
+impl Broker {
+    pub(super) fn handle_request(&mut self, mut inb: Inbound, ctx: &mut Context<Self>) {
+        // The request moves into its handler; what stays in `inb` is only used to answer.
+        let request = std::mem::replace(&mut inb.request, Request::GetAllTopicConfig);
+        match request {
+            Request::SendMessage(h, body) => self.on_send(inb, h, body, false, ctx),
+            Request::SendBatchMessage(h, body) => self.on_send(inb, h, body, true, ctx),
+            Request::PullMessage(h) => self.on_pull(inb, h),
+            Request::HeartBeat(data) => {
+                for consumer in data.consumer_data_set {
+                    let name = consumer.group_name.clone();
+                    self.conn_groups
+                        .entry(inb.conn)
+                        .or_default()
+                        .insert(name.clone());
+                    let group = match self.group(&name) {
+                        Ok(g) => g,
+                        Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                    };
+                    group.do_send(consumer_group::Heartbeat {
+                        client_id: data.client_id.clone(),
+                        conn: inb.conn,
+                        notify: inb.reply.clone(),
+                        data: consumer,
+                    });
+                }
+                response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
+            }
+            Request::UnregisterClient(h) => {
+                if let Some(g) = h.consumer_group.as_deref().filter(|g| !g.is_empty()) {
+                    if let Ok(g) = self.group(g) {
+                        g.do_send(consumer_group::Leave {
+                            client_id: h.client_id,
+                        });
+                    }
+                }
+                response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
+            }
+            Request::QueryConsumerOffset(h) => {
+                let group = match self.group(&h.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
+                let queue_starts_at_zero =
+                    self.store.min_offset(&h.topic, h.queue_id.max(0) as u32) == 0;
+                actix::spawn(async move {
+                    match group
+                        .send(consumer_group::QueryOffset {
+                            topic: h.topic.clone(),
+                            queue_id: h.queue_id,
+                        })
+                        .await
+                    {
+                        Ok(Some(o)) => response(
+                            &inb,
+                            ResponseCode::Success,
+                            &OffsetResponseHeader { offset: o },
+                            Bytes::new(),
+                        ),
+                        // RocketMQ answers 0 for a group that never committed while the queue
+                        // still holds its first message, unless the client asks otherwise.
+                        Ok(None)
+                            if h.set_zero_if_not_found != Some(false) && queue_starts_at_zero =>
+                        {
+                            response(
+                                &inb,
+                                ResponseCode::Success,
+                                &OffsetResponseHeader { offset: 0 },
+                                Bytes::new(),
+                            )
+                        }
+                        Ok(None) => inb.fail(
+                            ResponseCode::QueryNotFound,
+                            format!(
+                                "group '{}' has no committed offset for {}:{}",
+                                h.consumer_group, h.topic, h.queue_id
+                            ),
+                        ),
+                        Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+                    }
+                });
+            }
+            Request::UpdateConsumerOffset(h) => {
+                if self.shutting_down {
+                    return inb.fail(ResponseCode::ServiceNotAvailable, "broker is shutting down");
+                }
+                let group = match self.group(&h.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
+                group.do_send(consumer_group::CommitOffset {
+                    topic: h.topic,
+                    queue_id: h.queue_id,
+                    offset: h.commit_offset,
+                });
+                response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
+            }
+            Request::GetConsumerListByGroup(h) => {
+                let group = match self.group(&h.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
+                actix::spawn(async move {
+                    match group.send(consumer_group::ListMembers).await {
+                        Ok(ids) if !ids.is_empty() => ok_body(
+                            &inb,
+                            &GetConsumerListByGroupResponseBody {
+                                consumer_id_list: ids,
+                            },
+                        ),
+                        Ok(_) => inb.fail(
+                            ResponseCode::SystemError,
+                            format!("no consumer for this group, {}", h.consumer_group),
+                        ),
+                        Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+                    }
+                });
+            }
+            Request::GetConsumeStats(h) => {
+                let group = match self.group(&h.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
+                let store = Arc::clone(&self.store);
+                let broker_name = self.config.broker_name.clone();
+                actix::spawn(async move {
+                    let Ok(offsets) = group.send(consumer_group::ListOffsets).await else {
+                        return inb.fail(ResponseCode::SystemError, "consumer group actor is gone");
+                    };
+                    let mut stats = ConsumeStats::default();
+                    for ((topic, q), consumer_offset) in offsets {
+                        if h.topic.as_deref().is_some_and(|t| t != topic) {
+                            continue;
+                        }
+                        let broker_offset = store.max_offset(&topic, q as u32) as i64;
+                        stats.offset_table.insert(
+                            Mq {
+                                topic,
+                                broker_name: broker_name.clone(),
+                                queue_id: q,
+                            },
+                            OffsetWrapper {
+                                broker_offset,
+                                consumer_offset,
+                                last_timestamp: 0,
+                            },
+                        );
+                    }
+                    ok_body(&inb, &stats);
+                });
+            }
+            Request::GetMaxOffset(h) => offset_answer(
+                &inb,
+                self.store.max_offset(&h.topic, h.queue_id.max(0) as u32),
+            ),
+            Request::GetMinOffset(h) => offset_answer(
+                &inb,
+                self.store.min_offset(&h.topic, h.queue_id.max(0) as u32),
+            ),
+            Request::SearchOffsetByTimestamp(h) => offset_answer(
+                &inb,
+                self.store
+                    .offset_for_timestamp(&h.topic, h.queue_id.max(0) as u32, h.timestamp),
+            ),
+            Request::GetEarliestMsgStoretime(h) => {
+                let q = h.queue_id.max(0) as u32;
+                let min = self.store.min_offset(&h.topic, q);
+                match self.store.read_by_queue_offset(&h.topic, q, min) {
+                    Ok(m) => response(
+                        &inb,
+                        ResponseCode::Success,
+                        &GetEarliestMsgStoretimeResponseHeader {
+                            timestamp: m.store_timestamp,
+                        },
+                        Bytes::new(),
+                    ),
+                    Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+                }
+            }
+            Request::ViewMessageById(h) => match self.store.read_raw(h.offset.max(0) as u64) {
+                Ok(raw) => response(&inb, ResponseCode::Success, &NoHeader {}, raw),
+                Err(e) => inb.fail(
+                    ResponseCode::SystemError,
+                    format!("no message at offset {}: {e}", h.offset),
+                ),
+            },
+            Request::QueryMessage(h) => match self.store.query_by_key(
+                &h.topic,
+                &h.key,
+                h.begin_timestamp,
+                h.end_timestamp,
+                h.max_num.clamp(1, 64) as usize,
+            ) {
+                Ok(found) if !found.is_empty() => {
+                    let mut body = BytesMut::new();
+                    for m in &found {
+                        body.extend_from_slice(&m.raw);
+                    }
+                    let header = QueryMessageResponseHeader {
+                        index_last_update_timestamp: found
+                            .iter()
+                            .map(|m| m.store_timestamp)
+                            .max()
+                            .unwrap_or(0),
+                        index_last_update_phyoffset: found
+                            .iter()
+                            .map(|m| m.physical_offset as i64)
+                            .max()
+                            .unwrap_or(0),
+                    };
+                    response(&inb, ResponseCode::Success, &header, body.freeze());
+                }
+                Ok(_) => inb.fail(
+                    ResponseCode::QueryNotFound,
+                    format!("no message with key '{}' in topic '{}'", h.key, h.topic),
+                ),
+                Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+            },
+            Request::UpdateAndCreateTopic(h) => {
+                if let Err(e) = validate_topic_name(&h.topic) {
+                    return inb.fail(ResponseCode::InvalidParameter, e);
+                }
+                if h.read_queue_nums <= 0
+                    || h.write_queue_nums <= 0
+                    || h.read_queue_nums > 1024
+                    || h.write_queue_nums > 1024
+                {
+                    return inb.fail(
+                        ResponseCode::InvalidParameter,
+                        "read and write queue counts must be in 1..=1024",
+                    );
+                }
+                match self.topics.upsert(h.to_topic_config()) {
+                    Ok(()) => {
+                        tracing::info!(topic = %h.topic, read = h.read_queue_nums, write = h.write_queue_nums, "topic updated");
+                        self.register_all(ctx);
+                        response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
+                    }
+                    Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+                }
+            }
+            Request::DeleteTopicInBroker(h) => match self.topics.remove(&h.topic) {
+                Ok(existed) => {
+                    self.queues.retain(|(t, _), _| *t != h.topic);
+                    if existed {
+                        self.register_all(ctx);
+                    }
+                    response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
+                }
+                Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+            },
+            Request::LockBatchMq(body) => {
+                let group = match self.group(&body.consumer_group) {
+                    Ok(g) => g,
+                    Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
+                };
+                let ask = consumer_group::LockQueues {
+                    client_id: body.client_id,
+                    queues: body.mq_set,
+                };
+                actix::spawn(async move {
+                    match group.send(ask).await {
+                        Ok(held) => ok_body(
+                            &inb,
+                            &crate::protocol::group::LockBatchResponseBody {
+                                lock_ok_mq_set: held,
+                            },
+                        ),
+                        Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+                    }
+                });
+            }
+            Request::UnlockBatchMq(body) => {
+                if let Ok(group) = self.group(&body.consumer_group) {
+                    group.do_send(consumer_group::UnlockQueues {
+                        client_id: body.client_id,
+                        queues: body.mq_set,
+                    });
+                }
+                response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
+            }
+            Request::GetAllTopicConfig => ok_body(&inb, &self.topics.wrapper()),
+            Request::GetTopicStatsInfo(h) => {
+                if self.topics.get(&h.topic).is_none() {
+                    return inb.fail(
+                        ResponseCode::TopicNotExist,
+                        format!(
+                            "topic '{}' does not exist on broker {}",
+                            h.topic, self.config.broker_name
+                        ),
+                    );
+                }
+                ok_body(&inb, &self.topic_stats(&h.topic));
+            }
+            other => inb.fail(
+                ResponseCode::RequestCodeNotSupported,
+                format!("request {} is not supported by this broker", other.code()),
+            ),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The store's write internals: validating and appending records under the write lock,
+//! and the one dispatch path that derives consume-queue and index entries from a record
+//! (fresh appends, replicated records and recovery all go through it). Data flushes belong
+//! to `background`; the only sync here makes a new queue's folder durable.
+
+use super::*;
+
+impl Shared {
+    pub(super) fn writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if let Some(why) = self.poisoned.lock().clone() {
+            return Err(Error::Poisoned(why));
+        }
+        Ok(())
+    }
+
+    /// Validates a message and returns its encoded size.
+    pub(super) fn check_message(&self, msg: &MessageToStore) -> Result<usize> {
+        self.writable()?;
+        msg.validate()?;
+        let len = msg.encoded_len(&self.store_host);
+        if len > self.config.max_message_size {
+            return Err(MessageIllegal::TooLarge {
+                size: len,
+                max: self.config.max_message_size,
+            }
+            .into());
+        }
+        Ok(len)
+    }
+
+    /// Appends `msgs` (each with its encoded length and body CRC in `prepared`) with the
+    /// write lock held: one commit-log write per segment touched, then each record's queue
+    /// and index entries in order.
+    pub(super) fn append_locked(
+        &self,
+        msgs: &[MessageToStore],
+        prepared: &[(usize, u32)],
+    ) -> Result<Vec<AppendResult>> {
+        let store_host = self.store_host;
+        let mut results = Vec::with_capacity(msgs.len());
+        while results.len() < msgs.len() {
+            let done = results.len();
+            let (rest, rest_prepared) = (&msgs[done..], &prepared[done..]);
+            // A record's queue offset counts the records before it in this call that go to
+            // the same queue (their entries are not written yet).
+            let mut next: Vec<(&str, u32, u64)> = Vec::new();
+            let mut queue_offsets = Vec::with_capacity(rest.len());
+            for m in rest {
+                let known = next
+                    .iter_mut()
+                    .find(|(t, q, _)| *t == m.topic.as_str() && *q == m.queue_id);
+                let offset = match known {
+                    Some((_, _, n)) => {
+                        *n += 1;
+                        *n - 1
+                    }
+                    None => {
+                        let at = self.queue_for_write(&m.topic, m.queue_id)?.max_offset();
+                        next.push((m.topic.as_str(), m.queue_id, at + 1));
+                        at
+                    }
+                };
+                queue_offsets.push(offset);
+            }
+            let lens: Vec<usize> = rest_prepared.iter().map(|p| p.0).collect();
+            let store_timestamp = now_ms();
+            let written = self.commit_log.append_chunk(&lens, |i, buf, phys| {
+                let stamp = StoreStamp {
+                    queue_offset: queue_offsets[i],
+                    physical_offset: phys,
+                    store_timestamp,
+                    store_host,
+                };
+                record::encode_into(buf, &rest[i], rest_prepared[i].1, &stamp);
+            })?;
+            for (i, physical_offset) in written.into_iter().enumerate() {
+                let (msg, len) = (&rest[i], lens[i]);
+                let d = Dispatch {
+                    topic: &msg.topic,
+                    queue_id: msg.queue_id,
+                    queue_offset: queue_offsets[i],
+                    physical_offset,
+                    size: len as u32,
+                    store_timestamp,
+                    properties: &msg.properties,
+                };
+                if let Err(e) = self.dispatch(&d, true, false) {
+                    // The log holds a record its queue does not know: refuse further writes
+                    // rather than hand out offsets that disagree. Recovery re-derives it.
+                    self.poison(format!(
+                        "dispatch failed after append at {physical_offset}: {e}"
+                    ));
+                    return Err(e);
+                }
+                self.dispatched
+                    .store(physical_offset + len as u64, Ordering::Release);
+                results.push(AppendResult {
+                    physical_offset,
+                    size: len as u32,
+                    queue_offset: queue_offsets[i],
+                    store_timestamp,
+                    store_host,
+                });
+            }
+        }
+        Ok(results)
+    }
+
+    /// The one path that derives consume-queue and index entries from a record.
+    /// With `replay` (recovery) an existing queue entry that disagrees with the log is
+    /// replaced, because the log is the truth; otherwise a disagreement is an error.
+    pub(crate) fn dispatch(&self, d: &Dispatch<'_>, with_index: bool, replay: bool) -> Result<()> {
+        let cq = self.queue_for_write(d.topic, d.queue_id)?;
+        let tags_code = record::property(d.properties, PROPERTY_TAGS)
+            .map(tag_hash)
+            .unwrap_or(0);
+        cq.put(
+            d.queue_offset,
+            CqEntry {
+                physical_offset: d.physical_offset,
+                size: d.size,
+                tags_code,
+            },
+            replay,
+        )?;
+        if let (Some(index), true) = (&self.index, with_index) {
+            for (name, value) in record::parse_properties(d.properties) {
+                if name == PROPERTY_KEYS {
+                    for key in value.split(' ').filter(|k| !k.is_empty()) {
+                        index.put(d.topic, key, d.physical_offset, d.store_timestamp)?;
+                    }
+                } else if name == PROPERTY_UNIQ_KEY && !value.is_empty() {
+                    index.put(d.topic, value, d.physical_offset, d.store_timestamp)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn queue(&self, topic: &str, queue_id: u32) -> Option<Arc<ConsumeQueue>> {
+        self.queues.read().get(topic)?.get(&queue_id).cloned()
+    }
+
+    pub(super) fn queue_for_write(&self, topic: &str, queue_id: u32) -> Result<Arc<ConsumeQueue>> {
+        if let Some(q) = self.queue(topic, queue_id) {
+            return Ok(q);
+        }
+        let dir = self
+            .root
+            .join("consumequeue")
+            .join(topic)
+            .join(queue_id.to_string());
+        let cq = Arc::new(ConsumeQueue::open(
+            dir,
+            topic,
+            queue_id,
+            self.config.mapped_file_size_consume_queue as usize,
+        )?);
+        // Make the new folders durable before entries in them are counted as flushed.
+        let base = self.root.join("consumequeue");
+        crate::storage::mapped_file::sync_dir(&base.join(topic))?;
+        crate::storage::mapped_file::sync_dir(&base)?;
+        crate::storage::mapped_file::sync_dir(&self.root)?;
+        self.queues
+            .write()
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(queue_id, Arc::clone(&cq));
+        Ok(cq)
+    }
+
+    /// Opens every consume queue found on disk.
+    pub(super) fn load_queues(&self) -> Result<()> {
+        let base = self.root.join("consumequeue");
+        if !base.exists() {
+            return Ok(());
+        }
+        let mut table = QueueTable::new();
+        for topic in std::fs::read_dir(&base).map_err(|e| Error::io(&base, e))? {
+            let topic = topic.map_err(|e| Error::io(&base, e))?;
+            let Some(name) = topic.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            for q in std::fs::read_dir(topic.path()).map_err(|e| Error::io(topic.path(), e))? {
+                let q = q.map_err(|e| Error::io(topic.path(), e))?;
+                let Some(id) = q.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let cq = ConsumeQueue::open(
+                    q.path(),
+                    &name,
+                    id,
+                    self.config.mapped_file_size_consume_queue as usize,
+                )?;
+                table
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(id, Arc::new(cq));
+            }
+        }
+        *self.queues.write() = table;
+        Ok(())
+    }
+
+    pub(crate) fn all_queues(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.queues
+            .read()
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect()
+    }
+
+    pub(crate) fn store_timestamp_at(&self, phys: u64) -> Option<i64> {
+        let raw = self.commit_log.read_record(phys).ok()?;
+        record::decode(&raw, record::Verify::Structure)
+            .ok()
+            .map(|v| v.store_timestamp)
+    }
+
+    /// Refuses writes from now on. Waiters are failed by the flush thread, never here:
+    /// this may run under the write lock, and callbacks must not.
+    pub(super) fn poison(&self, why: String) {
+        tracing::error!(reason = %why, "message store poisoned; refusing writes until restart");
+        self.poisoned.lock().get_or_insert(why);
+        self.flush_queue.kick();
+    }
+}
