@@ -1,5 +1,5 @@
-//! Storage micro-benchmarks: appending records of 128 B, 1 KiB and 16 KiB with async flush,
-//! and sequential pull-style reads. Run with `cargo bench --bench storage`; figures and the
+//! Storage micro-benchmarks: appending records of 128 B, 1 KiB and 16 KiB, and batches of
+//! 32 × 1 KiB, with async flush, and sequential pull-style reads. Run with `cargo bench --bench storage`; figures and the
 //! machine they came from are in docs/BENCHMARKS.md.
 
 use std::net::SocketAddr;
@@ -55,6 +55,22 @@ fn append(c: &mut Criterion) {
         });
         store.shutdown().expect("shutdown");
     }
+    // A batch of 32 × 1 KiB to one queue (SEND_BATCH_MESSAGE's shape): one encode pass and
+    // one write per segment touched.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = MessageStore::open(config(dir.path()), host()).expect("open store");
+    let batch: Vec<MessageToStore> = (0..32)
+        .map(|i| {
+            let mut m = message(1024, i);
+            m.queue_id = 0;
+            m
+        })
+        .collect();
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("batch_32x1KiB", |b| {
+        b.iter(|| store.append_batch(&batch).expect("append batch"))
+    });
+    store.shutdown().expect("shutdown");
     group.finish();
 }
 

@@ -291,10 +291,7 @@ impl MessageStore {
         let _w = self.shared.write_lock.lock();
         // Checked again under the lock: a shutdown may have finished while we waited.
         self.shared.writable()?;
-        let mut results = self
-            .shared
-            .append_locked(std::slice::from_ref(msg), &[(len, crc)])?;
-        results.pop().ok_or(Error::Closed)
+        self.shared.append_one_locked(msg, len, crc)
     }
 
     /// Appends several messages under one lock, encoded into one buffer and written with one

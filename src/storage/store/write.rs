@@ -31,6 +31,66 @@ impl Shared {
         Ok(len)
     }
 
+    /// Appends one message with the write lock held (the common case, without the batch
+    /// path's bookkeeping).
+    pub(super) fn append_one_locked(
+        &self,
+        msg: &MessageToStore,
+        len: usize,
+        crc: u32,
+    ) -> Result<AppendResult> {
+        let queue_offset = self.queue_for_write(&msg.topic, msg.queue_id)?.max_offset();
+        let store_timestamp = now_ms();
+        let store_host = self.store_host;
+        let physical_offset = self.commit_log.append_one(len, |buf, phys| {
+            let stamp = StoreStamp {
+                queue_offset,
+                physical_offset: phys,
+                store_timestamp,
+                store_host,
+            };
+            record::encode_into(buf, msg, crc, &stamp);
+        })?;
+        self.dispatch_appended(msg, queue_offset, physical_offset, len, store_timestamp)
+    }
+
+    /// Derives the queue and index entries of a record just appended.
+    fn dispatch_appended(
+        &self,
+        msg: &MessageToStore,
+        queue_offset: u64,
+        physical_offset: u64,
+        len: usize,
+        store_timestamp: i64,
+    ) -> Result<AppendResult> {
+        let d = Dispatch {
+            topic: &msg.topic,
+            queue_id: msg.queue_id,
+            queue_offset,
+            physical_offset,
+            size: len as u32,
+            store_timestamp,
+            properties: &msg.properties,
+        };
+        if let Err(e) = self.dispatch(&d, true, false) {
+            // The log holds a record its queue does not know: refuse further writes rather
+            // than hand out offsets that disagree. Recovery re-derives it.
+            self.poison(format!(
+                "dispatch failed after append at {physical_offset}: {e}"
+            ));
+            return Err(e);
+        }
+        self.dispatched
+            .store(physical_offset + len as u64, Ordering::Release);
+        Ok(AppendResult {
+            physical_offset,
+            size: len as u32,
+            queue_offset,
+            store_timestamp,
+            store_host: self.store_host,
+        })
+    }
+
     /// Appends `msgs` (each with its encoded length and body CRC in `prepared`) with the
     /// write lock held: one commit-log write per segment touched, then each record's queue
     /// and index entries in order.
@@ -77,33 +137,13 @@ impl Shared {
                 record::encode_into(buf, &rest[i], rest_prepared[i].1, &stamp);
             })?;
             for (i, physical_offset) in written.into_iter().enumerate() {
-                let (msg, len) = (&rest[i], lens[i]);
-                let d = Dispatch {
-                    topic: &msg.topic,
-                    queue_id: msg.queue_id,
-                    queue_offset: queue_offsets[i],
+                results.push(self.dispatch_appended(
+                    &rest[i],
+                    queue_offsets[i],
                     physical_offset,
-                    size: len as u32,
+                    lens[i],
                     store_timestamp,
-                    properties: &msg.properties,
-                };
-                if let Err(e) = self.dispatch(&d, true, false) {
-                    // The log holds a record its queue does not know: refuse further writes
-                    // rather than hand out offsets that disagree. Recovery re-derives it.
-                    self.poison(format!(
-                        "dispatch failed after append at {physical_offset}: {e}"
-                    ));
-                    return Err(e);
-                }
-                self.dispatched
-                    .store(physical_offset + len as u64, Ordering::Release);
-                results.push(AppendResult {
-                    physical_offset,
-                    size: len as u32,
-                    queue_offset: queue_offsets[i],
-                    store_timestamp,
-                    store_host,
-                });
+                )?);
             }
         }
         Ok(results)
