@@ -18,7 +18,9 @@ use tokio::io::WriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
-use crate::protocol::{self, decode_request, Frame, FrameCodec, Request, ResponseCode};
+use crate::protocol::{
+    self, decode_request, Frame, FrameCodec, Request, ResponseCode, READ_BUFFER_CAPACITY,
+};
 
 /// Process-unique id of a connection, so owners can key state by it.
 pub type ConnId = u64;
@@ -100,7 +102,11 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         Connection::create(move |ctx| {
             let (read, write) = tokio::io::split(stream);
-            ctx.add_stream(FramedRead::new(read, FrameCodec::new(max_frame_size)));
+            ctx.add_stream(FramedRead::with_capacity(
+                read,
+                FrameCodec::new(max_frame_size),
+                READ_BUFFER_CAPACITY,
+            ));
             let writer = FramedWrite::new(write, FrameCodec::new(max_frame_size), ctx);
             Connection {
                 id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),

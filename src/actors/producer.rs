@@ -278,6 +278,19 @@ fn validate(msg: &Message, max: usize) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// `prefix` followed by the low 48 bits of `n` as 12 upper-case hex digits (RocketMQ's
+/// UNIQ_KEY shape). Written by hand because it runs once per send and `format!` cost more
+/// than the rest of building the message's properties.
+fn unique_id(prefix: &str, n: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut id = String::with_capacity(prefix.len() + 12);
+    id.push_str(prefix);
+    for shift in (0..12).rev() {
+        id.push(HEX[((n >> (shift * 4)) & 0xF) as usize] as char);
+    }
+    id
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -288,7 +301,7 @@ fn now_ms() -> i64 {
 impl Shared {
     fn unique_id(&self) -> String {
         let n = self.uniq_counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}{:012X}", self.uniq_prefix, n & 0xFFFF_FFFF_FFFF)
+        unique_id(&self.uniq_prefix, n)
     }
 
     async fn publish(&self, topic: &str, refresh: bool) -> Result<Arc<[Target]>, ClientError> {
@@ -355,13 +368,6 @@ impl Shared {
         Ok(l)
     }
 
-    fn is_faulty(&self, broker: &str) -> bool {
-        self.faults
-            .lock()
-            .get(broker)
-            .is_some_and(|until| *until > Instant::now())
-    }
-
     fn mark_faulty(&self, broker: &str) {
         self.faults.lock().insert(
             broker.to_owned(),
@@ -371,47 +377,41 @@ impl Shared {
 
     /// Picks the queue for attempt `attempt`, avoiding brokers that failed recently and the
     /// one the previous attempt used.
-    fn pick(
+    fn pick<'t>(
         &self,
-        targets: &[Target],
+        targets: &'t [Target],
         placement: &Placement,
         avoid: Option<&str>,
-    ) -> Result<Target, ClientError> {
+    ) -> Result<&'t Target, ClientError> {
         match placement {
-            Placement::Queue(q) => {
-                targets
-                    .iter()
-                    .find(|t| &t.queue == q)
-                    .cloned()
-                    .ok_or_else(|| {
-                        ClientError::MessageIllegal(format!(
-                            "queue {}:{}:{} is not writable",
-                            q.topic, q.broker_name, q.queue_id
-                        ))
-                    })
-            }
+            Placement::Queue(q) => targets.iter().find(|t| &t.queue == q).ok_or_else(|| {
+                ClientError::MessageIllegal(format!(
+                    "queue {}:{}:{} is not writable",
+                    q.topic, q.broker_name, q.queue_id
+                ))
+            }),
             Placement::ShardingKey(key) => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 key.hash(&mut h);
-                Ok(targets[(h.finish() % targets.len() as u64) as usize].clone())
+                Ok(&targets[(h.finish() % targets.len() as u64) as usize])
             }
             Placement::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed) as usize;
                 let n = targets.len();
-                let ok = |t: &Target| {
-                    !self.is_faulty(&t.queue.broker_name)
-                        && avoid != Some(t.queue.broker_name.as_str())
+                let in_turn = || (0..n).map(|i| &targets[(start + i) % n]);
+                let not_avoided = |t: &&Target| avoid != Some(t.queue.broker_name.as_str());
+                let faults = self.faults.lock();
+                let healthy = |t: &&Target| {
+                    faults.is_empty()
+                        || faults
+                            .get(&t.queue.broker_name)
+                            .is_none_or(|until| *until <= Instant::now())
                 };
-                let chosen = (0..n)
-                    .map(|i| &targets[(start + i) % n])
-                    .find(|t| ok(t))
-                    .or_else(|| {
-                        (0..n)
-                            .map(|i| &targets[(start + i) % n])
-                            .find(|t| avoid != Some(t.queue.broker_name.as_str()))
-                    })
+                let chosen = in_turn()
+                    .find(|t| not_avoided(t) && healthy(t))
+                    .or_else(|| in_turn().find(not_avoided))
                     .unwrap_or(&targets[start % n]);
-                Ok(chosen.clone())
+                Ok(chosen)
             }
         }
     }
@@ -491,12 +491,28 @@ impl Shared {
         };
         let mut last: Option<ClientError> = None;
         let mut avoid: Option<String> = None;
+        // Built once: attempts differ only in queue and birth time.
+        let mut header = SendMessageRequestHeader {
+            producer_group: self.config.producer_group.clone(),
+            topic,
+            default_topic: AUTO_CREATE_TOPIC_KEY.to_owned(),
+            default_topic_queue_nums: 4,
+            flag,
+            properties,
+            batch,
+            ..Default::default()
+        };
+        let code = if batch {
+            RequestCode::SendBatchMessage
+        } else {
+            RequestCode::SendMessage
+        };
         for n in 0..attempts {
             let left = budget.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
             }
-            let targets = match self.publish(&topic, n > 0).await {
+            let targets = match self.publish(&header.topic, n > 0).await {
                 Ok(t) => t,
                 Err(e) => {
                     last = Some(e);
@@ -504,25 +520,10 @@ impl Shared {
                 }
             };
             let target = self.pick(&targets, &placement, avoid.as_deref())?;
-            let header = SendMessageRequestHeader {
-                producer_group: self.config.producer_group.clone(),
-                topic: topic.clone(),
-                default_topic: AUTO_CREATE_TOPIC_KEY.to_owned(),
-                default_topic_queue_nums: 4,
-                queue_id: target.queue.queue_id,
-                born_timestamp: now_ms(),
-                flag,
-                properties: properties.clone(),
-                batch,
-                ..Default::default()
-            };
-            let code = if batch {
-                RequestCode::SendBatchMessage
-            } else {
-                RequestCode::SendMessage
-            };
+            header.queue_id = target.queue.queue_id;
+            header.born_timestamp = now_ms();
             match self
-                .attempt(&target, &header, code, body.clone(), oneway, left)
+                .attempt(target, &header, code, body.clone(), oneway, left)
                 .await
             {
                 Ok(answer) => {
@@ -533,7 +534,7 @@ impl Shared {
                         status: SendStatus::SendOk,
                         msg_id,
                         unique_id,
-                        message_queue: target.queue,
+                        message_queue: target.queue.clone(),
                         queue_offset,
                     });
                 }
@@ -547,7 +548,7 @@ impl Shared {
             }
         }
         Err(ClientError::Exhausted {
-            what: format!("send to topic '{topic}'"),
+            what: format!("send to topic '{}'", header.topic),
             attempts,
             elapsed_ms: started.elapsed().as_millis() as u64,
             last: last
@@ -627,5 +628,27 @@ impl Shared {
             unique_id: first_id,
         };
         shared.send(out, Placement::RoundRobin, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_id;
+
+    #[test]
+    fn unique_ids_are_the_prefix_and_48_bits_in_hex() {
+        for n in [
+            0u64,
+            1,
+            0xABC,
+            0xFFFF_FFFF_FFFF,
+            0x1_0000_0000_0001,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                unique_id("PFX", n),
+                format!("PFX{:012X}", n & 0xFFFF_FFFF_FFFF)
+            );
+        }
     }
 }

@@ -192,9 +192,10 @@ impl RemoteLink {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 let (read, write) = tokio::io::split(stream);
-                ctx.add_stream(FramedRead::new(
+                ctx.add_stream(FramedRead::with_capacity(
                     read,
                     FrameCodec::new(act.config.max_frame_size),
+                    crate::protocol::READ_BUFFER_CAPACITY,
                 ));
                 let writer =
                     FramedWrite::new(write, FrameCodec::new(act.config.max_frame_size), ctx);

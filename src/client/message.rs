@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::protocol::MessageQueue;
-use crate::storage::record::{encode_properties, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY};
+use crate::storage::record::{
+    NAME_VALUE_SEPARATOR, PROPERTY_KEYS, PROPERTY_SEPARATOR, PROPERTY_TAGS, PROPERTY_UNIQ_KEY,
+};
 use crate::storage::StoredMessage;
 
 pub use crate::protocol::group::{ConsumeFromWhere, MessageModel};
@@ -57,21 +59,49 @@ impl Message {
 
     /// The RocketMQ properties string, with the producer's unique id.
     pub(crate) fn encoded_properties(&self, unique_id: &str) -> String {
-        let keys = self.keys.join(" ");
-        let mut props: Vec<(&str, &str)> = self
+        // Written in one pass into one sized string: this runs once per send.
+        let pair = |name: &str, value: &str| name.len() + value.len() + 2;
+        let mut len = pair(PROPERTY_UNIQ_KEY, unique_id);
+        len += self
             .properties
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+            .map(|(k, v)| pair(k, v))
+            .sum::<usize>();
+        len += self.tags.as_deref().map_or(0, |t| pair(PROPERTY_TAGS, t));
+        if !self.keys.is_empty() {
+            len += pair(PROPERTY_KEYS, "") + self.keys.iter().map(|k| k.len() + 1).sum::<usize>();
+        }
+        let mut out = String::with_capacity(len);
+        for (name, value) in &self.properties {
+            push_property(&mut out, name, [value.as_str()]);
+        }
         if let Some(t) = &self.tags {
-            props.push((PROPERTY_TAGS, t));
+            push_property(&mut out, PROPERTY_TAGS, [t.as_str()]);
         }
-        if !keys.is_empty() {
-            props.push((PROPERTY_KEYS, &keys));
+        if !self.keys.is_empty() {
+            push_property(
+                &mut out,
+                PROPERTY_KEYS,
+                self.keys.iter().map(String::as_str),
+            );
         }
-        props.push((PROPERTY_UNIQ_KEY, unique_id));
-        encode_properties(props)
+        push_property(&mut out, PROPERTY_UNIQ_KEY, [unique_id]);
+        out
     }
+}
+
+/// Appends `name`, then the `parts` joined by spaces as its value, in RocketMQ's properties
+/// format (see [`crate::storage::record::encode_properties`]).
+fn push_property<'a>(out: &mut String, name: &str, parts: impl IntoIterator<Item = &'a str>) {
+    out.push_str(name);
+    out.push(NAME_VALUE_SEPARATOR);
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+    out.push(PROPERTY_SEPARATOR);
 }
 
 /// Outcome of a successful send.
@@ -153,4 +183,37 @@ pub enum ConsumeResult {
     Success,
     /// Deliver these messages again later.
     ReconsumeLater,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::record::{encode_properties, parse_properties};
+
+    #[test]
+    fn encoded_properties_match_the_generic_encoder() {
+        let bare = Message::new("T", "b");
+        assert_eq!(
+            bare.encoded_properties("ID1"),
+            encode_properties([(PROPERTY_UNIQ_KEY, "ID1")])
+        );
+        let full = Message::new("T", "b")
+            .with_tags("TagA")
+            .with_key("k1")
+            .with_key("k2")
+            .with_property("b", "2")
+            .with_property("a", "1");
+        let got = full.encoded_properties("ID2");
+        assert_eq!(
+            got,
+            encode_properties([
+                ("a", "1"),
+                ("b", "2"),
+                (PROPERTY_TAGS, "TagA"),
+                (PROPERTY_KEYS, "k1 k2"),
+                (PROPERTY_UNIQ_KEY, "ID2"),
+            ])
+        );
+        assert_eq!(parse_properties(&got).count(), 5);
+    }
 }

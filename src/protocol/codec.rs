@@ -19,6 +19,10 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
 /// Size of the length prefix in front of every frame.
 pub const LENGTH_PREFIX_SIZE: usize = 4;
 
+/// Read buffer of a framed socket. A pipelining peer sends dozens of 1 KiB frames at a
+/// time; tokio-util's 8 KiB default took one `recv` per six of them.
+pub const READ_BUFFER_CAPACITY: usize = 64 * 1024;
+
 /// Room reserved for the envelope keys and small fields when encoding, on top of header,
 /// body and remark, so encoding usually needs one allocation at most.
 const ENVELOPE_ESTIMATE: usize = 64;

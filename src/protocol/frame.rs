@@ -335,10 +335,14 @@ pub fn encode_body<B: Serialize + ?Sized>(body: &B) -> Result<Bytes> {
 
 /// MessagePack with struct fields as map keys.
 fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
+    // Sized for a send's header at once: growing from empty cost several reallocations
+    // per message.
+    let mut out = Vec::with_capacity(256);
+    rmp_serde::encode::write_named(&mut out, value).map_err(|e| Error::Encode {
         type_name: short_type_name::<T>(),
         reason: e.to_string(),
-    })
+    })?;
+    Ok(out)
 }
 
 /// Decodes a header or body; empty input means an empty map.

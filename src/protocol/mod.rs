@@ -36,7 +36,7 @@ pub mod route;
 pub mod topic;
 
 pub use code::{RequestCode, ResponseCode};
-pub use codec::{FrameCodec, DEFAULT_MAX_FRAME_SIZE};
+pub use codec::{FrameCodec, DEFAULT_MAX_FRAME_SIZE, READ_BUFFER_CAPACITY};
 pub use command::{decode_request, Request};
 pub use error::{Error, Result};
 pub use frame::{encode_body, encode_header, Frame, FrameKind, NoHeader, PROTOCOL_VERSION};

@@ -175,6 +175,17 @@ impl MappedFile {
         }
     }
 
+    /// Asks the kernel to map `len` bytes at `at` with huge pages where it can (a file
+    /// system with large folios; Linux 6.x ext4 and xfs do). Best effort: elsewhere the
+    /// range keeps small pages.
+    pub fn advise_huge_pages(&self, at: usize, len: usize) {
+        let at = at.min(self.size);
+        let len = len.min(self.size - at);
+        if let Err(e) = self.map.advise_range(memmap2::Advice::HugePage, at, len) {
+            tracing::debug!(path = %self.path.display(), error = %e, "huge-page advice refused");
+        }
+    }
+
     /// Chooses how page faults on this mapping fill the page cache. While a segment is
     /// being appended to, faults should bring in single pages: with read-ahead the kernel
     /// fills (and zeroes) large folios per fault, and one such fault has held a core for

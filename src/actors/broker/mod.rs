@@ -108,7 +108,8 @@ pub struct Broker {
     advertised: String,
     store: Arc<MessageStore>,
     topics: TopicTable,
-    queues: HashMap<(String, u32), Addr<MessageQueue>>,
+    /// Queue actors by topic, then queue id (looked up per send without building a key).
+    queues: HashMap<String, HashMap<u32, Addr<MessageQueue>>>,
     groups: HashMap<String, Addr<ConsumerGroup>>,
     conn_groups: HashMap<ConnId, HashSet<String>>,
     namesrvs: Vec<(String, Addr<RemoteLink>)>,
@@ -213,13 +214,15 @@ impl Handler<Drain> for MessageQueue {
 
 impl Broker {
     fn queue(&mut self, topic: &str, queue_id: u32) -> Addr<MessageQueue> {
-        let key = (topic.to_owned(), queue_id);
-        if let Some(q) = self.queues.get(&key) {
+        if let Some(q) = self.queues.get(topic).and_then(|t| t.get(&queue_id)) {
             return q.clone();
         }
         let (t, store) = (topic.to_owned(), Arc::clone(&self.store));
         let addr = Supervisor::start(move |_| MessageQueue::new(t, queue_id, store));
-        self.queues.insert(key, addr.clone());
+        self.queues
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(queue_id, addr.clone());
         addr
     }
 
@@ -379,7 +382,11 @@ impl Handler<Shutdown> for Broker {
         if let Some(l) = self.listener.take() {
             l.do_send(StopAccepting);
         }
-        let queues: Vec<_> = self.queues.values().cloned().collect();
+        let queues: Vec<_> = self
+            .queues
+            .values()
+            .flat_map(|t| t.values().cloned())
+            .collect();
         let groups: Vec<_> = self.groups.values().cloned().collect();
         let links = self.namesrvs.clone();
         let header = UnregisterBrokerRequestHeader {

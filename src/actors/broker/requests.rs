@@ -278,7 +278,7 @@ impl Broker {
             }
             Request::DeleteTopicInBroker(h) => match self.topics.remove(&h.topic) {
                 Ok(existed) => {
-                    self.queues.retain(|(t, _), _| *t != h.topic);
+                    self.queues.remove(&h.topic);
                     if existed {
                         self.register_all(ctx);
                     }

@@ -4,15 +4,30 @@
 
 use super::*;
 
+/// What a send needs to know of its topic (copied out rather than cloning the config).
+pub(super) struct SendTarget {
+    perm: i32,
+    write_queue_nums: i32,
+}
+
+impl SendTarget {
+    fn of(t: &crate::protocol::topic::TopicConfig) -> Self {
+        SendTarget {
+            perm: t.perm,
+            write_queue_nums: t.write_queue_nums,
+        }
+    }
+}
+
 impl Broker {
     pub(super) fn topic_for_send(
         &mut self,
         h: &SendMessageRequestHeader,
         ctx: &mut Context<Self>,
-    ) -> Result<crate::protocol::topic::TopicConfig, (ResponseCode, String)> {
+    ) -> Result<SendTarget, (ResponseCode, String)> {
         validate_topic_name(&h.topic).map_err(|e| (ResponseCode::MessageIllegal, e))?;
         if let Some(t) = self.topics.get(&h.topic) {
-            return Ok(t.clone());
+            return Ok(SendTarget::of(t));
         }
         if !self.config.auto_create_topic_enable {
             return Err((
@@ -32,13 +47,13 @@ impl Broker {
             .map_err(|e| (ResponseCode::SystemError, e.to_string()))?;
         tracing::info!(topic = %h.topic, queues, "topic created on first send");
         self.register_all(ctx);
-        Ok(t)
+        Ok(SendTarget::of(&t))
     }
 
     pub(super) fn on_send(
         &mut self,
         inb: Inbound,
-        h: SendMessageRequestHeader,
+        mut h: SendMessageRequestHeader,
         body: Bytes,
         batch: bool,
         ctx: &mut Context<Self>,
@@ -82,8 +97,8 @@ impl Broker {
         };
         let reply = (!inb.oneway).then(|| inb.reply.clone());
         let queue = self.queue(&h.topic, queue_id);
-        let stamp = |body: Bytes, flag: i32, properties: String| MessageToStore {
-            topic: h.topic.clone(),
+        let stamp = |topic: String, body: Bytes, flag: i32, properties: String| MessageToStore {
+            topic,
             queue_id,
             flag,
             sys_flag: h.sys_flag,
@@ -104,7 +119,7 @@ impl Broker {
             };
             let msgs = entries
                 .into_iter()
-                .map(|e| stamp(e.body, e.flag, e.properties))
+                .map(|e| stamp(h.topic.clone(), e.body, e.flag, e.properties))
                 .collect();
             queue
                 .try_send(AppendBatch {
@@ -114,7 +129,11 @@ impl Broker {
                 })
                 .is_ok()
         } else {
-            let msg = stamp(body, h.flag, h.properties.clone());
+            let (topic, properties) = (
+                std::mem::take(&mut h.topic),
+                std::mem::take(&mut h.properties),
+            );
+            let msg = stamp(topic, body, h.flag, properties);
             queue
                 .try_send(Append {
                     msg,

@@ -287,6 +287,13 @@ impl MessageStore {
     /// or [`MessageStore::on_durable`] with [`AppendResult::end_offset`] before acknowledging.
     pub fn append(&self, msg: &MessageToStore) -> Result<AppendResult> {
         let len = self.shared.check_message(msg)?;
+        if let Some(index) = &self.shared.index {
+            // The producer's unique key is indexed for every message: start loading its
+            // slot now, so the load overlaps the CRC and the copy below.
+            if let Some(key) = record::property(&msg.properties, PROPERTY_UNIQ_KEY) {
+                index.prefetch(&msg.topic, key);
+            }
+        }
         let crc = body_crc(&msg.body);
         let _w = self.shared.write_lock.lock();
         // Checked again under the lock: a shutdown may have finished while we waited.

@@ -154,27 +154,33 @@ impl Shared {
     /// replaced, because the log is the truth; otherwise a disagreement is an error.
     pub(crate) fn dispatch(&self, d: &Dispatch<'_>, with_index: bool, replay: bool) -> Result<()> {
         let cq = self.queue_for_write(d.topic, d.queue_id)?;
-        let tags_code = record::property(d.properties, PROPERTY_TAGS)
-            .map(tag_hash)
-            .unwrap_or(0);
+        // One pass over the properties finds the tag and the keys to index.
+        let (mut tags, mut keys, mut uniq) = (None, None, None);
+        for (name, value) in record::parse_properties(d.properties) {
+            match name {
+                PROPERTY_TAGS if tags.is_none() => tags = Some(value),
+                PROPERTY_KEYS => keys = Some(value),
+                PROPERTY_UNIQ_KEY => uniq = Some(value),
+                _ => {}
+            }
+        }
         cq.put(
             d.queue_offset,
             CqEntry {
                 physical_offset: d.physical_offset,
                 size: d.size,
-                tags_code,
+                tags_code: tags.map(tag_hash).unwrap_or(0),
             },
             replay,
         )?;
         if let (Some(index), true) = (&self.index, with_index) {
-            for (name, value) in record::parse_properties(d.properties) {
-                if name == PROPERTY_KEYS {
-                    for key in value.split(' ').filter(|k| !k.is_empty()) {
-                        index.put(d.topic, key, d.physical_offset, d.store_timestamp)?;
-                    }
-                } else if name == PROPERTY_UNIQ_KEY && !value.is_empty() {
-                    index.put(d.topic, value, d.physical_offset, d.store_timestamp)?;
+            for key in keys.into_iter().flat_map(|k| k.split(' ')) {
+                if !key.is_empty() {
+                    index.put(d.topic, key, d.physical_offset, d.store_timestamp)?;
                 }
+            }
+            if let Some(u) = uniq.filter(|u| !u.is_empty()) {
+                index.put(d.topic, u, d.physical_offset, d.store_timestamp)?;
             }
         }
         Ok(())
