@@ -1,8 +1,9 @@
 //! Connection actor: one per accepted socket on a NameServer or Broker.
 //!
-//! Owns the socket: reads frames, decodes each request once, hands it to the actor that owns
-//! the server's state (through a `Recipient<Inbound>`, so it never names that actor's type)
-//! and writes the responses that come back as [`Outbound`]. A request it cannot decode gets
+//! Owns the socket: reads frames, decodes each request once, hands the requests of each read
+//! as one [`InboundBatch`] to the actor that owns the server's state (through a
+//! `Recipient`, so it never names that actor's type) and writes the responses that come
+//! back as [`Outbound`]. A request it cannot decode gets
 //! an error response naming the problem; a frame it cannot even delimit (oversized, garbage)
 //! closes this connection with a logged reason and harms no other. When it stops it tells
 //! the owner ([`ConnectionClosed`]) so state tied to the peer is dropped at once.
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
+use futures_util::StreamExt;
 use tokio::io::WriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
@@ -28,8 +30,6 @@ pub type ConnId = u64;
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A decoded request for the owner of this server's state.
-#[derive(Message)]
-#[rtype(result = "()")]
 pub struct Inbound {
     /// Which connection it came on.
     pub conn: ConnId,
@@ -59,6 +59,16 @@ impl Inbound {
     }
 }
 
+/// The requests one read of the socket brought, in order: one actor message per read,
+/// not per request, so a pipelining peer costs the owner one mailbox hop per burst and the
+/// owner can append a burst of sends with one write.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InboundBatch(pub Vec<Inbound>);
+
+/// Most frames handed over in one [`InboundBatch`].
+pub const MAX_FRAMES_PER_BATCH: usize = 64;
+
 /// A frame to write to the socket.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -79,7 +89,7 @@ pub struct Connection {
     id: ConnId,
     peer: SocketAddr,
     writer: FramedWrite<Frame, WriteHalf<TcpStream>, FrameCodec>,
-    owner: Recipient<Inbound>,
+    owner: Recipient<InboundBatch>,
     on_close: Recipient<ConnectionClosed>,
     max_frame_size: usize,
     /// Requests handed on and not answered yet. Capped so that a peer that pipelines
@@ -96,17 +106,20 @@ impl Connection {
         stream: TcpStream,
         peer: SocketAddr,
         max_frame_size: usize,
-        owner: Recipient<Inbound>,
+        owner: Recipient<InboundBatch>,
         on_close: Recipient<ConnectionClosed>,
     ) -> Addr<Connection> {
         let _ = stream.set_nodelay(true);
         Connection::create(move |ctx| {
             let (read, write) = tokio::io::split(stream);
-            ctx.add_stream(FramedRead::with_capacity(
-                read,
-                FrameCodec::new(max_frame_size),
-                READ_BUFFER_CAPACITY,
-            ));
+            ctx.add_stream(
+                FramedRead::with_capacity(
+                    read,
+                    FrameCodec::new(max_frame_size),
+                    READ_BUFFER_CAPACITY,
+                )
+                .ready_chunks(MAX_FRAMES_PER_BATCH),
+            );
             let writer = FramedWrite::new(write, FrameCodec::new(max_frame_size), ctx);
             Connection {
                 id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
@@ -120,10 +133,12 @@ impl Connection {
         })
     }
 
-    fn handle_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+    /// Decodes one frame into a request for the owner, or answers it here (bad request,
+    /// too many in flight). Counts the request as outstanding when it wants an answer.
+    fn accept_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) -> Option<Inbound> {
         if frame.is_response() {
             tracing::debug!(peer = %self.peer, opaque = frame.opaque, "ignoring an unsolicited response");
-            return;
+            return None;
         }
         let oneway = frame.is_oneway();
         let opaque = frame.opaque;
@@ -134,7 +149,7 @@ impl Connection {
                 if let Some(reply) = frame.error_reply(&e) {
                     self.writer.write(reply);
                 }
-                return;
+                return None;
             }
         };
         if !oneway && self.outstanding >= MAX_OUTSTANDING_PER_CONNECTION {
@@ -143,31 +158,38 @@ impl Connection {
                 ResponseCode::SystemBusy,
                 format!("more than {MAX_OUTSTANDING_PER_CONNECTION} requests in flight on this connection; read the answers first"),
             ));
-            return;
+            return None;
         }
-        let inbound = Inbound {
+        if !oneway {
+            self.outstanding += 1;
+        }
+        Some(Inbound {
             conn: self.id,
             peer: self.peer,
             opaque,
             oneway,
             request,
             reply: ctx.address().recipient(),
-        };
+        })
+    }
+
+    /// Hands a read's worth of requests to the owner.
+    fn hand_over(&mut self, batch: Vec<Inbound>) {
+        if batch.is_empty() {
+            return;
+        }
         // A full owner mailbox means the server is overloaded: say so instead of queueing
         // without bound (RocketMQ's SYSTEM_BUSY, which clients retry elsewhere).
-        if !oneway {
-            self.outstanding += 1;
-        }
-        if let Err(e) = self.owner.try_send(inbound) {
-            if !oneway {
-                self.outstanding -= 1;
-            }
-            let (code, why) = match e {
-                SendError::Full(_) => (ResponseCode::SystemBusy, "server busy, try again later"),
-                SendError::Closed(_) => (ResponseCode::ServiceNotAvailable, "server shutting down"),
+        if let Err(e) = self.owner.try_send(InboundBatch(batch)) {
+            let (code, why, InboundBatch(batch)) = match e {
+                SendError::Full(b) => (ResponseCode::SystemBusy, "server busy, try again later", b),
+                SendError::Closed(b) => {
+                    (ResponseCode::ServiceNotAvailable, "server shutting down", b)
+                }
             };
-            if !oneway {
-                self.writer.write(Frame::error(opaque, code, why));
+            for inb in batch.iter().filter(|i| !i.oneway) {
+                self.outstanding -= 1;
+                self.writer.write(Frame::error(inb.opaque, code, why));
             }
         }
     }
@@ -190,16 +212,23 @@ impl Actor for Connection {
     }
 }
 
-impl StreamHandler<Result<Frame, protocol::Error>> for Connection {
-    fn handle(&mut self, item: Result<Frame, protocol::Error>, ctx: &mut Self::Context) {
-        match item {
-            Ok(frame) => self.handle_frame(frame, ctx),
-            Err(e) => {
-                // The byte stream can no longer be trusted to be aligned on frames.
-                tracing::warn!(peer = %self.peer, error = %e, "closing connection after a protocol error");
-                ctx.stop();
+impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
+    fn handle(&mut self, items: Vec<Result<Frame, protocol::Error>>, ctx: &mut Self::Context) {
+        let mut batch = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Ok(frame) => batch.extend(self.accept_frame(frame, ctx)),
+                Err(e) => {
+                    // The byte stream can no longer be trusted to be aligned on frames;
+                    // what came before the bad frame is still served.
+                    tracing::warn!(peer = %self.peer, error = %e, "closing connection after a protocol error");
+                    self.hand_over(batch);
+                    ctx.stop();
+                    return;
+                }
             }
         }
+        self.hand_over(batch);
     }
 }
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use actix::prelude::*;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::actors::connection::{Connection, ConnectionClosed, Inbound};
+use crate::actors::connection::{Connection, ConnectionClosed, InboundBatch};
 
 /// Stops accepting new connections.
 #[derive(Message)]
@@ -20,7 +20,7 @@ pub struct StopAccepting;
 pub struct Listener {
     local: SocketAddr,
     max_frame_size: usize,
-    owner: Recipient<Inbound>,
+    owner: Recipient<InboundBatch>,
     on_close: Recipient<ConnectionClosed>,
 }
 
@@ -29,7 +29,7 @@ impl Listener {
     pub fn start(
         listener: TcpListener,
         max_frame_size: usize,
-        owner: Recipient<Inbound>,
+        owner: Recipient<InboundBatch>,
         on_close: Recipient<ConnectionClosed>,
     ) -> io::Result<Addr<Listener>> {
         let local = listener.local_addr()?;

@@ -1,11 +1,12 @@
 //! MessageQueue actor: one per (topic, queue id) on a broker.
 //!
-//! Owns the queue's append path and its long-poll waiters. A send is appended through the
-//! store and answered with message id, queue id and queue offset (after the flush covers it
-//! under `sync_flush`). A pull is answered at once when messages are there; at the end of the
-//! queue it is held, up to the smaller of the client's suspend timeout and the broker's
-//! `long_polling_timeout`, and answered as soon as a message lands here. It never touches
-//! consumer-group state or sockets; answers go back through the connection's `Recipient`.
+//! Owns the queue's read path and its long-poll waiters. A pull is answered at once when
+//! messages are there; at the end of the queue it is held, up to the smaller of the client's
+//! suspend timeout and the broker's `long_polling_timeout`, and answered as soon as the
+//! broker says that messages landed here ([`Appended`]). Appends are not made here: the
+//! broker appends the sends of a whole connection read together, with one commit-log write.
+//! It never touches consumer-group state or sockets; answers go back through the
+//! connection's `Recipient`.
 //!
 //! Supervised by the broker: it keeps no state the store does not have, so a restart only
 //! answers held pulls with "not found" (the clients pull again).
@@ -18,38 +19,18 @@ use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 
 use crate::actors::connection::Outbound;
-use crate::protocol::message::{PullMessageResponseHeader, SendMessageResponseHeader};
+use crate::protocol::message::PullMessageResponseHeader;
 use crate::protocol::{Frame, ResponseCode};
 use crate::storage::record::tag_hash;
-use crate::storage::{self, FlushDiskType, GetStatus, MessageStore, MessageToStore};
+use crate::storage::{self, GetStatus, MessageStore};
 
 /// Largest pull answer body; a pull of many large messages is cut here.
 pub const MAX_PULL_BYTES: usize = 4 * 1024 * 1024;
 
-/// Append one message and answer the sender.
+/// The broker appended messages to this queue: answer the pulls held here that they serve.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Append {
-    /// The message.
-    pub msg: MessageToStore,
-    /// The request's id.
-    pub opaque: u32,
-    /// Where the answer goes; `None` for one-way sends.
-    pub reply: Option<Recipient<Outbound>>,
-}
-
-/// Append several messages of this queue under one lock and answer once (SEND_BATCH_MESSAGE):
-/// the answer carries every message id, comma-joined, and the first queue offset.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AppendBatch {
-    /// The messages, in order.
-    pub msgs: Vec<MessageToStore>,
-    /// The request's id.
-    pub opaque: u32,
-    /// Where the answer goes; `None` for one-way sends.
-    pub reply: Option<Recipient<Outbound>>,
-}
+pub struct Appended;
 
 /// Read messages and answer the puller, possibly after holding the request.
 #[derive(Message)]
@@ -189,7 +170,8 @@ impl MessageQueue {
     }
 }
 
-fn respond<H: serde::Serialize>(
+/// Sends a response frame (or the error that encoding it raised) to `reply`.
+pub(crate) fn respond<H: serde::Serialize>(
     reply: &Recipient<Outbound>,
     opaque: u32,
     code: ResponseCode,
@@ -230,101 +212,11 @@ impl Supervised for MessageQueue {
     }
 }
 
-impl Handler<Append> for MessageQueue {
+impl Handler<Appended> for MessageQueue {
     type Result = ();
 
-    fn handle(&mut self, msg: Append, ctx: &mut Self::Context) {
-        let queue_id = self.queue_id as i32;
-        match self.store.append(&msg.msg) {
-            Ok(r) => {
-                if let Some(reply) = msg.reply {
-                    let header = SendMessageResponseHeader {
-                        msg_id: r.msg_id(),
-                        queue_id,
-                        queue_offset: r.queue_offset as i64,
-                        transaction_id: None,
-                        batch_uniq_id: None,
-                    };
-                    self.acknowledge(reply, msg.opaque, header, r.end_offset());
-                }
-                self.wake_waiters(ctx);
-            }
-            Err(e) => {
-                tracing::warn!(topic = %self.topic, queue_id, error = %e, "append refused");
-                if let Some(reply) = msg.reply {
-                    reply.do_send(Outbound(Frame::error(
-                        msg.opaque,
-                        store_error_code(&e),
-                        e.to_string(),
-                    )));
-                }
-            }
-        }
-    }
-}
-
-impl MessageQueue {
-    /// Answers a stored send, after the flush covers `end` under sync_flush.
-    fn acknowledge(
-        &self,
-        reply: Recipient<Outbound>,
-        opaque: u32,
-        header: SendMessageResponseHeader,
-        end: u64,
-    ) {
-        if self.store.config().flush_disk_type == FlushDiskType::SyncFlush {
-            self.store.on_durable(
-                end,
-                Box::new(move |res| match res {
-                    Ok(()) => respond(&reply, opaque, ResponseCode::Success, &header, Bytes::new()),
-                    Err(e) => reply.do_send(Outbound(Frame::error(
-                        opaque,
-                        store_error_code(&e),
-                        e.to_string(),
-                    ))),
-                }),
-            );
-        } else {
-            respond(&reply, opaque, ResponseCode::Success, &header, Bytes::new());
-        }
-    }
-}
-
-impl Handler<AppendBatch> for MessageQueue {
-    type Result = ();
-
-    fn handle(&mut self, msg: AppendBatch, ctx: &mut Self::Context) {
-        match self.store.append_batch(&msg.msgs) {
-            Ok(results) => {
-                if let (Some(reply), Some(first), Some(last)) =
-                    (msg.reply, results.first(), results.last())
-                {
-                    let header = SendMessageResponseHeader {
-                        msg_id: results
-                            .iter()
-                            .map(|r| r.msg_id())
-                            .collect::<Vec<_>>()
-                            .join(","),
-                        queue_id: self.queue_id as i32,
-                        queue_offset: first.queue_offset as i64,
-                        transaction_id: None,
-                        batch_uniq_id: None,
-                    };
-                    self.acknowledge(reply, msg.opaque, header, last.end_offset());
-                }
-                self.wake_waiters(ctx);
-            }
-            Err(e) => {
-                tracing::warn!(topic = %self.topic, queue_id = self.queue_id, error = %e, "batch append refused");
-                if let Some(reply) = msg.reply {
-                    reply.do_send(Outbound(Frame::error(
-                        msg.opaque,
-                        store_error_code(&e),
-                        e.to_string(),
-                    )));
-                }
-            }
-        }
+    fn handle(&mut self, _: Appended, ctx: &mut Self::Context) {
+        self.wake_waiters(ctx);
     }
 }
 

@@ -140,23 +140,19 @@ impl CommitLog {
         offset - offset % self.segment_size as u64
     }
 
-    /// Appends one record of `len` bytes, written by `fill(buf, physical_offset)`.
-    /// Appends one record of `len` bytes, encoded by `fill(buf, physical_offset)` straight
-    /// into the mapping (for one small record a copy costs less than a write call), rolling
-    /// to a new segment first when it does not fit. Same contract as [`Self::append_chunk`].
+    /// Appends one record of `len` bytes, encoded by `fill(buf, physical_offset)`, rolling to
+    /// a new segment first when it does not fit. Same contract as [`Self::append_chunk`].
     pub(crate) fn append_one(&self, len: usize, fill: impl FnOnce(&mut [u8], u64)) -> Result<u64> {
-        let seg = self.writable_segment(len)?;
-        let start = seg.wrote();
-        // SAFETY: the store's write lock makes us the only writer, and the range lies at or
-        // beyond the published position, so no reader sees it yet.
-        let buf = unsafe { seg.slice_mut(start, len) }.ok_or_else(|| Error::BadFile {
-            path: seg.path().to_owned(),
-            reason: format!("record of {len} bytes does not fit at {start}"),
+        let mut fill = Some(fill);
+        let offsets = self.append_chunk(&[len], |_, buf, phys| {
+            if let Some(f) = fill.take() {
+                f(buf, phys);
+            }
         })?;
-        let phys = seg.from_offset() + start as u64;
-        fill(buf, phys);
-        seg.set_wrote(start + len);
-        Ok(phys)
+        offsets.first().copied().ok_or_else(|| Error::BadFile {
+            path: self.dir.clone(),
+            reason: format!("record of {len} bytes was not written"),
+        })
     }
 
     /// Appends as many of the records whose sizes are `lens` as fit in one segment, in
@@ -174,9 +170,6 @@ impl CommitLog {
         let Some(&first) = lens.first() else {
             return Ok(Vec::new());
         };
-        if lens.len() == 1 {
-            return Ok(vec![self.append_one(first, |buf, phys| fill(0, buf, phys))?]);
-        }
         let seg = self.writable_segment(first)?;
         let start = seg.wrote();
         let mut pos = start;

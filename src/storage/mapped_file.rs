@@ -165,7 +165,7 @@ impl MappedFile {
         }
         match self
             .map
-            .advise_range(memmap2::Advice::PopulateWrite, at, len)
+            .advise_range(memmap2::Advice::PopulateRead, at, len)
         {
             Ok(()) => true,
             Err(e) => {

@@ -3,11 +3,12 @@
 //! Owns the topic table, the broker's registration with every name server, and the maps from
 //! (topic, queue) to [`MessageQueue`] actors and from group name to [`ConsumerGroup`]
 //! actors. Each request from a [`Connection`](crate::actors::connection::Connection) is
-//! routed to the actor that owns its state; sends and pulls are answered by the queue actor
-//! directly, so this actor never waits on the store. Timers: registration every
-//! `register_broker_interval` (and at once after a topic change). On [`Shutdown`] it stops
-//! accepting, lets queued appends finish, unregisters, persists offsets and closes the store
-//! cleanly.
+//! routed to the actor that owns its state. Sends are the exception: the sends of one
+//! connection read are appended here, together, with one commit-log write, answered, and the
+//! queue actors of the touched queues are told so that they answer held pulls. Pulls are
+//! answered by the queue actor. Timers: registration every `register_broker_interval` (and
+//! at once after a topic change). On [`Shutdown`] it stops accepting, unregisters, persists
+//! offsets and closes the store cleanly.
 //!
 //! Supervised: its state (topic table, actor maps, links) survives a restart unchanged.
 //! `requests` routes each request; `send_pull` holds the send and pull paths.
@@ -24,16 +25,16 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 
-use crate::actors::connection::{ConnId, ConnectionClosed, Inbound};
+use crate::actors::connection::{ConnId, ConnectionClosed, Inbound, InboundBatch, Outbound};
 use crate::actors::consumer_group::{self, ConsumerGroup, GroupTimings};
 use crate::actors::listener::{Listener, StopAccepting};
-use crate::actors::message_queue::{self, tag_filter, Append, AppendBatch, MessageQueue, Pull};
+use crate::actors::message_queue::{self, tag_filter, Appended, MessageQueue, Pull};
 use crate::actors::remote_link::{self, LinkConfig, RemoteLink};
 use crate::config::BrokerConfig;
 use crate::protocol::group::{GetConsumerListByGroupResponseBody, MessageQueue as Mq};
 use crate::protocol::message::{
     GetEarliestMsgStoretimeResponseHeader, OffsetResponseHeader, PullMessageRequestHeader,
-    QueryMessageResponseHeader, SendMessageRequestHeader,
+    QueryMessageResponseHeader, SendMessageRequestHeader, SendMessageResponseHeader,
 };
 use crate::protocol::route::{RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader};
 use crate::protocol::topic::{
@@ -118,6 +119,8 @@ pub struct Broker {
     shutting_down: bool,
     /// A quick re-registration is scheduled (one at most).
     registration_retry: bool,
+    /// Sends of the batch being handled, appended together at its end.
+    pending: send_pull::PendingSends,
 }
 
 /// Binds, opens the store, starts the broker and registers it with its name servers.
@@ -173,6 +176,7 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             next_queue: 0,
             shutting_down: false,
             registration_retry: false,
+            pending: send_pull::PendingSends::default(),
             config,
         }
     });
@@ -353,11 +357,14 @@ impl Handler<SetListener> for Broker {
     }
 }
 
-impl Handler<Inbound> for Broker {
+impl Handler<InboundBatch> for Broker {
     type Result = ();
 
-    fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) {
-        self.handle_request(msg, ctx);
+    fn handle(&mut self, batch: InboundBatch, ctx: &mut Self::Context) {
+        for inb in batch.0 {
+            self.handle_request(inb, ctx);
+        }
+        self.append_pending();
     }
 }
 
@@ -398,7 +405,7 @@ impl Handler<Shutdown> for Broker {
         let store = Arc::clone(&self.store);
         Box::pin(
             async move {
-                // Appends already queued are finished before the store closes.
+                // Reads the queue actors have begun finish before the store closes.
                 for q in queues {
                     let _ = q.send(Drain).await;
                 }

@@ -1,8 +1,12 @@
 //! The broker's send and pull paths: topic checks (and auto-creation) for a send, the choice
-//! of queue, and the hand-over to the queue actor that appends or reads. Answers come from
-//! the queue actor, never from here, except for requests refused up front.
+//! of queue, and the append. The sends of one connection read are collected while its
+//! requests are routed and appended at the end with one commit-log write
+//! ([`Broker::append_pending`]); each is answered (after the flush under `sync_flush`) and
+//! the queue actors of the touched queues are told, to answer pulls they hold. Pulls go to
+//! the queue actor, which answers them.
 
 use super::*;
+use crate::storage::FlushDiskType;
 
 /// What a send needs to know of its topic (copied out rather than cloning the config).
 pub(super) struct SendTarget {
@@ -17,6 +21,26 @@ impl SendTarget {
             write_queue_nums: t.write_queue_nums,
         }
     }
+}
+
+/// One send request waiting for the batch's append: its messages are
+/// `msgs[first..first + count]` of [`PendingSends`].
+struct PendingSend {
+    opaque: u32,
+    /// `None` for one-way sends.
+    reply: Option<Recipient<Outbound>>,
+    queue_id: u32,
+    first: usize,
+    count: usize,
+    /// A SEND_BATCH_MESSAGE request (one answer listing every id).
+    batch: bool,
+}
+
+/// The validated sends of the batch being handled.
+#[derive(Default)]
+pub(super) struct PendingSends {
+    msgs: Vec<MessageToStore>,
+    sends: Vec<PendingSend>,
 }
 
 impl Broker {
@@ -96,7 +120,6 @@ impl Broker {
             );
         };
         let reply = (!inb.oneway).then(|| inb.reply.clone());
-        let queue = self.queue(&h.topic, queue_id);
         let stamp = |topic: String, body: Bytes, flag: i32, properties: String| MessageToStore {
             topic,
             queue_id,
@@ -109,7 +132,7 @@ impl Broker {
             body,
             properties,
         };
-        let sent = if batch {
+        let msgs: Vec<MessageToStore> = if batch {
             let entries = match crate::protocol::batch::decode_batch(&body) {
                 Ok(e) if !e.is_empty() => e,
                 Ok(_) => return inb.fail(ResponseCode::MessageIllegal, "empty batch"),
@@ -117,36 +140,116 @@ impl Broker {
                     return inb.fail(ResponseCode::MessageIllegal, format!("bad batch body: {e}"))
                 }
             };
-            let msgs = entries
+            entries
                 .into_iter()
                 .map(|e| stamp(h.topic.clone(), e.body, e.flag, e.properties))
-                .collect();
-            queue
-                .try_send(AppendBatch {
-                    msgs,
-                    opaque: inb.opaque,
-                    reply,
-                })
-                .is_ok()
+                .collect()
         } else {
             let (topic, properties) = (
                 std::mem::take(&mut h.topic),
                 std::mem::take(&mut h.properties),
             );
-            let msg = stamp(topic, body, h.flag, properties);
-            queue
-                .try_send(Append {
-                    msg,
-                    opaque: inb.opaque,
-                    reply,
-                })
-                .is_ok()
+            vec![stamp(topic, body, h.flag, properties)]
         };
-        if !sent {
-            inb.fail(
-                ResponseCode::SystemBusy,
-                "broker busy: the queue's backlog is full, retry later",
-            );
+        // Checked one request at a time, so a bad message fails its own request only (a
+        // batch request as a whole) and the batch's append meets no invalid message.
+        if let Some(e) = msgs.iter().find_map(|m| self.store.check(m).err()) {
+            tracing::warn!(queue_id, error = %e, "send refused");
+            return inb.fail(message_queue::store_error_code(&e), e.to_string());
+        }
+        let first = self.pending.msgs.len();
+        let count = msgs.len();
+        self.pending.msgs.extend(msgs);
+        self.pending.sends.push(PendingSend {
+            opaque: inb.opaque,
+            reply,
+            queue_id,
+            first,
+            count,
+            batch,
+        });
+    }
+
+    /// Appends the sends collected from one batch of requests with one store call (one
+    /// commit-log write per segment touched), answers each, and tells the queue actors of
+    /// the touched queues so that they answer the pulls they hold.
+    pub(super) fn append_pending(&mut self) {
+        if self.pending.sends.is_empty() {
+            return;
+        }
+        let PendingSends { msgs, sends } = std::mem::take(&mut self.pending);
+        let results = match self.store.append_batch(&msgs) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(messages = msgs.len(), error = %e, "append refused");
+                let code = message_queue::store_error_code(&e);
+                for s in sends {
+                    if let Some(reply) = s.reply {
+                        reply.do_send(Outbound(Frame::error(s.opaque, code, e.to_string())));
+                    }
+                }
+                return;
+            }
+        };
+        let sync_flush = self.store.config().flush_disk_type == FlushDiskType::SyncFlush;
+        for s in &sends {
+            let Some(reply) = &s.reply else { continue };
+            let mine = &results[s.first..s.first + s.count];
+            let (Some(first), Some(last)) = (mine.first(), mine.last()) else {
+                continue;
+            };
+            let msg_id = if s.batch {
+                mine.iter()
+                    .map(|r| r.msg_id())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                first.msg_id()
+            };
+            let header = SendMessageResponseHeader {
+                msg_id,
+                queue_id: s.queue_id as i32,
+                queue_offset: first.queue_offset as i64,
+                transaction_id: None,
+                batch_uniq_id: None,
+            };
+            let reply = reply.clone();
+            let opaque = s.opaque;
+            let answer = move |res: crate::storage::Result<()>| match res {
+                Ok(()) => message_queue::respond(
+                    &reply,
+                    opaque,
+                    ResponseCode::Success,
+                    &header,
+                    Bytes::new(),
+                ),
+                Err(e) => reply.do_send(Outbound(Frame::error(
+                    opaque,
+                    message_queue::store_error_code(&e),
+                    e.to_string(),
+                ))),
+            };
+            if sync_flush {
+                self.store.on_durable(last.end_offset(), Box::new(answer));
+            } else {
+                answer(Ok(()));
+            }
+        }
+        self.tell_queues(&msgs, &sends);
+    }
+
+    /// Tells the queue actors (those that exist: pulls start them) that their queue grew.
+    fn tell_queues(&self, msgs: &[MessageToStore], sends: &[PendingSend]) {
+        let mut told: Vec<(&str, u32)> = Vec::new();
+        for s in sends {
+            let topic = msgs[s.first].topic.as_str();
+            if told.contains(&(topic, s.queue_id)) {
+                continue;
+            }
+            told.push((topic, s.queue_id));
+            if let Some(q) = self.queues.get(topic).and_then(|t| t.get(&s.queue_id)) {
+                q.do_send(Appended);
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::actors::connection::{ConnId, ConnectionClosed, Inbound};
+use crate::actors::connection::{ConnId, ConnectionClosed, Inbound, InboundBatch};
 use crate::actors::listener::{Listener, StopAccepting};
 use crate::config::NamesrvConfig;
 use crate::protocol::{encode_body, Frame, NoHeader, Request, ResponseCode};
@@ -115,10 +115,18 @@ impl Supervised for NameServer {
     }
 }
 
-impl Handler<Inbound> for NameServer {
+impl Handler<InboundBatch> for NameServer {
     type Result = ();
 
-    fn handle(&mut self, mut inb: Inbound, _ctx: &mut Self::Context) {
+    fn handle(&mut self, batch: InboundBatch, _ctx: &mut Self::Context) {
+        for inb in batch.0 {
+            self.serve(inb);
+        }
+    }
+}
+
+impl NameServer {
+    fn serve(&mut self, mut inb: Inbound) {
         let request = std::mem::replace(&mut inb.request, Request::GetBrokerClusterInfo);
         match request {
             Request::RegisterBroker(h, topics) => {

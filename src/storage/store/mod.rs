@@ -301,6 +301,12 @@ impl MessageStore {
         self.shared.append_one_locked(msg, len, crc)
     }
 
+    /// Checks that `msg` could be appended now (store open and writable, message valid and
+    /// not too large) without appending it; returns its encoded size.
+    pub fn check(&self, msg: &MessageToStore) -> Result<usize> {
+        self.shared.check_message(msg)
+    }
+
     /// Appends several messages under one lock, encoded into one buffer and written with one
     /// write per segment they touch (consecutive offsets when they share a queue). All are
     /// validated first: either none is written or all are attempted.
