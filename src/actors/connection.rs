@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
@@ -41,8 +42,9 @@ pub struct Inbound {
     pub oneway: bool,
     /// The request.
     pub request: Request,
-    /// Where the response goes (the connection itself).
-    pub reply: Recipient<Outbound>,
+    /// Where the response goes (the connection itself); shared by every request of the
+    /// connection, so handing it on costs no allocation.
+    pub reply: Arc<Recipient<Outbound>>,
 }
 
 impl Inbound {
@@ -91,6 +93,8 @@ pub struct Connection {
     writer: FramedWrite<Frame, WriteHalf<TcpStream>, FrameCodec>,
     owner: Recipient<InboundBatch>,
     on_close: Recipient<ConnectionClosed>,
+    /// This connection, as the answer address of its requests.
+    me: Arc<Recipient<Outbound>>,
     max_frame_size: usize,
     /// Requests handed on and not answered yet. Capped so that a peer that pipelines
     /// requests and never reads cannot make the server buffer answers without bound.
@@ -127,6 +131,7 @@ impl Connection {
                 writer,
                 owner,
                 on_close,
+                me: Arc::new(ctx.address().recipient()),
                 max_frame_size,
                 outstanding: 0,
             }
@@ -135,7 +140,7 @@ impl Connection {
 
     /// Decodes one frame into a request for the owner, or answers it here (bad request,
     /// too many in flight). Counts the request as outstanding when it wants an answer.
-    fn accept_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) -> Option<Inbound> {
+    fn accept_frame(&mut self, frame: Frame) -> Option<Inbound> {
         if frame.is_response() {
             tracing::debug!(peer = %self.peer, opaque = frame.opaque, "ignoring an unsolicited response");
             return None;
@@ -169,7 +174,7 @@ impl Connection {
             opaque,
             oneway,
             request,
-            reply: ctx.address().recipient(),
+            reply: Arc::clone(&self.me),
         })
     }
 
@@ -217,7 +222,7 @@ impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
         let mut batch = Vec::with_capacity(items.len());
         for item in items {
             match item {
-                Ok(frame) => batch.extend(self.accept_frame(frame, ctx)),
+                Ok(frame) => batch.extend(self.accept_frame(frame)),
                 Err(e) => {
                     // The byte stream can no longer be trusted to be aligned on frames;
                     // what came before the bad frame is still served.

@@ -252,7 +252,7 @@ impl Producer {
     pub async fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>, ClientError> {
         Ok(self
             .shared
-            .publish(topic, false)
+            .publish(topic, false, Instant::now())
             .await?
             .iter()
             .map(|t| t.queue.clone())
@@ -304,10 +304,19 @@ impl Shared {
         unique_id(&self.uniq_prefix, n)
     }
 
-    async fn publish(&self, topic: &str, refresh: bool) -> Result<Arc<[Target]>, ClientError> {
+    /// The publish view of `topic`: the cached one while younger than `route_ttl` at `now`,
+    /// else (or with `refresh`) a fresh one from the name servers.
+    async fn publish(
+        &self,
+        topic: &str,
+        refresh: bool,
+        now: Instant,
+    ) -> Result<Arc<[Target]>, ClientError> {
         if !refresh {
             if let Some(p) = self.routes.lock().get(topic) {
-                if p.fetched.elapsed() < self.config.route_ttl && !p.targets.is_empty() {
+                if now.saturating_duration_since(p.fetched) < self.config.route_ttl
+                    && !p.targets.is_empty()
+                {
                     return Ok(Arc::clone(&p.targets));
                 }
             }
@@ -423,7 +432,7 @@ impl Shared {
         code: RequestCode,
         body: Bytes,
         oneway: bool,
-        left: Duration,
+        (left, deadline): (Duration, Instant),
     ) -> Result<Option<SendMessageResponseHeader>, ClientError> {
         let link = self.link(&target.broker_addr).await?;
         if oneway {
@@ -437,7 +446,7 @@ impl Shared {
         }
         let frame = Frame::request(code, 0, header, body)
             .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
-        let answer = remote_link::call(&link, &target.broker_addr, frame, left)
+        let answer = remote_link::call_until(&link, &target.broker_addr, frame, left, deadline)
             .await
             .map_err(ClientError::from_link)?;
         match answer.response_code() {
@@ -508,11 +517,17 @@ impl Shared {
             RequestCode::SendMessage
         };
         for n in 0..attempts {
-            let left = budget.saturating_sub(started.elapsed());
+            // The clock is read once per send; a retry reads it again.
+            let (now, left) = if n == 0 {
+                (started, budget)
+            } else {
+                let now = Instant::now();
+                (now, budget.saturating_sub(now - started))
+            };
             if left.is_zero() {
                 break;
             }
-            let targets = match self.publish(&header.topic, n > 0).await {
+            let targets = match self.publish(&header.topic, n > 0, now).await {
                 Ok(t) => t,
                 Err(e) => {
                     last = Some(e);
@@ -523,7 +538,14 @@ impl Shared {
             header.queue_id = target.queue.queue_id;
             header.born_timestamp = now_ms();
             match self
-                .attempt(target, &header, code, body.clone(), oneway, left)
+                .attempt(
+                    target,
+                    &header,
+                    code,
+                    body.clone(),
+                    oneway,
+                    (left, now + left),
+                )
                 .await
             {
                 Ok(answer) => {

@@ -418,13 +418,25 @@ pub async fn call(
     frame: Frame,
     timeout: Duration,
 ) -> Result<Frame, LinkError> {
+    call_until(link, addr, frame, timeout, Instant::now() + timeout).await
+}
+
+/// [`call`] with the deadline already known (`timeout` only names the budget in the error),
+/// for callers that read the clock once per operation.
+pub async fn call_until(
+    link: &Addr<RemoteLink>,
+    addr: &str,
+    frame: Frame,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<Frame, LinkError> {
     let (tx, rx) = oneshot::channel();
     // Not bounded by the mailbox: callers bound what they have in flight themselves, and a
     // full mailbox must not turn into an error the caller would retry at once.
     link.do_send(Call {
         frame,
         timeout,
-        deadline: Instant::now() + timeout,
+        deadline,
         reply: tx,
     });
     rx.await.unwrap_or_else(|_| {

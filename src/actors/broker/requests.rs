@@ -57,7 +57,7 @@ impl Broker {
                     group.do_send(consumer_group::Heartbeat {
                         client_id: data.client_id.clone(),
                         conn: inb.conn,
-                        notify: inb.reply.clone(),
+                        notify: (*inb.reply).clone(),
                         data: consumer,
                     });
                 }

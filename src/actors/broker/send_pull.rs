@@ -28,7 +28,7 @@ impl SendTarget {
 struct PendingSend {
     opaque: u32,
     /// `None` for one-way sends.
-    reply: Option<Recipient<Outbound>>,
+    reply: Option<Arc<Recipient<Outbound>>>,
     queue_id: u32,
     first: usize,
     count: usize,
@@ -302,7 +302,7 @@ impl Broker {
             max_bytes: message_queue::MAX_PULL_BYTES
                 .min(self.config.max_frame_size.saturating_sub(64 * 1024)),
             opaque: inb.opaque,
-            reply: inb.reply.clone(),
+            reply: (*inb.reply).clone(),
         };
         if self
             .queue(&h.topic, h.queue_id as u32)

@@ -287,18 +287,22 @@ impl MessageStore {
     /// or [`MessageStore::on_durable`] with [`AppendResult::end_offset`] before acknowledging.
     pub fn append(&self, msg: &MessageToStore) -> Result<AppendResult> {
         let len = self.shared.check_message(msg)?;
-        if let Some(index) = &self.shared.index {
-            // The producer's unique key is indexed for every message: start loading its
-            // slot now, so the load overlaps the CRC and the copy below.
-            if let Some(key) = record::property(&msg.properties, PROPERTY_UNIQ_KEY) {
-                index.prefetch(&msg.topic, key);
-            }
-        }
+        self.prefetch_index_slot(msg);
         let crc = body_crc(&msg.body);
         let _w = self.shared.write_lock.lock();
         // Checked again under the lock: a shutdown may have finished while we waited.
         self.shared.writable()?;
         self.shared.append_one_locked(msg, len, crc)
+    }
+
+    /// The producer's unique key is indexed for every message: starts loading its index slot
+    /// before the record is encoded and written, so the load overlaps that work.
+    fn prefetch_index_slot(&self, msg: &MessageToStore) {
+        if let Some(index) = &self.shared.index {
+            if let Some(key) = record::property(&msg.properties, PROPERTY_UNIQ_KEY) {
+                index.prefetch(&msg.topic, key);
+            }
+        }
     }
 
     /// Checks that `msg` could be appended now (store open and writable, message valid and
@@ -313,7 +317,11 @@ impl MessageStore {
     pub fn append_batch(&self, msgs: &[MessageToStore]) -> Result<Vec<AppendResult>> {
         let prepared = msgs
             .iter()
-            .map(|m| Ok((self.shared.check_message(m)?, body_crc(&m.body))))
+            .map(|m| {
+                let len = self.shared.check_message(m)?;
+                self.prefetch_index_slot(m);
+                Ok((len, body_crc(&m.body)))
+            })
             .collect::<Result<Vec<_>>>()?;
         let _w = self.shared.write_lock.lock();
         self.shared.writable()?;
