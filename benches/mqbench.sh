@@ -44,6 +44,15 @@ stop_cluster() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; 
 # commit-log segment warmed (its pages are faulted in by a background thread at start).
 warm_up() { "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 64 --count 20000 --mode sync >/dev/null; sleep 5; }
 rss_anon_kib() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system, clock ticks) of each thread of process $1, as "name ticks" lines.
+cpu_ticks() { for t in /proc/"$1"/task/*; do echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done; }
+# CPU per message of each broker thread since an earlier cpu_ticks snapshot ($2), for $3
+# messages: steadier than msgs/s on a host whose speed drifts.
+cpu_per_msg() {
+  awk -v hz="$(getconf CLK_TCK)" -v n="$3" 'NR == FNR {b[$1] += $2; next} {a[$1] += $2}
+    END {for (k in a) if (a[k] > b[k]) printf "%s %.2f µs  ", k, (a[k] - b[k]) / hz / n * 1e6; print ""}' \
+    <(echo "$2") <(cpu_ticks "$1")
+}
 
 run() { echo "## $*"; "$@" | tail -1; }
 
@@ -51,7 +60,9 @@ if [[ $what == async || $what == all ]]; then
   for i in $(seq "$runs"); do
     start_cluster async_flush
     echo "broker RssAnon idle: $(rss_anon_kib "$broker_pid") KiB"
+    before=$(cpu_ticks "$broker_pid")
     run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode async --json
+    echo "broker CPU per message, by thread: $(cpu_per_msg "$broker_pid" "$before" 1000000)"
     echo "broker RssAnon after 1M: $(rss_anon_kib "$broker_pid") KiB"
     if [[ $what == all ]]; then
       run "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "drain-$i" --from-beginning --count 1000000 --duration 60 --json

@@ -289,8 +289,9 @@ pub struct BrokerConfig {
     /// Largest frame accepted from a peer, in bytes; must exceed the store's
     /// `max_message_size`.
     pub max_frame_size: usize,
-    /// Bound of each produce-path mailbox (RocketMQ's `sendThreadPoolQueueCapacity`): a
-    /// send that finds it full is answered "system busy" instead of growing memory.
+    /// Bound of the broker's request mailbox (RocketMQ's `sendThreadPoolQueueCapacity`),
+    /// counted in socket reads of up to 64 requests each: requests that find it full are
+    /// answered "system busy" instead of growing memory.
     pub send_message_queue_capacity: usize,
     /// The message store's settings; their keys sit at the top level of the file.
     #[serde(flatten, skip_deserializing)]

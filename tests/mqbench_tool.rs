@@ -118,6 +118,13 @@ fn acknowledged_equals_stored_and_consumed() {
         ] {
             assert!(r.get(key).is_some(), "{mode}: JSON lacks {key}: {r}");
         }
+        // The client's own CPU time: positive, and no more than two cores' worth of the run.
+        let cpu = r["cpu_s"].as_f64().unwrap_or(-1.0);
+        let wall = r["duration_s"].as_f64().unwrap();
+        assert!(
+            cpu > 0.0 && cpu < 2.0 * wall + 1.0,
+            "{mode}: cpu_s {cpu}: {r}"
+        );
         assert_eq!(r["failed"], 0, "{mode}: {r}");
         assert!(r["acked"].as_u64().unwrap() >= 1500, "{mode}: {r}");
         acked += r["acked"].as_u64().unwrap();
@@ -145,7 +152,7 @@ fn acknowledged_equals_stored_and_consumed() {
     ]);
     assert_eq!(c["received"].as_u64().unwrap(), acked, "{c}");
     for key in [
-        "received", "tps", "mb_s", "p50_us", "p99_us", "p999_us", "max_us",
+        "received", "tps", "mb_s", "cpu_s", "p50_us", "p99_us", "p999_us", "max_us",
     ] {
         assert!(c.get(key).is_some(), "consumer JSON lacks {key}: {c}");
     }

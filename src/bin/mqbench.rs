@@ -356,6 +356,7 @@ async fn run_producer(
         let mut v = serde_json::json!({
             "mode": mode_name, "size": size, "inflight": inflight, "sent": s.sent, "acked": s.acked,
             "failed": s.failed, "duration_s": elapsed, "tps": tps, "mb_s": mb_s,
+            "cpu_s": process_cpu_seconds(),
         });
         if let (Some(o), serde_json::Value::Object(p)) = (v.as_object_mut(), percentiles(&s.hist)) {
             o.extend(p);
@@ -460,7 +461,7 @@ async fn run_consumer(
     if json {
         let v = serde_json::json!({
             "received": got, "duration_s": elapsed, "tps": tps, "mb_s": mb_s,
-            "p50_us": born.value_at_quantile(0.5), "p99_us": born.value_at_quantile(0.99),
+            "cpu_s": process_cpu_seconds(), "p50_us": born.value_at_quantile(0.5), "p99_us": born.value_at_quantile(0.99),
             "p999_us": born.value_at_quantile(0.999), "max_us": born.max(),
             "born_to_delivered": percentiles(&born), "stored_to_delivered": percentiles(&stored),
         });
@@ -558,6 +559,21 @@ fn stamped_body(template: &Bytes) -> Bytes {
 fn sent_micros(body: &[u8]) -> Option<i64> {
     let stamp = body.get(8..16)?;
     (body.starts_with(STAMP_MAGIC)).then(|| i64::from_be_bytes(stamp.try_into().unwrap_or([0; 8])))
+}
+
+/// CPU time this process has used (user and system), in seconds: on a shared machine whose
+/// speed drifts, CPU per message is a steadier measure of the client's cost than its rate.
+fn process_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; zeroed is a valid value for it.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0.0;
+    }
+    // SAFETY: initialised above (zeroed, then filled by the successful call).
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// A periodic timer with microsecond precision on the runtime thread (Linux timerfd).
