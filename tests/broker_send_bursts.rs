@@ -273,3 +273,55 @@ fn a_held_pull_is_answered_by_a_send_in_a_burst() {
         cluster.shutdown().await;
     });
 }
+
+#[test]
+fn sends_before_a_broken_frame_are_answered_before_the_connection_closes() {
+    actix_rt::System::new().block_on(async {
+        let mut cluster = TestCluster::start(1, 1).await;
+        cluster.create_topic(TOPIC, 1).await;
+        let stream = TcpStream::connect(cluster.broker_addr(0)).await.unwrap();
+        let (r, mut w) = stream.into_split();
+        let mut r = FramedRead::new(r, FrameCodec::default());
+
+        // Three sends, then a frame that cannot be decoded, all in one write.
+        let mut out = BytesMut::new();
+        let mut codec = FrameCodec::default();
+        for i in 0..3 {
+            codec
+                .encode(&send(i, &format!("before{i}")), &mut out)
+                .unwrap();
+        }
+        out.extend_from_slice(&[0, 0, 0, 12]);
+        out.extend_from_slice(b"hello world!");
+        w.write_all(&out).await.unwrap();
+
+        let mut answered = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, r.next()).await {
+                Ok(Some(Ok(f))) => answered.push(f),
+                Ok(None) | Ok(Some(Err(_))) => break,
+                Err(_) => panic!("the broken connection was not closed within {WAIT:?}"),
+            }
+        }
+        let codes: Vec<_> = answered
+            .iter()
+            .map(|f| (f.opaque, f.response_code()))
+            .collect();
+        assert_eq!(
+            codes,
+            (0..3)
+                .map(|i| (i, Some(ResponseCode::Success)))
+                .collect::<Vec<_>>(),
+            "every send executed before the bad frame is answered, then the connection closes"
+        );
+
+        let other = TcpStream::connect(cluster.broker_addr(0)).await.unwrap();
+        let (or, mut ow) = other.into_split();
+        let mut or = FramedRead::new(or, FrameCodec::default());
+        assert_eq!(
+            stored_bodies(&mut ow, &mut or, 9, 0).await,
+            ["before0", "before1", "before2"]
+        );
+        cluster.shutdown().await;
+    });
+}

@@ -194,3 +194,42 @@ fn batches_mixing_queues_and_crossing_segments_read_back_in_order() {
     let store = MessageStore::open(small_config(dir.path(), 128 * 1024), host()).unwrap();
     check(&store);
 }
+
+#[test]
+fn a_batch_cut_short_reports_the_messages_it_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = actimq::storage::StoreConfig {
+        max_index_num: 100,
+        ..small_config(dir.path(), 1024 * 1024)
+    };
+    let store = MessageStore::open(config, host()).unwrap();
+    // Each message has two index keys (KEYS and UNIQ_KEY): 40 of them nearly fill the
+    // first index file.
+    for seq in 0..40 {
+        store.append(&message("Cut", 0, seq, 200)).unwrap();
+    }
+    // The next index file cannot be created: its folder is now a plain file.
+    let index_dir = dir.path().join("index");
+    std::fs::rename(&index_dir, dir.path().join("index-moved")).unwrap();
+    std::fs::write(&index_dir, b"not a folder").unwrap();
+
+    let batch: Vec<_> = (40..60).map(|seq| message("Cut", 0, seq, 200)).collect();
+    let (stored, failure) = store.append_batch_partial(&batch);
+    assert!(failure.is_some(), "the batch cannot be stored whole");
+    assert!(
+        !stored.is_empty() && stored.len() < batch.len(),
+        "a prefix is stored: {} of {}",
+        stored.len(),
+        batch.len()
+    );
+    for (m, r) in batch.iter().zip(&stored) {
+        let read = store
+            .read_by_queue_offset("Cut", 0, r.queue_offset)
+            .unwrap();
+        assert_eq!(read.body, m.body, "what is reported stored reads back");
+    }
+    assert!(
+        store.append_batch(&batch[..1]).is_err(),
+        "after a failed dispatch the store refuses writes until restart"
+    );
+}

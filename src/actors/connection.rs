@@ -99,7 +99,13 @@ pub struct Connection {
     /// Requests handed on and not answered yet. Capped so that a peer that pipelines
     /// requests and never reads cannot make the server buffer answers without bound.
     outstanding: usize,
+    /// The byte stream broke (a frame could not be delimited): nothing more is read, and
+    /// the connection closes once the requests already handed on are answered.
+    closing: bool,
 }
+
+/// How long a broken connection waits for the answers to requests it already handed on.
+pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Most unanswered requests one connection may have; more get SYSTEM_BUSY at once.
 pub const MAX_OUTSTANDING_PER_CONNECTION: usize = 1024;
@@ -134,8 +140,21 @@ impl Connection {
                 me: Arc::new(ctx.address().recipient()),
                 max_frame_size,
                 outstanding: 0,
+                closing: false,
             }
         })
+    }
+
+    /// Stops reading and closes once every request handed on is answered (at most
+    /// [`CLOSE_GRACE`] later): requests already executed still get their answers, so
+    /// their senders need not retry them.
+    fn close_when_answered(&mut self, ctx: &mut Context<Self>) {
+        self.closing = true;
+        if self.outstanding == 0 {
+            self.writer.close();
+        } else {
+            ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
+        }
     }
 
     /// Decodes one frame into a request for the owner, or answers it here (bad request,
@@ -219,21 +238,33 @@ impl Actor for Connection {
 
 impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
     fn handle(&mut self, items: Vec<Result<Frame, protocol::Error>>, ctx: &mut Self::Context) {
+        if self.closing {
+            return;
+        }
         let mut batch = Vec::with_capacity(items.len());
         for item in items {
             match item {
                 Ok(frame) => batch.extend(self.accept_frame(frame)),
                 Err(e) => {
                     // The byte stream can no longer be trusted to be aligned on frames;
-                    // what came before the bad frame is still served.
+                    // what came before the bad frame is still served and answered.
                     tracing::warn!(peer = %self.peer, error = %e, "closing connection after a protocol error");
                     self.hand_over(batch);
-                    ctx.stop();
+                    self.close_when_answered(ctx);
                     return;
                 }
             }
         }
         self.hand_over(batch);
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // After a protocol error the stream ends too, and `handle` has arranged the close.
+        // Otherwise the peer has gone: close now, so that what is tied to it (group
+        // membership, held pulls) is dropped at once.
+        if !self.closing {
+            ctx.stop();
+        }
     }
 }
 
@@ -261,6 +292,9 @@ impl Handler<Outbound> for Connection {
             return;
         }
         self.writer.write(frame);
+        if self.closing && self.outstanding == 0 {
+            self.writer.close();
+        }
     }
 }
 

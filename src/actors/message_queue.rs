@@ -12,6 +12,7 @@
 //! answers held pulls with "not found" (the clients pull again).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use crate::storage::{self, GetStatus, MessageStore};
 pub const MAX_PULL_BYTES: usize = 4 * 1024 * 1024;
 
 /// The broker appended messages to this queue: answer the pulls held here that they serve.
+/// At most one is queued at a time (see [`MessageQueue::wake_flag`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Appended;
@@ -80,6 +82,10 @@ pub struct MessageQueue {
     store: Arc<MessageStore>,
     waiters: HashMap<u64, Waiter>,
     next_waiter: u64,
+    /// Set by the broker when it sends [`Appended`], cleared here when that is handled: a
+    /// busy queue gets one wake-up message per turn instead of one per socket read, so
+    /// wake-ups never fill the mailbox that pulls need.
+    wake_pending: Arc<AtomicBool>,
 }
 
 impl MessageQueue {
@@ -91,7 +97,14 @@ impl MessageQueue {
             store,
             waiters: HashMap::new(),
             next_waiter: 0,
+            wake_pending: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The flag to swap to `true` before sending [`Appended`]: when it was already `true`,
+    /// a wake-up is queued and will see the new messages, so none need be sent.
+    pub fn wake_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.wake_pending)
     }
 
     /// Answers `pull` if there is anything to say now; gives it back if it should wait.
@@ -216,6 +229,8 @@ impl Handler<Appended> for MessageQueue {
     type Result = ();
 
     fn handle(&mut self, _: Appended, ctx: &mut Self::Context) {
+        // Cleared before reading the store, so an append after this read sends a new one.
+        self.wake_pending.store(false, Ordering::Release);
         self.wake_waiters(ctx);
     }
 }

@@ -1,7 +1,7 @@
 //! `mqbroker`: stores and delivers messages. Loads its TOML config (flags override the file,
 //! the file overrides defaults), opens the store, listens, registers with its name servers,
-//! and on SIGINT/SIGTERM stops accepting, finishes queued appends, unregisters, flushes and
-//! closes the store cleanly before exiting 0.
+//! and on SIGINT/SIGTERM stops accepting, appends the sends it already received, unregisters,
+//! flushes and closes the store cleanly before exiting 0.
 
 // glibc malloc showed up as ~10 % of the hot path in profiles (fragmentation between
 // threads); mimalloc's thread-local free lists take that off.

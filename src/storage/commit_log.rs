@@ -193,7 +193,12 @@ impl CommitLog {
                 reason: format!("record of {first} bytes does not fit at {start}"),
             });
         }
-        seg.write_at(start, &staging)?;
+        let written = seg.write_at(start, &staging);
+        if staging.capacity() > STAGING_KEEP {
+            // One huge append must not pin its buffer for the life of the log.
+            *staging = Vec::new();
+        }
+        written?;
         seg.set_wrote(pos);
         Ok(offsets)
     }
@@ -578,6 +583,9 @@ impl CommitLog {
             .ok()
     }
 }
+
+/// Largest staging buffer kept between appends (a bigger one is freed after its write).
+const STAGING_KEEP: usize = 8 << 20;
 
 /// How far ahead of the writer a segment's pages are kept faulted in. Faulting a whole
 /// 1 GiB segment in up front zeroes pages a short burst never uses, and on a small machine

@@ -110,7 +110,7 @@ pub struct Broker {
     store: Arc<MessageStore>,
     topics: TopicTable,
     /// Queue actors by topic, then queue id (looked up per send without building a key).
-    queues: HashMap<String, HashMap<u32, Addr<MessageQueue>>>,
+    queues: HashMap<String, HashMap<u32, QueueActor>>,
     groups: HashMap<String, Addr<ConsumerGroup>>,
     conn_groups: HashMap<ConnId, HashSet<String>>,
     namesrvs: Vec<(String, Addr<RemoteLink>)>,
@@ -121,6 +121,12 @@ pub struct Broker {
     registration_retry: bool,
     /// Sends of the batch being handled, appended together at its end.
     pending: send_pull::PendingSends,
+}
+
+/// A queue actor and its wake-up flag (see [`MessageQueue::wake_flag`]).
+struct QueueActor {
+    addr: Addr<MessageQueue>,
+    wake_pending: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Binds, opens the store, starts the broker and registers it with its name servers.
@@ -219,14 +225,18 @@ impl Handler<Drain> for MessageQueue {
 impl Broker {
     fn queue(&mut self, topic: &str, queue_id: u32) -> Addr<MessageQueue> {
         if let Some(q) = self.queues.get(topic).and_then(|t| t.get(&queue_id)) {
-            return q.clone();
+            return q.addr.clone();
         }
-        let (t, store) = (topic.to_owned(), Arc::clone(&self.store));
-        let addr = Supervisor::start(move |_| MessageQueue::new(t, queue_id, store));
-        self.queues
-            .entry(topic.to_owned())
-            .or_default()
-            .insert(queue_id, addr.clone());
+        let actor = MessageQueue::new(topic.to_owned(), queue_id, Arc::clone(&self.store));
+        let wake_pending = actor.wake_flag();
+        let addr = Supervisor::start(move |_| actor);
+        self.queues.entry(topic.to_owned()).or_default().insert(
+            queue_id,
+            QueueActor {
+                addr: addr.clone(),
+                wake_pending,
+            },
+        );
         addr
     }
 
@@ -392,7 +402,7 @@ impl Handler<Shutdown> for Broker {
         let queues: Vec<_> = self
             .queues
             .values()
-            .flat_map(|t| t.values().cloned())
+            .flat_map(|t| t.values().map(|q| q.addr.clone()))
             .collect();
         let groups: Vec<_> = self.groups.values().cloned().collect();
         let links = self.namesrvs.clone();

@@ -178,24 +178,22 @@ impl Broker {
             return;
         }
         let PendingSends { msgs, sends } = std::mem::take(&mut self.pending);
-        let results = match self.store.append_batch(&msgs) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(messages = msgs.len(), error = %e, "append refused");
-                let code = message_queue::store_error_code(&e);
-                for s in sends {
-                    if let Some(reply) = s.reply {
-                        reply.do_send(Outbound(Frame::error(s.opaque, code, e.to_string())));
-                    }
-                }
-                return;
-            }
-        };
+        // A failure part-way (a write error) stores a prefix: the requests wholly in it are
+        // stored and answered as such; only the others get the error.
+        let (results, failure) = self.store.append_batch_partial(&msgs);
+        if let Some(e) = &failure {
+            tracing::warn!(messages = msgs.len(), stored = results.len(), error = %e, "append failed");
+        }
         let sync_flush = self.store.config().flush_disk_type == FlushDiskType::SyncFlush;
         for s in &sends {
             let Some(reply) = &s.reply else { continue };
-            let mine = &results[s.first..s.first + s.count];
+            let mine = results.get(s.first..s.first + s.count).unwrap_or(&[]);
             let (Some(first), Some(last)) = (mine.first(), mine.last()) else {
+                let (code, why) = failure.as_ref().map_or(
+                    (ResponseCode::SystemError, "message not stored".to_owned()),
+                    |e| (message_queue::store_error_code(e), e.to_string()),
+                );
+                reply.do_send(Outbound(Frame::error(s.opaque, code, why)));
                 continue;
             };
             let msg_id = if s.batch {
@@ -235,11 +233,17 @@ impl Broker {
                 answer(Ok(()));
             }
         }
-        self.tell_queues(&msgs, &sends);
+        // Records of a request stored in part are readable too.
+        let stored = sends.iter().filter(|s| s.first < results.len());
+        self.tell_queues(&msgs, stored);
     }
 
     /// Tells the queue actors (those that exist: pulls start them) that their queue grew.
-    fn tell_queues(&self, msgs: &[MessageToStore], sends: &[PendingSend]) {
+    fn tell_queues<'a>(
+        &self,
+        msgs: &[MessageToStore],
+        sends: impl Iterator<Item = &'a PendingSend>,
+    ) {
         let mut told: Vec<(&str, u32)> = Vec::new();
         for s in sends {
             let topic = msgs[s.first].topic.as_str();
@@ -248,7 +252,12 @@ impl Broker {
             }
             told.push((topic, s.queue_id));
             if let Some(q) = self.queues.get(topic).and_then(|t| t.get(&s.queue_id)) {
-                q.do_send(Appended);
+                if !q
+                    .wake_pending
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+                {
+                    q.addr.do_send(Appended);
+                }
             }
         }
     }

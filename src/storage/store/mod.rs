@@ -315,17 +315,43 @@ impl MessageStore {
     /// write per segment they touch (consecutive offsets when they share a queue). All are
     /// validated first: either none is written or all are attempted.
     pub fn append_batch(&self, msgs: &[MessageToStore]) -> Result<Vec<AppendResult>> {
-        let prepared = msgs
-            .iter()
+        match self.append_batch_partial(msgs) {
+            (results, None) => Ok(results),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// [`Self::append_batch`] for messages of independent requests: when a write fails
+    /// part-way, returns the results of the messages stored before the failure (a prefix
+    /// of `msgs`, which are readable and will be acknowledged by their senders) together
+    /// with the error that stopped the rest. A message that fails validation stores none.
+    pub fn append_batch_partial(
+        &self,
+        msgs: &[MessageToStore],
+    ) -> (Vec<AppendResult>, Option<Error>) {
+        match self.prepare_batch(msgs) {
+            Ok(prepared) => {
+                let mut results = Vec::with_capacity(msgs.len());
+                let _w = self.shared.write_lock.lock();
+                let outcome = self.shared.writable().and_then(|()| {
+                    self.shared
+                        .append_locked_into(msgs, &prepared, &mut results)
+                });
+                (results, outcome.err())
+            }
+            Err(e) => (Vec::new(), Some(e)),
+        }
+    }
+
+    /// Validates each message and computes its size and body CRC (outside the lock).
+    fn prepare_batch(&self, msgs: &[MessageToStore]) -> Result<Vec<(usize, u32)>> {
+        msgs.iter()
             .map(|m| {
                 let len = self.shared.check_message(m)?;
                 self.prefetch_index_slot(m);
                 Ok((len, body_crc(&m.body)))
             })
-            .collect::<Result<Vec<_>>>()?;
-        let _w = self.shared.write_lock.lock();
-        self.shared.writable()?;
-        self.shared.append_locked(msgs, &prepared)
+            .collect::<Result<Vec<_>>>()
     }
 
     /// Appends records already encoded by another store (a master's log shipped to a slave),

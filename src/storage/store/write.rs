@@ -93,16 +93,19 @@ impl Shared {
 
     /// Appends `msgs` (each with its encoded length and body CRC in `prepared`) with the
     /// write lock held: one commit-log write per segment touched, then each record's queue
-    /// and index entries in order.
-    pub(super) fn append_locked(
+    /// and index entries in order. Each record's result is pushed to `results` as it is
+    /// stored, so that after a failure part-way the results pushed say which messages (a
+    /// prefix of `msgs`) are stored.
+    pub(super) fn append_locked_into(
         &self,
         msgs: &[MessageToStore],
         prepared: &[(usize, u32)],
-    ) -> Result<Vec<AppendResult>> {
+        results: &mut Vec<AppendResult>,
+    ) -> Result<()> {
         let store_host = self.store_host;
-        let mut results = Vec::with_capacity(msgs.len());
-        while results.len() < msgs.len() {
-            let done = results.len();
+        let base = results.len();
+        while results.len() - base < msgs.len() {
+            let done = results.len() - base;
             let (rest, rest_prepared) = (&msgs[done..], &prepared[done..]);
             // A record's queue offset counts the records before it in this call that go to
             // the same queue (their entries are not written yet).
@@ -146,7 +149,7 @@ impl Shared {
                 )?);
             }
         }
-        Ok(results)
+        Ok(())
     }
 
     /// The one path that derives consume-queue and index entries from a record.
@@ -159,8 +162,9 @@ impl Shared {
         for (name, value) in record::parse_properties(d.properties) {
             match name {
                 PROPERTY_TAGS if tags.is_none() => tags = Some(value),
-                PROPERTY_KEYS => keys = Some(value),
-                PROPERTY_UNIQ_KEY => uniq = Some(value),
+                // First occurrence wins, as in `record::property`, which lookups use.
+                PROPERTY_KEYS if keys.is_none() => keys = Some(value),
+                PROPERTY_UNIQ_KEY if uniq.is_none() => uniq = Some(value),
                 _ => {}
             }
         }
