@@ -275,6 +275,32 @@ fn validate(msg: &Message, max: usize) -> Result<(), ClientError> {
             max,
         });
     }
+    use crate::storage::record::{
+        NAME_VALUE_SEPARATOR, PROPERTY_KEYS, PROPERTY_RECORD_CRC, PROPERTY_SEPARATOR,
+        PROPERTY_TAGS, PROPERTY_UNIQ_KEY,
+    };
+    for (name, value) in &msg.properties {
+        // A second TAGS, KEYS or UNIQ_KEY would shadow the one the producer writes (lookups
+        // take the first), as RocketMQ refuses user properties with system names.
+        if [
+            PROPERTY_TAGS,
+            PROPERTY_KEYS,
+            PROPERTY_UNIQ_KEY,
+            PROPERTY_RECORD_CRC,
+        ]
+        .contains(&name.as_str())
+        {
+            return Err(ClientError::MessageIllegal(format!(
+                "property '{name}' is reserved: set tags with with_tags and keys with with_key"
+            )));
+        }
+        let separator = |c| c == NAME_VALUE_SEPARATOR || c == PROPERTY_SEPARATOR;
+        if name.is_empty() || name.contains(separator) || value.contains(separator) {
+            return Err(ClientError::MessageIllegal(format!(
+                "property {name:?} has an empty name or contains \\u{{1}} or \\u{{2}}, which delimit properties"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -655,7 +681,28 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use super::unique_id;
+    use super::{unique_id, validate};
+    use crate::client::{ClientError, Message};
+
+    #[test]
+    fn user_properties_may_not_shadow_system_ones_or_break_the_format() {
+        let ok = Message::new("T", "b").with_property("color", "red");
+        assert!(validate(&ok, 1024).is_ok());
+        for bad in [
+            Message::new("T", "b").with_property("UNIQ_KEY", "mine"),
+            Message::new("T", "b").with_property("KEYS", "k"),
+            Message::new("T", "b").with_property("TAGS", "t"),
+            Message::new("T", "b").with_property("a\u{2}b", "v"),
+            Message::new("T", "b").with_property("a", "v\u{1}w"),
+            Message::new("T", "b").with_property("", "v"),
+        ] {
+            assert!(
+                matches!(validate(&bad, 1024), Err(ClientError::MessageIllegal(_))),
+                "{:?} must be refused",
+                bad.properties
+            );
+        }
+    }
 
     #[test]
     fn unique_ids_are_the_prefix_and_48_bits_in_hex() {

@@ -51,7 +51,9 @@ impl Message {
         self
     }
 
-    /// Adds a user property.
+    /// Adds a user property. A send refuses the names the producer sets itself (`TAGS`,
+    /// `KEYS`, `UNIQ_KEY`; use [`Self::with_tags`] and [`Self::with_key`]) and names or values
+    /// containing `\u{1}` or `\u{2}`, which delimit properties on the wire.
     pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.insert(name.into(), value.into());
         self
