@@ -55,14 +55,25 @@ pub struct SendMessageRequestHeader {
     #[serde(default)]
     pub properties: String,
     /// How many times this message was already redelivered (for retries).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub reconsume_times: i32,
     /// True when the body is a batch of messages (`SEND_BATCH_MESSAGE`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub batch: bool,
     /// Retry limit before the message goes to the dead-letter queue; `None` = the default.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reconsume_times: Option<i32>,
+}
+
+// Optional fields at their defaults are left off the wire: every send carries this header,
+// and each key costs an encode on the client and a decode (with a UTF-8 check) on the
+// broker. Absent keys decode to the same defaults.
+fn is_zero(v: &i32) -> bool {
+    *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// `SEND_MESSAGE` response header (with `SUCCESS`, `FLUSH_DISK_TIMEOUT`,
@@ -76,10 +87,10 @@ pub struct SendMessageResponseHeader {
     /// Offset of the (first) message in that queue.
     pub queue_offset: i64,
     /// Transaction id, for transactional messages.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<String>,
     /// Unique id of the batch, for batch sends.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_uniq_id: Option<String>,
 }
 
