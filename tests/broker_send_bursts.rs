@@ -23,6 +23,23 @@ use tokio_util::codec::{Encoder, FramedRead};
 const TOPIC: &str = "Bursts";
 const WAIT: Duration = Duration::from_secs(10);
 
+type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
+type Writer = tokio::net::tcp::OwnedWriteHalf;
+
+/// One broker with the test topic (one queue).
+async fn cluster() -> TestCluster {
+    let mut cluster = TestCluster::start(1, 1).await;
+    cluster.create_topic(TOPIC, 1).await;
+    cluster
+}
+
+/// A raw connection to the broker.
+async fn connect(cluster: &TestCluster) -> (Writer, Reader) {
+    let stream = TcpStream::connect(cluster.broker_addr(0)).await.unwrap();
+    let (r, w) = stream.into_split();
+    (w, FramedRead::new(r, FrameCodec::default()))
+}
+
 fn send_header(properties: String) -> SendMessageRequestHeader {
     SendMessageRequestHeader {
         producer_group: "burst-producers".into(),
@@ -46,8 +63,8 @@ fn send(opaque: u32, body: &str) -> Frame {
 
 /// Pipelines `frames` in one write and returns the answers, in arrival order.
 async fn burst(
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
-    read: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    write: &mut Writer,
+    read: &mut Reader,
     frames: &[Frame],
     answers: usize,
 ) -> Vec<Frame> {
@@ -71,8 +88,8 @@ async fn burst(
 
 /// The bodies stored in queue 0 from `offset` on, read with one pull.
 async fn stored_bodies(
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
-    read: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    write: &mut Writer,
+    read: &mut Reader,
     opaque: u32,
     offset: i64,
 ) -> Vec<String> {
@@ -118,11 +135,8 @@ fn bodies(mut buf: &[u8]) -> Vec<String> {
 #[test]
 fn a_pipelined_burst_is_stored_in_order_and_a_bad_send_fails_alone() {
     actix_rt::System::new().block_on(async {
-        let mut cluster = TestCluster::start(1, 1).await;
-        cluster.create_topic(TOPIC, 1).await;
-        let stream = TcpStream::connect(cluster.broker_addr(0)).await.unwrap();
-        let (r, mut w) = stream.into_split();
-        let mut r = FramedRead::new(r, FrameCodec::default());
+        let cluster = cluster().await;
+        let (mut w, mut r) = connect(&cluster).await;
 
         // 40 sends, one of them with properties too long to store, one one-way, and one
         // batch request of three: all in one write.
@@ -221,14 +235,9 @@ fn a_pipelined_burst_is_stored_in_order_and_a_bad_send_fails_alone() {
 #[test]
 fn a_held_pull_is_answered_by_a_send_in_a_burst() {
     actix_rt::System::new().block_on(async {
-        let mut cluster = TestCluster::start(1, 1).await;
-        cluster.create_topic(TOPIC, 1).await;
-        let stream = TcpStream::connect(cluster.broker_addr(0)).await.unwrap();
-        let (r, mut w) = stream.into_split();
-        let mut r = FramedRead::new(r, FrameCodec::default());
-        let other = TcpStream::connect(cluster.broker_addr(0)).await.unwrap();
-        let (or, mut ow) = other.into_split();
-        let mut or = FramedRead::new(or, FrameCodec::default());
+        let cluster = cluster().await;
+        let (mut w, mut r) = connect(&cluster).await;
+        let (mut ow, mut or) = connect(&cluster).await;
 
         // A pull at the end of the empty queue, allowed to wait 15 s, then one that may not
         // wait: the queue actor takes them in order, so once the second is answered ("not
@@ -277,11 +286,8 @@ fn a_held_pull_is_answered_by_a_send_in_a_burst() {
 #[test]
 fn sends_before_a_broken_frame_are_answered_before_the_connection_closes() {
     actix_rt::System::new().block_on(async {
-        let mut cluster = TestCluster::start(1, 1).await;
-        cluster.create_topic(TOPIC, 1).await;
-        let stream = TcpStream::connect(cluster.broker_addr(0)).await.unwrap();
-        let (r, mut w) = stream.into_split();
-        let mut r = FramedRead::new(r, FrameCodec::default());
+        let cluster = cluster().await;
+        let (mut w, mut r) = connect(&cluster).await;
 
         // Three sends, then a frame that cannot be decoded, all in one write.
         let mut out = BytesMut::new();
@@ -315,9 +321,7 @@ fn sends_before_a_broken_frame_are_answered_before_the_connection_closes() {
             "every send executed before the bad frame is answered, then the connection closes"
         );
 
-        let other = TcpStream::connect(cluster.broker_addr(0)).await.unwrap();
-        let (or, mut ow) = other.into_split();
-        let mut or = FramedRead::new(or, FrameCodec::default());
+        let (mut ow, mut or) = connect(&cluster).await;
         assert_eq!(
             stored_bodies(&mut ow, &mut or, 9, 0).await,
             ["before0", "before1", "before2"]
