@@ -23,6 +23,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::storage::error::{Error, Result};
 use crate::storage::mapped_file::{parse_segment_name, sync_dir, MappedFile};
 use crate::storage::record::{self, Peek, RecordView, END_FILE_MIN_BLANK_LENGTH};
+use crate::storage::warmer;
 
 /// The commit log.
 #[derive(Debug)]
@@ -251,7 +252,7 @@ impl CommitLog {
 
     /// Creates the segment at `start` on a background thread, which hands it over as soon as
     /// the file exists (blocks reserved) and then, with warming on, keeps its pages faulted
-    /// in ahead of the writer (see [`keep_warm`]). `None` if no thread could start.
+    /// in ahead of the writer (see [`warmer::keep_warm`]). `None` if no thread could start.
     fn spawn_segment(
         &self,
         start: u64,
@@ -265,7 +266,7 @@ impl CommitLog {
                 let seg = created.as_ref().ok().map(Arc::downgrade);
                 let _ = tx.send(created);
                 if let (Some(seg), true) = (seg, warm) {
-                    keep_warm(seg);
+                    warmer::keep_warm(seg);
                 }
             });
         match spawned {
@@ -309,7 +310,7 @@ impl CommitLog {
             let seg = Arc::downgrade(seg);
             let spawned = std::thread::Builder::new()
                 .name("actimq-prealloc".into())
-                .spawn(move || keep_warm(seg));
+                .spawn(move || warmer::keep_warm(seg));
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "cannot start a segment thread; pages fault in on use");
             }
@@ -586,50 +587,6 @@ impl CommitLog {
 
 /// Largest staging buffer kept between appends (a bigger one is freed after its write).
 const STAGING_KEEP: usize = 8 << 20;
-
-/// How far ahead of the writer a segment's pages are kept faulted in. Faulting a whole
-/// 1 GiB segment in up front zeroes pages a short burst never uses, and on a small machine
-/// that work competes with the appender for the same cores; a window sized for about half a
-/// second of full-speed appends keeps the writer on warm pages at a cost proportional to
-/// what is written.
-pub const WARM_AHEAD: usize = 64 << 20;
-/// Pages faulted in per step: small enough that the warmer follows the writer closely and
-/// rarely holds the process's mmap lock for long (anything that maps memory meanwhile
-/// waits), large enough to keep ahead of a writer appending at full speed. Measured on this
-/// project's machine: 256 KiB steps in the idle scheduling class made sustained 1 KiB
-/// appends 5–8 µs instead of 3–3.5 µs, with no gain in tail latency.
-const WARM_STEP: usize = 2 << 20;
-/// How often an idle warmer looks at the writer's position.
-const WARM_POLL: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Keeps `seg` faulted in up to [`WARM_AHEAD`] past its write position until it is full or
-/// dropped (closed, deleted or discarded), polling the position while it is ahead. It holds
-/// only a weak reference between steps, so it never keeps a segment's mapping alive.
-fn keep_warm(seg: std::sync::Weak<MappedFile>) {
-    if let Some(s) = seg.upgrade() {
-        s.set_appending(true);
-    }
-    let mut warmed = 0usize;
-    loop {
-        let Some(s) = seg.upgrade() else { return };
-        if s.is_full() {
-            s.set_appending(false);
-            return;
-        }
-        let target = (s.wrote() + WARM_AHEAD).min(s.size());
-        warmed = warmed.max(s.wrote() & !4095);
-        if warmed < target {
-            let len = WARM_STEP.min(target - warmed);
-            if !s.populate(warmed, len) {
-                return;
-            }
-            warmed += len;
-        } else {
-            drop(s);
-            std::thread::sleep(WARM_POLL);
-        }
-    }
-}
 
 /// Zeroes a segment from `pos`, skipping pages that are already zero so that never-written
 /// (sparse) parts of a large segment are not allocated on disk.

@@ -15,7 +15,8 @@
 //! # Modules
 //! - [`record`]: the stored-message layout (RocketMQ's, byte for byte)
 //! - [`message_id`]: offset message ids
-//! - `mapped_file`, [`commit_log`], [`consume_queue`], [`index`]: the files
+//! - `mapped_file`, [`commit_log`], [`consume_queue`], [`index`]: the files; `warmer` keeps
+//!   the segment being written faulted in ahead of the writer
 //! - [`store`]: appends, the dispatch path, reads, flushing; `recovery`, `retention`
 
 #![deny(missing_docs)]
@@ -34,6 +35,7 @@ pub mod record;
 mod recovery;
 pub mod retention;
 pub mod store;
+mod warmer;
 
 pub use config::{FlushDiskType, StoreConfig};
 pub use error::{Error, MessageIllegal, Result};
