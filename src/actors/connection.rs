@@ -45,6 +45,8 @@ pub struct Inbound {
     /// Where the response goes (the connection itself); shared by every request of the
     /// connection, so handing it on costs no allocation.
     pub reply: Arc<Recipient<Outbound>>,
+    /// The same connection, for several answers at once.
+    pub replies: Arc<Recipient<OutboundBatch>>,
 }
 
 impl Inbound {
@@ -76,6 +78,12 @@ pub const MAX_FRAMES_PER_BATCH: usize = 64;
 #[rtype(result = "()")]
 pub struct Outbound(pub Frame);
 
+/// Several frames to write to the socket, in order: the answers to the sends of one read
+/// come back as one message.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OutboundBatch(pub Vec<Frame>);
+
 /// Told to the owner when a connection has gone.
 #[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]
@@ -95,6 +103,7 @@ pub struct Connection {
     on_close: Recipient<ConnectionClosed>,
     /// This connection, as the answer address of its requests.
     me: Arc<Recipient<Outbound>>,
+    me_batch: Arc<Recipient<OutboundBatch>>,
     max_frame_size: usize,
     /// Requests handed on and not answered yet. Capped so that a peer that pipelines
     /// requests and never reads cannot make the server buffer answers without bound.
@@ -138,6 +147,7 @@ impl Connection {
                 owner,
                 on_close,
                 me: Arc::new(ctx.address().recipient()),
+                me_batch: Arc::new(ctx.address().recipient()),
                 max_frame_size,
                 outstanding: 0,
                 closing: false,
@@ -194,6 +204,7 @@ impl Connection {
             oneway,
             request,
             reply: Arc::clone(&self.me),
+            replies: Arc::clone(&self.me_batch),
         })
     }
 
@@ -268,11 +279,9 @@ impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
     }
 }
 
-impl Handler<Outbound> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, msg: Outbound, _ctx: &mut Self::Context) {
-        let frame = msg.0;
+impl Connection {
+    /// Writes one frame to the socket's buffer, counting answers off `outstanding`.
+    fn write_frame(&mut self, frame: Frame) {
         if frame.is_response() {
             self.outstanding = self.outstanding.saturating_sub(1);
         }
@@ -289,11 +298,29 @@ impl Handler<Outbound> for Connection {
                     self.max_frame_size
                 ),
             ));
-            return;
+        } else {
+            self.writer.write(frame);
         }
-        self.writer.write(frame);
         if self.closing && self.outstanding == 0 {
             self.writer.close();
+        }
+    }
+}
+
+impl Handler<Outbound> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, _ctx: &mut Self::Context) {
+        self.write_frame(msg.0);
+    }
+}
+
+impl Handler<OutboundBatch> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: OutboundBatch, _ctx: &mut Self::Context) {
+        for frame in msg.0 {
+            self.write_frame(frame);
         }
     }
 }

@@ -184,7 +184,7 @@ impl MessageQueue {
 }
 
 /// Sends a response frame (or the error that encoding it raised) to `reply`.
-pub(crate) fn respond<H: serde::Serialize>(
+fn respond<H: serde::Serialize>(
     reply: &Recipient<Outbound>,
     opaque: u32,
     code: ResponseCode,

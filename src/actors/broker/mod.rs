@@ -25,7 +25,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 
-use crate::actors::connection::{ConnId, ConnectionClosed, Inbound, InboundBatch, Outbound};
+use crate::actors::connection::{
+    ConnId, ConnectionClosed, Inbound, InboundBatch, Outbound, OutboundBatch,
+};
 use crate::actors::consumer_group::{self, ConsumerGroup, GroupTimings};
 use crate::actors::listener::{Listener, StopAccepting};
 use crate::actors::message_queue::{self, tag_filter, Appended, MessageQueue, Pull};

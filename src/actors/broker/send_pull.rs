@@ -29,11 +29,44 @@ struct PendingSend {
     opaque: u32,
     /// `None` for one-way sends.
     reply: Option<Arc<Recipient<Outbound>>>,
+    /// The same connection, for answers sent together.
+    replies: Arc<Recipient<OutboundBatch>>,
     queue_id: u32,
     first: usize,
     count: usize,
     /// A SEND_BATCH_MESSAGE request (one answer listing every id).
     batch: bool,
+}
+
+/// The SUCCESS answer to a stored send.
+fn stored_answer(opaque: u32, header: &SendMessageResponseHeader) -> Frame {
+    Frame::response(opaque, ResponseCode::Success, header, Bytes::new())
+        .unwrap_or_else(|e| Frame::error(opaque, ResponseCode::SystemError, e.to_string()))
+}
+
+/// Answers collected for one connection at a time, sent as one [`OutboundBatch`].
+#[derive(Default)]
+struct Answers {
+    to: Option<Arc<Recipient<OutboundBatch>>>,
+    frames: Vec<Frame>,
+}
+
+impl Answers {
+    fn push(&mut self, to: &Arc<Recipient<OutboundBatch>>, frame: Frame) {
+        if self.to.as_ref().is_some_and(|t| !Arc::ptr_eq(t, to)) {
+            self.send();
+        }
+        self.to.get_or_insert_with(|| Arc::clone(to));
+        self.frames.push(frame);
+    }
+
+    fn send(&mut self) {
+        if let Some(to) = self.to.take() {
+            if !self.frames.is_empty() {
+                to.do_send(OutboundBatch(std::mem::take(&mut self.frames)));
+            }
+        }
+    }
 }
 
 /// The validated sends of the batch being handled.
@@ -163,6 +196,7 @@ impl Broker {
         self.pending.sends.push(PendingSend {
             opaque: inb.opaque,
             reply,
+            replies: Arc::clone(&inb.replies),
             queue_id,
             first,
             count,
@@ -185,6 +219,9 @@ impl Broker {
             tracing::warn!(messages = msgs.len(), stored = results.len(), error = %e, "append failed");
         }
         let sync_flush = self.store.config().flush_disk_type == FlushDiskType::SyncFlush;
+        // Answers due now go back to their connection together, one message per run of
+        // sends from the same connection (a batch comes from one, so one message).
+        let mut answers = Answers::default();
         for s in &sends {
             let Some(reply) = &s.reply else { continue };
             let mine = results.get(s.first..s.first + s.count).unwrap_or(&[]);
@@ -193,7 +230,7 @@ impl Broker {
                     (ResponseCode::SystemError, "message not stored".to_owned()),
                     |e| (message_queue::store_error_code(e), e.to_string()),
                 );
-                reply.do_send(Outbound(Frame::error(s.opaque, code, why)));
+                answers.push(&s.replies, Frame::error(s.opaque, code, why));
                 continue;
             };
             let msg_id = if s.batch {
@@ -211,28 +248,28 @@ impl Broker {
                 transaction_id: None,
                 batch_uniq_id: None,
             };
-            let reply = reply.clone();
             let opaque = s.opaque;
-            let answer = move |res: crate::storage::Result<()>| match res {
-                Ok(()) => message_queue::respond(
-                    &reply,
-                    opaque,
-                    ResponseCode::Success,
-                    &header,
-                    Bytes::new(),
-                ),
-                Err(e) => reply.do_send(Outbound(Frame::error(
-                    opaque,
-                    message_queue::store_error_code(&e),
-                    e.to_string(),
-                ))),
-            };
             if sync_flush {
-                self.store.on_durable(last.end_offset(), Box::new(answer));
+                let reply = Arc::clone(reply);
+                self.store.on_durable(
+                    last.end_offset(),
+                    Box::new(move |res| {
+                        let frame = match res {
+                            Ok(()) => stored_answer(opaque, &header),
+                            Err(e) => Frame::error(
+                                opaque,
+                                message_queue::store_error_code(&e),
+                                e.to_string(),
+                            ),
+                        };
+                        reply.do_send(Outbound(frame));
+                    }),
+                );
             } else {
-                answer(Ok(()));
+                answers.push(&s.replies, stored_answer(opaque, &header));
             }
         }
+        answers.send();
         // Records of a request stored in part are readable too.
         let stored = sends.iter().filter(|s| s.first < results.len());
         self.tell_queues(&msgs, stored);
