@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the mqbench rows of docs/BENCHMARKS.md on this machine: release binaries, one
 # name server and one broker on 127.0.0.1, a topic with 8 queues, 1 KiB bodies.
-#   bash benches/mqbench.sh [async|sync_flush|batch|drain|latency|e2e|startup|all] [RUNS=3]
+#   bash benches/mqbench.sh [async|sync_flush|batch|drain|latency|latency_busy|e2e|e2e_busy|startup|all] [RUNS=3]
 #   BIN_DIR=/path/to/other/release bash benches/mqbench.sh async 3   (compare another build)
 # Every run is bounded by --count and --duration. Stores go under $BENCH_DIR (default a
 # fresh temp folder), which is removed at the end.
@@ -20,13 +20,14 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 
-start_cluster() { # $1 = flush type
+start_cluster() { # $1 = flush type, $2 = the broker's busy_poll_us (default 0: off)
   cluster_store="$dir/store-$RANDOM"
   local store=$cluster_store
   cat >"$dir/broker.toml" <<EOT
 listen_host = "127.0.0.1"
 broker_ip1 = "127.0.0.1"
 flush_disk_type = "$1"
+busy_poll_us = ${2:-0}
 store_path_root_dir = "$store"
 # This machine's file system reports ~76 % used; keep retention from deleting test data.
 disk_max_used_space_ratio = 95
@@ -101,26 +102,32 @@ if [[ $what == batch || $what == all ]]; then
     stop_cluster
   done
 fi
-if [[ $what == latency || $what == all ]]; then
+# The *_busy rows run the same workload with the broker busy-polling for 500 µs after each
+# request (`busy_poll_us`), which trades a busy core for the wake-up of every request.
+for row in latency latency_busy; do
+  [[ $what == "$row" || $what == all ]] || continue
+  busy=0; [[ $row == latency_busy ]] && busy=500
   for i in $(seq "$runs"); do
-    start_cluster async_flush
+    start_cluster async_flush $busy
     warm_up
     run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --rate 5000 --duration 10 --mode async --json
     stop_cluster
   done
-fi
-if [[ $what == e2e || $what == all ]]; then
+done
+for row in e2e e2e_busy; do
+  [[ $what == "$row" || $what == all ]] || continue
+  busy=0; [[ $row == e2e_busy ]] && busy=500
   for i in $(seq "$runs"); do
-    start_cluster async_flush
+    start_cluster async_flush $busy
     warm_up
     "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "e2e-$i" --duration 14 --json >"$dir/consumer.json" & c=$!
     sleep 2
     "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --rate 5000 --duration 10 --mode async --json >/dev/null
     wait $c || true
-    echo "## e2e consumer"; tail -1 "$dir/consumer.json"
+    echo "## $row consumer"; tail -1 "$dir/consumer.json"
     stop_cluster
   done
-fi
+done
 if [[ $what == startup || $what == all ]]; then
   start_cluster async_flush
   stop_cluster

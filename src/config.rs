@@ -293,6 +293,10 @@ pub struct BrokerConfig {
     /// counted in socket reads of up to 64 requests each: requests that find it full are
     /// answered "system busy" instead of growing memory.
     pub send_message_queue_capacity: usize,
+    /// Microseconds the broker's actor thread keeps polling its sockets after each request
+    /// instead of sleeping: lower latency at light load (no wake-up per request), at the
+    /// cost of a busy core while traffic flows. 0 (the default) turns it off.
+    pub busy_poll_us: u64,
     /// The message store's settings; their keys sit at the top level of the file.
     #[serde(flatten, skip_deserializing)]
     pub store: StoreConfig,
@@ -317,6 +321,7 @@ impl Default for BrokerConfig {
             flush_consumer_offset_interval: 5000,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             send_message_queue_capacity: 10_000,
+            busy_poll_us: 0,
             store: StoreConfig::default(),
         }
     }
@@ -453,6 +458,15 @@ impl BrokerConfig {
                 format!(
                     "{} is outside 1..=1000000",
                     self.send_message_queue_capacity
+                ),
+            ));
+        }
+        if self.busy_poll_us > 1_000_000 {
+            return Err(invalid(
+                "busy_poll_us",
+                format!(
+                    "{} µs is more than a second; use 0 (off) to 1000000 (polling up to 1 s after each request)",
+                    self.busy_poll_us
                 ),
             ));
         }

@@ -249,6 +249,7 @@ impl Actor for Connection {
 
 impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
     fn handle(&mut self, items: Vec<Result<Frame, protocol::Error>>, ctx: &mut Self::Context) {
+        super::busy_poll::note_activity();
         if self.closing {
             return;
         }

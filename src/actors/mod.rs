@@ -7,8 +7,10 @@
 //!   [`consumer_group`] — `ConsumerGroup`
 //! - [`listener`] — `Listener`; [`connection`] — `Connection` (server side of a socket)
 //! - [`remote_link`] — `RemoteLink` (client side of a socket, DESIGN.md's BrokerLink)
+//! - [`busy_poll`] — not an actor: opt-in busy-polling of an actor thread after traffic
 
 pub mod broker;
+pub mod busy_poll;
 pub mod client_instance;
 pub mod connection;
 pub mod consumer_group;

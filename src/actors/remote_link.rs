@@ -341,6 +341,7 @@ impl Supervised for RemoteLink {
 
 impl StreamHandler<Result<Frame, protocol::Error>> for RemoteLink {
     fn handle(&mut self, item: Result<Frame, protocol::Error>, ctx: &mut Self::Context) {
+        super::busy_poll::note_activity();
         match item {
             Ok(frame) if frame.is_response() => {
                 // The peer speaks our protocol: a later loss reconnects quickly again.

@@ -30,6 +30,10 @@ use hdrhistogram::Histogram;
 #[derive(Parser, Debug)]
 #[command(name = "mqbench", version, about)]
 struct Args {
+    /// Busy-poll this process's event loop for this many microseconds after each frame
+    /// instead of sleeping (lower latency, a busy core while traffic flows); 0 = off.
+    #[arg(long = "busy-poll-us", global = true, default_value_t = 0)]
+    busy_poll_us: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -480,6 +484,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
+        actimq::actors::busy_poll::start(Duration::from_micros(args.busy_poll_us));
         match args.command {
             Command::Producer {
                 namesrv,

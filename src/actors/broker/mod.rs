@@ -170,6 +170,8 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
         })?;
     }
     let mailbox = config.send_message_queue_capacity;
+    // The Broker, its MessageQueues and its Connections all run on this thread.
+    crate::actors::busy_poll::start(std::time::Duration::from_micros(config.busy_poll_us));
     let broker = Supervisor::start(move |ctx: &mut Context<Broker>| {
         ctx.set_mailbox_capacity(mailbox);
         Broker {
