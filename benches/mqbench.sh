@@ -29,7 +29,7 @@ broker_ip1 = "127.0.0.1"
 flush_disk_type = "$1"
 busy_poll_us = ${2:-0}
 store_path_root_dir = "$store"
-# This machine's file system reports ~76 % used; keep retention from deleting test data.
+# Keeps retention from deleting a run's data on a crowded shared disk.
 disk_max_used_space_ratio = 95
 EOT
   "$bin/mqnamesrv" --listen-port $ns_port 2>"$dir/ns.log" & pids+=($!)

@@ -1,5 +1,6 @@
 //! Retention: old segments go at the `delete_when` hour, or at once when the disk is too
 //! full; consume queues and index follow; reads below the new minimum get "offset moved".
+//! A disk over its warning level refuses writes and still serves reads.
 
 mod common;
 
@@ -38,8 +39,9 @@ fn files(dir: &std::path::Path) -> usize {
 
 fn config(dir: &std::path::Path) -> StoreConfig {
     StoreConfig {
-        // Only the test that wants a "full disk" may see one, whatever this machine's use.
+        // Only the tests that want a "full disk" may see one, whatever this machine's use.
         disk_max_used_space_ratio: 100,
+        disk_space_warning_level_ratio: 100,
         delete_file_batch_max: 1000,
         mapped_file_size_consume_queue: 20 * 64,
         max_index_num: 500,
@@ -157,4 +159,65 @@ fn a_full_disk_deletes_the_oldest_segments_at_once() {
     );
     assert_eq!(files(&dir.path().join("commitlog")), before - 3);
     assert_eq!(store.min_physical_offset(), 3 * SEGMENT);
+}
+
+#[test]
+fn a_disk_over_its_warning_level_refuses_writes_and_serves_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path()), host()).unwrap();
+    let stored: Vec<AppendResult> = (0..10)
+        .map(|seq| store.append(&message("Full", 0, seq, 100)).unwrap())
+        .collect();
+    store.shutdown().unwrap();
+
+    // Any real disk is more than 1 % used: reopened with that warning level, it is "full".
+    let full = StoreConfig {
+        disk_space_warning_level_ratio: 1,
+        ..config(dir.path())
+    };
+    let store = MessageStore::open(full, host()).unwrap();
+    let refused = store.append(&message("Full", 0, 10, 100));
+    let Err(Error::DiskFull {
+        used_percent,
+        limit: 1,
+    }) = refused
+    else {
+        panic!("expected a disk-full refusal, got {refused:?}");
+    };
+    assert!(used_percent > 1);
+    let text = Error::DiskFull {
+        used_percent,
+        limit: 1,
+    }
+    .to_string();
+    assert!(
+        text.contains("disk_space_warning_level_ratio") && text.contains("frees space"),
+        "{text}"
+    );
+    assert!(matches!(
+        store.check(&message("Full", 0, 10, 100)),
+        Err(Error::DiskFull { .. })
+    ));
+    assert!(matches!(
+        store.append_batch(&[message("Full", 1, 11, 100)]),
+        Err(Error::DiskFull { .. })
+    ));
+    // A retention run measures again and still finds it full.
+    store.clean_expired(SystemTime::now()).unwrap();
+    assert!(matches!(
+        store.append(&message("Full", 0, 10, 100)),
+        Err(Error::DiskFull { .. })
+    ));
+    // Reads go on, and nothing was written.
+    let got = store.get_messages("Full", 0, 0, 32, 1 << 20, None);
+    assert_eq!(got.status, GetStatus::Found);
+    assert_eq!(got.messages.len(), stored.len());
+    assert_eq!(store.max_offset("Full", 0), 10);
+    assert_eq!(store.max_offset("Full", 1), 0);
+    store.shutdown().unwrap();
+
+    // Under the limit again, writes are accepted and continue the queue.
+    let store = MessageStore::open(config(dir.path()), host()).unwrap();
+    let next = store.append(&message("Full", 0, 10, 100)).unwrap();
+    assert_eq!(next.queue_offset, 10);
 }

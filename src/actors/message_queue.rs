@@ -201,7 +201,9 @@ pub fn store_error_code(e: &storage::Error) -> ResponseCode {
     match e {
         storage::Error::MessageIllegal(_) => ResponseCode::MessageIllegal,
         storage::Error::FlushTimeout { .. } => ResponseCode::FlushDiskTimeout,
-        storage::Error::Closed => ResponseCode::ServiceNotAvailable,
+        storage::Error::Closed | storage::Error::DiskFull { .. } => {
+            ResponseCode::ServiceNotAvailable
+        }
         _ => ResponseCode::SystemError,
     }
 }

@@ -46,9 +46,14 @@ pub struct StoreConfig {
     /// Hours of the day (UTC, `;`-separated, e.g. `"04"` or `"04;16"`) when expired
     /// segments are deleted.
     pub delete_when: String,
-    /// Disk use (percent of the store's file system) above which the oldest segments are
-    /// deleted at once, expired or not.
+    /// Disk use (percent of the store's file system, as `df` shows it) above which the
+    /// oldest segments are deleted at once, expired or not.
     pub disk_max_used_space_ratio: u32,
+    /// Disk use (percent, as `df` shows it) above which the store refuses writes
+    /// until retention or an operator frees space (RocketMQ's
+    /// `diskSpaceWarningLevelRatio`): a disk that fills up completely can no longer take
+    /// the queue and index entries of messages already written.
+    pub disk_space_warning_level_ratio: u32,
     /// How often retention runs, in ms.
     pub clean_resource_interval: u64,
     /// At most this many segments are deleted per retention run.
@@ -82,6 +87,7 @@ impl Default for StoreConfig {
             file_reserved_time: 72,
             delete_when: "04".to_owned(),
             disk_max_used_space_ratio: 75,
+            disk_space_warning_level_ratio: 90,
             clean_resource_interval: 10_000,
             delete_file_batch_max: 10,
             max_message_size: 4 * 1024 * 1024,
@@ -156,6 +162,12 @@ impl StoreConfig {
         if !(1..=100).contains(&self.disk_max_used_space_ratio) {
             return Err(invalid(
                 "disk_max_used_space_ratio",
+                "must be a percentage in 1..=100",
+            ));
+        }
+        if !(1..=100).contains(&self.disk_space_warning_level_ratio) {
+            return Err(invalid(
+                "disk_space_warning_level_ratio",
                 "must be a percentage in 1..=100",
             ));
         }

@@ -97,6 +97,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The store's file system is fuller than `disk_space_warning_level_ratio`: writes
+    /// are refused until space is freed (reads go on).
+    #[error(
+        "the store's disk is {used_percent} % full, above disk_space_warning_level_ratio \
+         ({limit} %): writes are refused until retention or an operator frees space"
+    )]
+    DiskFull {
+        /// Disk use seen at the last check, percent.
+        used_percent: u32,
+        /// The configured limit, percent.
+        limit: u32,
+    },
     /// The store has been shut down.
     #[error("store is shut down")]
     Closed,

@@ -119,6 +119,16 @@ impl TestCluster {
     /// all registering with every name server every 500 ms, each with its own store under
     /// one temporary folder), and waits until every name server lists every broker.
     pub async fn start(brokers: usize, namesrvs: usize) -> TestCluster {
+        Self::start_with(brokers, namesrvs, |_, _| {}).await
+    }
+
+    /// [`TestCluster::start`], with `tweak(i, config)` applied to broker `i`'s config
+    /// before it starts.
+    pub async fn start_with(
+        brokers: usize,
+        namesrvs: usize,
+        tweak: impl Fn(usize, &mut BrokerConfig),
+    ) -> TestCluster {
         assert!(namesrvs >= 1, "a cluster needs a name server");
         let dir = tempfile::tempdir().expect("temp dir");
         let mut ns = Vec::new();
@@ -141,23 +151,25 @@ impl TestCluster {
         let mut bs = Vec::new();
         for i in 0..brokers {
             let name = broker_name(i);
+            let mut config = BrokerConfig {
+                broker_name: name.clone(),
+                listen_host: "127.0.0.1".into(),
+                listen_port: 0,
+                namesrv_addr: ns_addr.clone(),
+                register_broker_interval: 500,
+                store: StoreConfig {
+                    store_path_root_dir: dir.path().join(&name),
+                    mapped_file_size_commit_log: 16 << 20,
+                    warm_mapped_file_enable: false,
+                    ..StoreConfig::default()
+                },
+                ..BrokerConfig::default()
+            };
+            tweak(i, &mut config);
             bs.push(
-                start_broker(BrokerConfig {
-                    broker_name: name.clone(),
-                    listen_host: "127.0.0.1".into(),
-                    listen_port: 0,
-                    namesrv_addr: ns_addr.clone(),
-                    register_broker_interval: 500,
-                    store: StoreConfig {
-                        store_path_root_dir: dir.path().join(&name),
-                        mapped_file_size_commit_log: 16 << 20,
-                        warm_mapped_file_enable: false,
-                        ..StoreConfig::default()
-                    },
-                    ..BrokerConfig::default()
-                })
-                .await
-                .unwrap_or_else(|e| panic!("start {name}: {e}")),
+                start_broker(config)
+                    .await
+                    .unwrap_or_else(|e| panic!("start {name}: {e}")),
             );
         }
         let cluster = TestCluster {

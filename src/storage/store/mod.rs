@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -157,6 +157,9 @@ pub(crate) struct Shared {
     pub index_flushed: AtomicU64,
     pub flush_queue: FlushQueue,
     pub poisoned: Mutex<Option<String>>,
+    /// Disk use, in percent, when the last check found it above
+    /// `disk_space_warning_level_ratio`; 0 while it is below (see [`Shared::check_disk`]).
+    pub disk_full_percent: AtomicU32,
     pub stats: StoreStats,
     pub closed: AtomicBool,
     /// Serialises derived-data flushes, so two checkpoint writes never race.
@@ -234,6 +237,7 @@ impl MessageStore {
             index_flushed: AtomicU64::new(0),
             flush_queue: FlushQueue::default(),
             poisoned: Mutex::new(None),
+            disk_full_percent: AtomicU32::new(0),
             stats: StoreStats::default(),
             closed: AtomicBool::new(false),
             derived_lock: Mutex::new(()),
@@ -243,6 +247,7 @@ impl MessageStore {
             root,
             config,
         };
+        shared.check_disk()?;
         shared.load_queues()?;
         let clean = !abort_path(&shared.root).exists();
         crate::storage::recovery::recover(&shared, clean)?;

@@ -13,7 +13,39 @@ impl Shared {
         if let Some(why) = self.poisoned.lock().clone() {
             return Err(Error::Poisoned(why));
         }
+        let used_percent = self.disk_full_percent.load(Ordering::Relaxed);
+        if used_percent != 0 {
+            return Err(Error::DiskFull {
+                used_percent,
+                limit: self.config.disk_space_warning_level_ratio,
+            });
+        }
         Ok(())
+    }
+
+    /// Measures the store's disk use and refuses or allows writes by it, logging when that
+    /// changes; returns the use in percent. Runs at open and with every retention run.
+    pub(crate) fn check_disk(&self) -> Result<u32> {
+        let used = crate::storage::retention::disk_used_percent(&self.root)?;
+        let limit = self.config.disk_space_warning_level_ratio;
+        // `limit` is at least 1, so a disk over it reads as a non-zero percent.
+        let full = if used > limit { used } else { 0 };
+        let was = self.disk_full_percent.swap(full, Ordering::Relaxed);
+        if full != 0 && was == 0 {
+            tracing::error!(
+                used_percent = used,
+                limit,
+                path = %self.root.display(),
+                "disk nearly full: refusing writes until space is freed"
+            );
+        } else if full == 0 && was != 0 {
+            tracing::warn!(
+                used_percent = used,
+                limit,
+                "disk use back under the limit: writes accepted again"
+            );
+        }
+        Ok(used)
     }
 
     /// Validates a message and returns its encoded size.
