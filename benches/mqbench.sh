@@ -31,6 +31,7 @@ busy_poll_us = ${2:-0}
 store_path_root_dir = "$store"
 # Keeps retention from deleting a run's data on a crowded shared disk.
 disk_max_used_space_ratio = 95
+disk_space_warning_level_ratio = 98
 EOT
   "$bin/mqnamesrv" --listen-port $ns_port 2>"$dir/ns.log" & pids+=($!)
   "$bin/mqbroker" -c "$dir/broker.toml" -n "$ns" --listen-port $broker_port 2>"$dir/broker.log" & broker_pid=$!; pids+=($broker_pid)
@@ -133,7 +134,7 @@ if [[ $what == startup || $what == all ]]; then
   stop_cluster
   for i in $(seq "$runs"); do
     store="$dir/startup-$i"; mkdir -p "$store"
-    printf 'listen_host = "127.0.0.1"\nbroker_ip1 = "127.0.0.1"\nstore_path_root_dir = "%s"\ndisk_max_used_space_ratio = 95\n' "$store" >"$dir/s.toml"
+    printf 'listen_host = "127.0.0.1"\nbroker_ip1 = "127.0.0.1"\nstore_path_root_dir = "%s"\ndisk_max_used_space_ratio = 95\ndisk_space_warning_level_ratio = 98\n' "$store" >"$dir/s.toml"
     t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" -n "$ns" --listen-port $broker_port 2>"$dir/s.log" & p=$!
     until grep -q "listening on" "$dir/s.log" 2>/dev/null; do sleep 0.002; done; t1=$(date +%s%N)
     echo "## start, empty store: $(( (t1 - t0) / 1000000 )) ms"

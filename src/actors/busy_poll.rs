@@ -9,7 +9,9 @@
 //! `budget` without a frame the task sleeps until the next one, so an idle process costs
 //! nothing; the price is a busy core while traffic flows.
 //!
-//! Connections report traffic with [`note_activity`]. This module never reads sockets or
+//! Connections report traffic with [`note_activity`]: every frame counts, requests and
+//! answers alike (a broker's name-server answers too), so a budget longer than the gaps
+//! between heartbeats keeps an otherwise idle process polling. This module never reads sockets or
 //! touches actor state, and unless [`start`] is called with a non-zero budget it runs no
 //! task and reads no clock.
 
@@ -61,7 +63,9 @@ pub fn start(budget: Duration) {
     // A poller left from an earlier runtime on this thread is never polled again.
     OWNER.with(|o| o.set(system));
     STATE.with(|s| s.set(PollerState::Sleeping));
-    actix_rt::spawn(poll_while_busy(budget, system));
+    // Frames that arrive before the task first runs count as traffic.
+    let seen = ACTIVITY.with(Cell::get);
+    actix_rt::spawn(poll_while_busy(budget, system, seen));
 }
 
 /// What the busy-poller of the current thread is doing.
@@ -82,11 +86,17 @@ impl Drop for OffWhenDropped {
     }
 }
 
-async fn poll_while_busy(budget: Duration, system: Option<usize>) {
+async fn poll_while_busy(budget: Duration, system: Option<usize>, mut seen: u64) {
     let _off = OffWhenDropped(system);
-    let mut seen = ACTIVITY.with(Cell::get);
-    let mut last_traffic = Instant::now();
+    // No traffic yet: sleep until the first frame rather than poll a budget for nothing.
+    let mut last_traffic = Instant::now()
+        .checked_sub(budget)
+        .unwrap_or_else(Instant::now);
     loop {
+        if OWNER.with(Cell::get) != system {
+            // A newer runtime on this thread started its own poller; this one is stale.
+            return;
+        }
         let now_seen = ACTIVITY.with(Cell::get);
         if now_seen != seen {
             seen = now_seen;

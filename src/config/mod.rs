@@ -299,7 +299,7 @@ pub struct BrokerConfig {
     /// counted in socket reads of up to 64 requests each: requests that find it full are
     /// answered "system busy" instead of growing memory.
     pub send_message_queue_capacity: usize,
-    /// Microseconds the broker's actor thread keeps polling its sockets after each request
+    /// Microseconds the broker's actor thread keeps polling its sockets after each frame
     /// instead of sleeping: lower latency at light load (no wake-up per request), at the
     /// cost of a busy core while traffic flows. 0 (the default) turns it off.
     pub busy_poll_us: u64,
@@ -471,7 +471,7 @@ impl BrokerConfig {
             return Err(invalid(
                 "busy_poll_us",
                 format!(
-                    "{} µs is more than a second; use 0 (off) to 1000000 (polling up to 1 s after each request)",
+                    "{} µs is more than a second; use 0 (off) to 1000000 (polling up to 1 s after each frame)",
                     self.busy_poll_us
                 ),
             ));

@@ -49,7 +49,8 @@ pub struct StoreConfig {
     /// Disk use (percent of the store's file system, as `df` shows it) above which the
     /// oldest segments are deleted at once, expired or not.
     pub disk_max_used_space_ratio: u32,
-    /// Disk use (percent, as `df` shows it) above which the store refuses writes
+    /// Disk use (percent, as `df` shows it, rounded up) at or above which the store refuses
+    /// writes
     /// until retention or an operator frees space (RocketMQ's
     /// `diskSpaceWarningLevelRatio`): a disk that fills up completely can no longer take
     /// the queue and index entries of messages already written.
@@ -171,6 +172,19 @@ impl StoreConfig {
                 "must be a percentage in 1..=100",
             ));
         }
+        if self.disk_space_warning_level_ratio <= self.disk_max_used_space_ratio
+            && self.disk_max_used_space_ratio < 100
+        {
+            return Err(invalid(
+                "disk_space_warning_level_ratio",
+                format!(
+                    "{} % is not above disk_max_used_space_ratio ({} %): writes would be \
+                     refused before retention starts freeing space; raise it or lower \
+                     disk_max_used_space_ratio",
+                    self.disk_space_warning_level_ratio, self.disk_max_used_space_ratio
+                ),
+            ));
+        }
         self.delete_hours()?;
         if self.max_hash_slot_num == 0 || self.max_index_num < 2 {
             return Err(invalid(
@@ -239,5 +253,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("delete_when"));
+    }
+
+    #[test]
+    fn writes_may_stop_only_above_the_forced_deletion_level() {
+        let with = |warning, max_used| StoreConfig {
+            disk_space_warning_level_ratio: warning,
+            disk_max_used_space_ratio: max_used,
+            ..StoreConfig::default()
+        };
+        let e = with(75, 75).validate().unwrap_err().to_string();
+        assert!(
+            e.contains("disk_space_warning_level_ratio") && e.contains("disk_max_used_space_ratio"),
+            "{e}"
+        );
+        assert!(with(90, 95).validate().is_err());
+        assert!(with(0, 100).validate().is_err());
+        with(76, 75).validate().unwrap();
+        // Forced deletion off: any warning level stands.
+        with(1, 100).validate().unwrap();
+        with(100, 100).validate().unwrap();
     }
 }

@@ -97,10 +97,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The store's file system is fuller than `disk_space_warning_level_ratio`: writes
+    /// The store's file system is at least `disk_space_warning_level_ratio` full: writes
     /// are refused until space is freed (reads go on).
     #[error(
-        "the store's disk is {used_percent} % full, above disk_space_warning_level_ratio \
+        "the store's disk is {used_percent} % full, at or above disk_space_warning_level_ratio \
          ({limit} %): writes are refused until retention or an operator frees space"
     )]
     DiskFull {

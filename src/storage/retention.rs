@@ -60,9 +60,6 @@ pub(crate) fn clean(shared: &Shared, now: SystemTime) -> Result<RetentionReport>
             })?;
     }
     let min_offset = shared.commit_log.min_offset();
-    // Writes stay refused while the disk is over its warning level; what was just deleted
-    // may have brought it back under.
-    let disk_used_percent = shared.check_disk()?;
     if deleted_segments > 0 {
         for cq in shared.all_queues() {
             cq.delete_below_physical(min_offset)?;

@@ -187,7 +187,15 @@ impl Broker {
         // Checked one request at a time, so a bad message fails its own request only (a
         // batch request as a whole) and the batch's append meets no invalid message.
         if let Some(e) = msgs.iter().find_map(|m| self.store.check(m).err()) {
-            tracing::warn!(queue_id, error = %e, "send refused");
+            // A full or closing store refuses every send; the store logs that state once.
+            if matches!(
+                e,
+                crate::storage::Error::DiskFull { .. } | crate::storage::Error::Closed
+            ) {
+                tracing::debug!(queue_id, error = %e, "send refused");
+            } else {
+                tracing::warn!(queue_id, error = %e, "send refused");
+            }
             return inb.fail(message_queue::store_error_code(&e), e.to_string());
         }
         let first = self.pending.msgs.len();

@@ -140,7 +140,7 @@ impl Shared {
             }
             if last_clean.elapsed() >= clean_every {
                 last_clean = Instant::now();
-                if let Err(e) = crate::storage::retention::clean(self, SystemTime::now()) {
+                if let Err(e) = self.retention_round(SystemTime::now()) {
                     tracing::warn!(error = %e, "retention run failed");
                 }
             }

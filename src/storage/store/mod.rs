@@ -247,7 +247,7 @@ impl MessageStore {
             root,
             config,
         };
-        shared.check_disk()?;
+        shared.check_disk_or_warn();
         shared.load_queues()?;
         let clean = !abort_path(&shared.root).exists();
         crate::storage::recovery::recover(&shared, clean)?;
@@ -363,7 +363,8 @@ impl MessageStore {
     /// starting exactly at this log's end. Records are validated (magic, length, both CRCs,
     /// offset) before anything is written and dispatched like local appends; a blank marker
     /// rolls to the next segment as it did on the master. A torn record at the end of `data`
-    /// is left for the next call. Returns the new end of the log.
+    /// is left for the next call. Returns the new end of the log. Refused, like any write,
+    /// while the disk is over `disk_space_warning_level_ratio`.
     pub fn append_encoded(&self, start: u64, data: &[u8]) -> Result<u64> {
         let _w = self.shared.write_lock.lock();
         self.shared.writable()?;
@@ -495,7 +496,7 @@ impl MessageStore {
         &self,
         now: SystemTime,
     ) -> Result<crate::storage::retention::RetentionReport> {
-        crate::storage::retention::clean(&self.shared, now)
+        self.shared.retention_round(now)
     }
 
     /// Clean shutdown: stops the flush thread, flushes everything, writes the checkpoint and

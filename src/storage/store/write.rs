@@ -23,13 +23,33 @@ impl Shared {
         Ok(())
     }
 
+    /// One retention run, then a fresh look at the disk, which runs even when the retention
+    /// run failed: writes must not stay refused (or allowed) on a stale reading.
+    pub(crate) fn retention_round(
+        &self,
+        now: std::time::SystemTime,
+    ) -> Result<crate::storage::retention::RetentionReport> {
+        let report = crate::storage::retention::clean(self, now);
+        self.check_disk_or_warn();
+        report
+    }
+
+    /// [`Shared::check_disk`], where a file system that cannot report its use (some FUSE
+    /// and network ones) only costs a warning: writes keep their previous state.
+    pub(crate) fn check_disk_or_warn(&self) {
+        if let Err(e) = self.check_disk() {
+            tracing::warn!(error = %e, "cannot measure the store's disk use; writes keep their previous state");
+        }
+    }
+
     /// Measures the store's disk use and refuses or allows writes by it, logging when that
-    /// changes; returns the use in percent. Runs at open and with every retention run.
+    /// changes; returns the use in percent.
     pub(crate) fn check_disk(&self) -> Result<u32> {
         let used = crate::storage::retention::disk_used_percent(&self.root)?;
         let limit = self.config.disk_space_warning_level_ratio;
-        // `limit` is at least 1, so a disk over it reads as a non-zero percent.
-        let full = if used > limit { used } else { 0 };
+        // At or above: the reading is rounded up, and `limit` is at least 1, so a full disk
+        // always reads as a non-zero percent.
+        let full = if used >= limit { used } else { 0 };
         let was = self.disk_full_percent.swap(full, Ordering::Relaxed);
         if full != 0 && was == 0 {
             tracing::error!(
