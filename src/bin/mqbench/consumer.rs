@@ -1,0 +1,108 @@
+//! `mqbench consumer`: a push consumer counting what it receives, with born→delivered and
+//! stored→delivered latency; per-second lines and the final summary. It only measures:
+//! it never sends, and consumes whatever the group is given.
+
+use super::*;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_consumer(
+    namesrv: String,
+    topic: String,
+    group: String,
+    model: Model,
+    count: Option<u64>,
+    duration: Option<u64>,
+    from_beginning: bool,
+    json: bool,
+) -> Result<(), String> {
+    let (count, duration) = limits(count, duration);
+    let client = ClientInstance::start(ClientConfig::new(namesrv));
+    let mut config = PushConsumerConfig::new(group).subscribe(topic, "*");
+    config.message_model = if model == Model::Broadcasting {
+        MessageModel::Broadcasting
+    } else {
+        MessageModel::Clustering
+    };
+    config.consume_from_where = if from_beginning {
+        ConsumeFromWhere::FirstOffset
+    } else {
+        ConsumeFromWhere::LastOffset
+    };
+    config.consume_message_batch_max_size = 32;
+    config.persist_consumer_offset_interval = Duration::from_secs(1);
+    let received = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let hists = Arc::new(Mutex::new((histogram(), histogram())));
+    let (r, b, h) = (
+        Arc::clone(&received),
+        Arc::clone(&bytes),
+        Arc::clone(&hists),
+    );
+    let listener = MessageListener::from_fn(move |msgs| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        if let Ok(mut h) = h.lock() {
+            for m in msgs {
+                let born_us = sent_micros(m.body()).unwrap_or(m.born_timestamp() * 1000);
+                h.0.saturating_record((now - born_us).max(1) as u64);
+                h.1.saturating_record((now - m.store_timestamp() * 1000).max(1) as u64);
+            }
+        }
+        r.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        b.fetch_add(
+            msgs.iter().map(|m| m.body().len() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        ConsumeResult::Success
+    });
+    let consumer = PushConsumer::start(client, config, listener)
+        .await
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut last = 0;
+    let mut first_at: Option<Instant> = None;
+    while received.load(Ordering::Relaxed) < count && started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now > 0 && first_at.is_none() {
+            first_at = Some(Instant::now());
+        }
+        if !json
+            && started.elapsed().as_millis() / 1000
+                != (started.elapsed() - Duration::from_millis(100)).as_millis() / 1000
+        {
+            println!("Consume TPS: {} Total: {now}", now - last);
+            last = now;
+        }
+    }
+    consumer.shutdown().await;
+    let got = received.load(Ordering::Relaxed);
+    let elapsed = first_at
+        .map(|f| f.elapsed())
+        .unwrap_or_else(|| started.elapsed())
+        .as_secs_f64()
+        .max(1e-9);
+    let tps = got as f64 / elapsed;
+    let mb_s = bytes.load(Ordering::Relaxed) as f64 / elapsed / 1_000_000.0;
+    let (born, stored) = hists
+        .lock()
+        .map(|h| (h.0.clone(), h.1.clone()))
+        .map_err(|_| "histogram lock poisoned".to_string())?;
+    if json {
+        let v = serde_json::json!({
+            "received": got, "duration_s": elapsed, "tps": tps, "mb_s": mb_s,
+            "cpu_s": process_cpu_seconds(), "p50_us": born.value_at_quantile(0.5), "p99_us": born.value_at_quantile(0.99),
+            "p999_us": born.value_at_quantile(0.999), "max_us": born.max(),
+            "born_to_delivered": percentiles(&born), "stored_to_delivered": percentiles(&stored),
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "received {got} in {elapsed:.2} s: {tps:.0} msgs/s, {mb_s:.1} MB/s; born→delivered p50 {} µs p99 {} µs max {} µs; stored→delivered p50 {} µs p99 {} µs",
+            born.value_at_quantile(0.5), born.value_at_quantile(0.99), born.max(), stored.value_at_quantile(0.5), stored.value_at_quantile(0.99)
+        );
+    }
+    Ok(())
+}
