@@ -104,6 +104,9 @@ async fn poll_while_busy(budget: Duration, system: Option<usize>, mut seen: u64)
         }
         if last_traffic.elapsed() < budget {
             STATE.with(|s| s.set(PollerState::Polling));
+            // Let any other runnable thread on this core (the store's flush thread, say) go
+            // first: polling must only use time nobody else wants.
+            std::thread::yield_now();
             // Yielding puts this task behind a zero-timeout poll of the I/O driver, so the
             // runtime checks its sockets and timers on every round instead of sleeping.
             tokio::task::yield_now().await;
