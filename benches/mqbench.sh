@@ -66,13 +66,29 @@ cpu_per_msg() {
 }
 
 run() { echo "## $*"; "$@" | tail -1; }
+# Busy CPU time of the whole machine (user, nice, system, irq, softirq; both vCPUs), in clock
+# ticks: with the kernel's own threads (writeback, page reporting) it is what a message
+# really costs, and it drifts less with the host's speed than msgs/s do.
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# A producer row's command, then the machine's CPU per acknowledged message during it.
+run_costed() {
+  local t0 out acked
+  t0=$(machine_ticks)
+  out=$(run "$@")
+  echo "$out"
+  acked=$(echo "$out" | tail -1 | sed -n 's/.*"acked":\([0-9]*\).*/\1/p')
+  if [[ -n $acked && $acked -gt 0 ]]; then
+    awk -v a="$t0" -v b="$(machine_ticks)" -v n="$acked" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN {printf "machine CPU per message: %.2f µs\n", (b - a) / hz / n * 1e6}'
+  fi
+}
 
 if [[ $what == async || $what == all ]]; then
   for i in $(seq "$runs"); do
     start_cluster async_flush
     echo "broker RssAnon idle: $(rss_anon_kib "$broker_pid") KiB"
     before=$(cpu_ticks "$broker_pid")
-    run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode async --json
+    run_costed "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode async --json
     echo "broker CPU per message, by thread: $(cpu_per_msg "$broker_pid" "$before" 1000000)"
     echo "broker RssAnon after 1M: $(rss_anon_kib "$broker_pid") KiB"
     if [[ $what == all ]]; then
@@ -92,14 +108,14 @@ fi
 if [[ $what == sync_flush || $what == all ]]; then
   for i in $(seq "$runs"); do
     start_cluster sync_flush
-    run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 15 --mode async --json
+    run_costed "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 15 --mode async --json
     stop_cluster
   done
 fi
 if [[ $what == batch || $what == all ]]; then
   for i in $(seq "$runs"); do
     start_cluster async_flush
-    run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --batch-size 32 --json
+    run_costed "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --batch-size 32 --json
     stop_cluster
   done
 fi
