@@ -3,6 +3,8 @@
 # name server and one broker on 127.0.0.1, a topic with 8 queues, 1 KiB bodies.
 #   bash benches/mqbench.sh [async|sync_flush|batch|drain|latency|latency_busy|e2e|e2e_busy|startup|all] [RUNS=3]
 #   BIN_DIR=/path/to/other/release bash benches/mqbench.sh async 3   (compare another build)
+#   NS_PORT / BROKER_PORT choose the ports (default 39876 / 39911); a port already in use stops
+#   the script, since a left-over broker would otherwise be measured in place of the new one.
 # Every run is bounded by --count and --duration. Stores go under $BENCH_DIR (default a
 # fresh temp folder), which is removed at the end.
 set -euo pipefail
@@ -13,14 +15,35 @@ runs=${2:-3}
 if [[ -z ${BIN_DIR:-} ]]; then cargo build --release --bins >/dev/null; fi
 bin=${BIN_DIR:-target/release}
 dir=${BENCH_DIR:-$(mktemp -d)}
-ns_port=39876
-broker_port=39911
+ns_port=${NS_PORT:-39876}
+broker_port=${BROKER_PORT:-39911}
 ns="127.0.0.1:$ns_port"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 
+# Refuses a bench port that something already listens on: a broker left over from an
+# interrupted run would answer in place of the one started here, and the figures would be its.
+require_free_port() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "port $1 is in use (a name server or broker left over from an earlier run?): stop it, or choose other ports with NS_PORT and BROKER_PORT" >&2
+    exit 1
+  fi
+}
+# Waits for process $2 to log that it listens (in $1); fails if it exits first or takes 10 s.
+await_listening() {
+  local deadline=$(( $(date +%s) + 10 ))
+  until grep -q "listening on" "$1" 2>/dev/null; do
+    if ! kill -0 "$2" 2>/dev/null; then
+      echo "process $2 exited before listening; the end of its log:" >&2; tail -n 5 "$1" >&2; exit 1
+    fi
+    if (( $(date +%s) > deadline )); then echo "no 'listening on' in $1 within 10 s" >&2; exit 1; fi
+    sleep 0.002
+  done
+}
+
 start_cluster() { # $1 = flush type, $2 = the broker's busy_poll_us (default 0: off)
+  require_free_port $ns_port; require_free_port $broker_port
   cluster_store="$dir/store-$RANDOM"
   local store=$cluster_store
   cat >"$dir/broker.toml" <<EOT
@@ -34,8 +57,9 @@ disk_max_used_space_ratio = 95
 disk_space_warning_level_ratio = 98
 EOT
   "$bin/mqnamesrv" --listen-port $ns_port 2>"$dir/ns.log" & pids+=($!)
+  await_listening "$dir/ns.log" "${pids[-1]}"
   "$bin/mqbroker" -c "$dir/broker.toml" -n "$ns" --listen-port $broker_port 2>"$dir/broker.log" & broker_pid=$!; pids+=($broker_pid)
-  for _ in $(seq 100); do grep -q "listening on" "$dir/broker.log" 2>/dev/null && break; sleep 0.05; done
+  await_listening "$dir/broker.log" "$broker_pid"
   local up=""
   for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" clusterList 2>/dev/null | grep -q broker-a && { up=1; break; }; sleep 0.05; done
   if [[ -z $up ]]; then echo "broker did not register; logs:" >&2; tail -n 5 "$dir/ns.log" "$dir/broker.log" >&2; exit 1; fi
@@ -151,11 +175,13 @@ if [[ $what == startup || $what == all ]]; then
   for i in $(seq "$runs"); do
     store="$dir/startup-$i"; mkdir -p "$store"
     printf 'listen_host = "127.0.0.1"\nbroker_ip1 = "127.0.0.1"\nstore_path_root_dir = "%s"\ndisk_max_used_space_ratio = 95\ndisk_space_warning_level_ratio = 98\n' "$store" >"$dir/s.toml"
+    require_free_port $broker_port
     t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" -n "$ns" --listen-port $broker_port 2>"$dir/s.log" & p=$!
-    until grep -q "listening on" "$dir/s.log" 2>/dev/null; do sleep 0.002; done; t1=$(date +%s%N)
+    await_listening "$dir/s.log" $p; t1=$(date +%s%N)
     echo "## start, empty store: $(( (t1 - t0) / 1000000 )) ms"
     # Fill the store through a name server (the broker's first registration fails and is
     # retried within a second), then restart the broker on it.
+    require_free_port $ns_port
     "$bin/mqnamesrv" --listen-port $ns_port 2>/dev/null & q=$!
     for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" clusterList 2>/dev/null | grep -q broker-a && break; sleep 0.05; done
     fill=$("$bin/mqbench" producer -n "$ns" -t Fill -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --json 2>/dev/null | tail -1)
@@ -163,7 +189,7 @@ if [[ $what == startup || $what == all ]]; then
     segments=$(find "$store/commitlog" -type f -regextype posix-extended -regex '.*/[0-9]{20}' | wc -l)
     log_bytes=$(find "$store/commitlog" -type f -regextype posix-extended -regex '.*/[0-9]{20}' | sort | tail -1 | sed 's#.*/##' | sed 's/^0*//')
     t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" --listen-port $broker_port 2>"$dir/s2.log" & p=$!
-    until grep -q "listening on" "$dir/s2.log" 2>/dev/null; do sleep 0.002; done; t1=$(date +%s%N)
+    await_listening "$dir/s2.log" $p; t1=$(date +%s%N)
     echo "## start after a clean stop, store filled with: $fill"
     echo "##   commit-log segments: $segments (last starts at byte ${log_bytes:-0}): $(( (t1 - t0) / 1000000 )) ms"
     kill -TERM $p; wait $p || true
