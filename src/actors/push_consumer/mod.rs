@@ -7,25 +7,26 @@
 //! clustering mode, to a local file in broadcasting mode. A new queue starts from the
 //! committed offset, or from `consume_from_where` when there is none.
 //!
-//! Supervised: a restart keeps its pullers and offsets (they live in the struct).
+//! Supervised: a restart keeps its pullers and offsets (they live in the struct). Its settings
+//! and the listener type are in `config`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::future::BoxFuture;
 
 use crate::actors::client_instance::{ClientInstance, GetClientId, GetRoute, UnregisterConsumer};
 use crate::actors::consumer_support::{self, LocalOffsets};
 use crate::actors::queue_puller::{ListenerFn, Progress, PullerSettings, QueuePuller, StopPulling};
-use crate::actors::rebalancer::allocate::{AllocateAveragely, AllocateStrategy};
 use crate::actors::rebalancer::{Assign, Rebalancer, StopRebalancer};
-use crate::client::{ClientError, ConsumeFromWhere, ConsumeResult, MessageExt, MessageModel};
+use crate::client::{ClientError, ConsumeResult, MessageExt, MessageModel};
 use crate::protocol::group::{ConsumeType, ConsumerData, SubscriptionData};
 use crate::protocol::MessageQueue;
 use crate::storage::record::tag_hash;
+
+mod config;
+pub use config::{MessageListener, PushConsumerConfig};
 
 /// How often orderly consumers renew their queue locks (the broker keeps them 60 s).
 const LOCK_RENEWAL: Duration = Duration::from_secs(20);
@@ -34,102 +35,6 @@ const LOCK_RENEWAL: Duration = Duration::from_secs(20);
 #[derive(Message)]
 #[rtype(result = "ConsumeResult")]
 pub struct ConsumeMessages(pub Vec<MessageExt>);
-
-/// What consumes messages: a function or an actor.
-#[derive(Clone)]
-pub struct MessageListener(ListenerFn);
-
-impl MessageListener {
-    /// A plain function, called on the consumer's thread; keep it quick (hand long work to
-    /// an actor and use [`MessageListener::actor`]).
-    pub fn from_fn(f: impl Fn(&[MessageExt]) -> ConsumeResult + Send + Sync + 'static) -> Self {
-        let f = Arc::new(f);
-        MessageListener(Arc::new(move |msgs| {
-            let r = f(&msgs);
-            Box::pin(async move { r }) as BoxFuture<'static, ConsumeResult>
-        }))
-    }
-
-    /// An actor that handles [`ConsumeMessages`]; a dead actor means "reconsume later".
-    pub fn actor(recipient: Recipient<ConsumeMessages>) -> Self {
-        MessageListener(Arc::new(move |msgs| {
-            let r = recipient.clone();
-            Box::pin(async move {
-                r.send(ConsumeMessages(msgs))
-                    .await
-                    .unwrap_or(ConsumeResult::ReconsumeLater)
-            })
-        }))
-    }
-}
-
-/// Push-consumer settings (RocketMQ's names and defaults).
-#[derive(Clone)]
-pub struct PushConsumerConfig {
-    /// Consumer group.
-    pub consumer_group: String,
-    /// Topic → subscription expression (`*`, `TagA || TagB`).
-    pub subscriptions: BTreeMap<String, String>,
-    /// Clustering (queues shared out) or broadcasting (every member gets everything).
-    pub message_model: MessageModel,
-    /// Where a group with no committed offset starts.
-    pub consume_from_where: ConsumeFromWhere,
-    /// With [`ConsumeFromWhere::Timestamp`]: ms since the epoch.
-    pub consume_timestamp: i64,
-    /// One batch at a time per queue, in queue order.
-    pub orderly: bool,
-    /// Messages per listener call.
-    pub consume_message_batch_max_size: usize,
-    /// Messages per pull.
-    pub pull_batch_size: i32,
-    /// Stop pulling a queue while this many of its messages wait.
-    pub pull_threshold_for_queue: usize,
-    /// How often offsets are committed.
-    pub persist_consumer_offset_interval: Duration,
-    /// How often the rebalance runs without a change notice.
-    pub rebalance_interval: Duration,
-    /// Wait before redelivering a batch answered `ReconsumeLater`.
-    pub reconsume_delay: Duration,
-    /// How long a broker may hold a pull.
-    pub pull_suspend: Duration,
-    /// Folder of broadcasting consumers' offset files (`<dir>/<group>.toml`, kept across
-    /// restarts). Two broadcasting consumers of one group on one machine need two folders.
-    pub offset_store_dir: PathBuf,
-    /// How queues are shared out.
-    pub allocate_strategy: Arc<dyn AllocateStrategy>,
-}
-
-impl PushConsumerConfig {
-    /// Defaults for a group.
-    pub fn new(group: impl Into<String>) -> Self {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
-        PushConsumerConfig {
-            consumer_group: group.into(),
-            subscriptions: BTreeMap::new(),
-            message_model: MessageModel::Clustering,
-            consume_from_where: ConsumeFromWhere::LastOffset,
-            consume_timestamp: 0,
-            orderly: false,
-            consume_message_batch_max_size: 1,
-            pull_batch_size: 32,
-            pull_threshold_for_queue: 1000,
-            persist_consumer_offset_interval: Duration::from_secs(5),
-            rebalance_interval: Duration::from_secs(20),
-            reconsume_delay: Duration::from_secs(1),
-            pull_suspend: Duration::from_secs(15),
-            offset_store_dir: home.join(".actimq").join("offsets"),
-            allocate_strategy: Arc::new(AllocateAveragely),
-        }
-    }
-
-    /// Adds a subscription.
-    pub fn subscribe(mut self, topic: impl Into<String>, expression: impl Into<String>) -> Self {
-        self.subscriptions.insert(topic.into(), expression.into());
-        self
-    }
-}
 
 fn tags_of(expression: &str) -> BTreeSet<String> {
     let e = expression.trim();
