@@ -32,12 +32,12 @@ require_free_port() {
 }
 # Waits for process $2 to log that it listens (in $1); fails if it exits first or takes 10 s.
 await_listening() {
-  local deadline=$(( $(date +%s) + 10 ))
+  local deadline=$(( SECONDS + 10 ))  # bash's own clock: no fork in the loop
   until grep -q "listening on" "$1" 2>/dev/null; do
     if ! kill -0 "$2" 2>/dev/null; then
       echo "process $2 exited before listening; the end of its log:" >&2; tail -n 5 "$1" >&2; exit 1
     fi
-    if (( $(date +%s) > deadline )); then echo "no 'listening on' in $1 within 10 s" >&2; exit 1; fi
+    if (( SECONDS > deadline )); then echo "no 'listening on' in $1 within 10 s" >&2; exit 1; fi
     sleep 0.002
   done
 }
@@ -176,19 +176,19 @@ if [[ $what == startup || $what == all ]]; then
     store="$dir/startup-$i"; mkdir -p "$store"
     printf 'listen_host = "127.0.0.1"\nbroker_ip1 = "127.0.0.1"\nstore_path_root_dir = "%s"\ndisk_max_used_space_ratio = 95\ndisk_space_warning_level_ratio = 98\n' "$store" >"$dir/s.toml"
     require_free_port $broker_port
-    t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" -n "$ns" --listen-port $broker_port 2>"$dir/s.log" & p=$!
+    t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" -n "$ns" --listen-port $broker_port 2>"$dir/s.log" & p=$!; pids+=($p)
     await_listening "$dir/s.log" $p; t1=$(date +%s%N)
     echo "## start, empty store: $(( (t1 - t0) / 1000000 )) ms"
     # Fill the store through a name server (the broker's first registration fails and is
     # retried within a second), then restart the broker on it.
     require_free_port $ns_port
-    "$bin/mqnamesrv" --listen-port $ns_port 2>/dev/null & q=$!
+    "$bin/mqnamesrv" --listen-port $ns_port 2>/dev/null & q=$!; pids+=($q)
     for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" clusterList 2>/dev/null | grep -q broker-a && break; sleep 0.05; done
     fill=$("$bin/mqbench" producer -n "$ns" -t Fill -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --json 2>/dev/null | tail -1)
     kill -TERM $p; wait $p || true; kill $q; wait $q 2>/dev/null || true
     segments=$(find "$store/commitlog" -type f -regextype posix-extended -regex '.*/[0-9]{20}' | wc -l)
     log_bytes=$(find "$store/commitlog" -type f -regextype posix-extended -regex '.*/[0-9]{20}' | sort | tail -1 | sed 's#.*/##' | sed 's/^0*//')
-    t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" --listen-port $broker_port 2>"$dir/s2.log" & p=$!
+    t0=$(date +%s%N); "$bin/mqbroker" -c "$dir/s.toml" --listen-port $broker_port 2>"$dir/s2.log" & p=$!; pids+=($p)
     await_listening "$dir/s2.log" $p; t1=$(date +%s%N)
     echo "## start after a clean stop, store filled with: $fill"
     echo "##   commit-log segments: $segments (last starts at byte ${log_bytes:-0}): $(( (t1 - t0) / 1000000 )) ms"
