@@ -1,12 +1,16 @@
 //! `mqbench` against real binaries: what it says was acknowledged is what the broker stored,
-//! the consumer side receives it all, and a run whose sends all fail still prints its summary.
+//! the consumer side receives it all, one-way sends with keys arrive with their keys, a run
+//! stops at its duration, consumers of one group share the queues while broadcasting ones
+//! each get everything, and a run whose sends all fail still prints its summary.
 
 mod common;
 
-use std::process::Command;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::process::{broker, broker_config, eventually, mqadmin, namesrv};
+use common::process::{broker, broker_config, eventually, mqadmin, namesrv, Proc};
 
 fn mqbench(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_mqbench"))
@@ -23,6 +27,59 @@ fn mqbench(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
 }
 
+/// The JSON summary (last line) of an `mqbench` started with [`spawn_mqbench`].
+fn summary_of(child: Child) -> serde_json::Value {
+    let out = child.wait_with_output().expect("wait for mqbench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mqbench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
+fn spawn_mqbench(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_mqbench"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mqbench")
+}
+
+/// A name server and one broker, with `topic` on 8 queues and its route published.
+fn cluster_with_topic(dir: &Path, broker_name: &str, topic: &str) -> (Proc, Proc) {
+    let ns = namesrv(dir, 120_000);
+    let cfg = broker_config(dir, broker_name, "");
+    let b = broker(&cfg, &ns.addr);
+    eventually(Duration::from_secs(10), "broker registered", || {
+        let (ok, out, _) = mqadmin(&["-n", &ns.addr, "clusterList"]);
+        (ok && out.contains(broker_name)).then_some(())
+    });
+    let (ok, _, err) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "updateTopic",
+        "-c",
+        "DefaultCluster",
+        "-t",
+        topic,
+        "-r",
+        "8",
+        "-w",
+        "8",
+    ]);
+    assert!(ok, "{err}");
+    eventually(Duration::from_secs(10), "route", || {
+        mqadmin(&["-n", &ns.addr, "topicRoute", "-t", topic])
+            .0
+            .then_some(())
+    });
+    (ns, b)
+}
+
 fn stored(ns: &str, topic: &str) -> u64 {
     let (ok, out, err) = mqadmin(&["-n", ns, "topicStatus", "-t", topic, "--json"]);
     assert!(ok, "{err}");
@@ -37,32 +94,7 @@ fn stored(ns: &str, topic: &str) -> u64 {
 #[test]
 fn acknowledged_equals_stored_and_consumed() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = namesrv(dir.path(), 120_000);
-    let cfg = broker_config(dir.path(), "broker-bench", "");
-    let _b = broker(&cfg, &ns.addr);
-    eventually(Duration::from_secs(10), "broker registered", || {
-        let (ok, out, _) = mqadmin(&["-n", &ns.addr, "clusterList"]);
-        (ok && out.contains("broker-bench")).then_some(())
-    });
-    let (ok, _, err) = mqadmin(&[
-        "-n",
-        &ns.addr,
-        "updateTopic",
-        "-c",
-        "DefaultCluster",
-        "-t",
-        "Bench",
-        "-r",
-        "8",
-        "-w",
-        "8",
-    ]);
-    assert!(ok, "{err}");
-    eventually(Duration::from_secs(10), "route", || {
-        mqadmin(&["-n", &ns.addr, "topicRoute", "-t", "Bench"])
-            .0
-            .then_some(())
-    });
+    let (ns, _b) = cluster_with_topic(dir.path(), "broker-bench", "Bench");
 
     let mut acked = 0;
     // The last run is open loop: 1,500 sends scheduled at 3,000/s, with the client
@@ -179,4 +211,168 @@ fn a_run_without_a_broker_still_prints_its_summary() {
     ]);
     assert_eq!(r["acked"], 0, "{r}");
     assert_eq!(r["failed"], 20, "{r}");
+}
+
+#[test]
+fn oneway_sends_carry_their_keys_and_a_run_stops_at_its_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, _b) = cluster_with_topic(dir.path(), "broker-oneway", "Keys");
+    let r = mqbench(&[
+        "producer",
+        "-n",
+        &ns.addr,
+        "-t",
+        "Keys",
+        "-s",
+        "128",
+        "-w",
+        "64",
+        "--count",
+        "500",
+        "--duration",
+        "60",
+        "--mode",
+        "oneway",
+        "-k",
+        "--json",
+    ]);
+    assert_eq!(r["mode"], "oneway", "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["acked"], 500, "{r}");
+    // One-way sends are not answered: wait for the broker to have stored them all.
+    eventually(Duration::from_secs(10), "one-way messages stored", || {
+        (stored(&ns.addr, "Keys") == 500).then_some(())
+    });
+    // `-k` gives message i the key `bench-<i>`.
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "--json",
+        "consumeMessage",
+        "-t",
+        "Keys",
+        "--count",
+        "500",
+        "--from-beginning",
+    ]);
+    assert!(ok, "{err}");
+    let keys: BTreeSet<String> = serde_json::Deserializer::from_str(&out)
+        .into_iter::<serde_json::Value>()
+        .map(|m| m.expect("consumeMessage prints JSON"))
+        .flat_map(|m| {
+            m["keys"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+        })
+        .collect();
+    let expected: BTreeSet<String> = (0..500).map(|i| format!("bench-{i}")).collect();
+    assert_eq!(keys, expected);
+
+    // With a count it cannot reach, the run ends at its duration.
+    let r = mqbench(&[
+        "producer",
+        "-n",
+        &ns.addr,
+        "-t",
+        "Keys",
+        "-s",
+        "128",
+        "-w",
+        "64",
+        "--count",
+        "1000000000",
+        "--duration",
+        "1",
+        "--mode",
+        "async",
+        "--json",
+    ]);
+    let took = r["duration_s"].as_f64().unwrap();
+    assert!((1.0..10.0).contains(&took), "a 1 s run took {took} s: {r}");
+    assert!(r["acked"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+}
+
+#[test]
+fn consumers_of_one_group_share_the_queues_and_broadcasting_ones_get_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, _b) = cluster_with_topic(dir.path(), "broker-groups", "Shared");
+    let consumer = |group: &str, model: &str| {
+        spawn_mqbench(&[
+            "consumer",
+            "-n",
+            &ns.addr,
+            "-t",
+            "Shared",
+            "-g",
+            group,
+            "--model",
+            model,
+            "--from-beginning",
+            "--duration",
+            "12",
+            "--json",
+        ])
+    };
+    let shared = [
+        consumer("share", "clustering"),
+        consumer("share", "clustering"),
+    ];
+    let everyone = [
+        consumer("everyone", "broadcasting"),
+        consumer("everyone", "broadcasting"),
+    ];
+    eventually(
+        Duration::from_secs(10),
+        "both clustering members known",
+        || {
+            let (ok, out, _) = mqadmin(&["-n", &ns.addr, "consumerConnection", "-g", "share"]);
+            (ok && out.matches("queues:").count() >= 2).then_some(())
+        },
+    );
+    // Sent over 3 s, so that both members own queues while messages arrive.
+    let r = mqbench(&[
+        "producer",
+        "-n",
+        &ns.addr,
+        "-t",
+        "Shared",
+        "-s",
+        "128",
+        "-w",
+        "64",
+        "--count",
+        "3000",
+        "--duration",
+        "60",
+        "--rate",
+        "1000",
+        "--json",
+    ]);
+    assert_eq!(r["acked"], 3000, "{r}");
+
+    let got: Vec<u64> = shared
+        .into_iter()
+        .map(|c| summary_of(c)["received"].as_u64().unwrap())
+        .collect();
+    assert!(
+        got.iter().all(|n| *n > 0 && *n < 3000),
+        "each member of the group receives a share, not everything: {got:?}"
+    );
+    // At least once: a queue changing hands may redeliver what was not yet committed.
+    assert!(
+        got.iter().sum::<u64>() >= 3000,
+        "the group got everything: {got:?}"
+    );
+
+    for c in everyone {
+        let s = summary_of(c);
+        assert_eq!(
+            s["received"], 3000,
+            "a broadcasting member gets every message: {s}"
+        );
+    }
 }
