@@ -1,7 +1,8 @@
 //! `mqbench` against real binaries: what it says was acknowledged is what the broker stored,
 //! the consumer side receives it all, one-way sends with keys arrive with their keys, a run
 //! stops at its duration, consumers of one group share the queues while broadcasting ones
-//! each get everything, and a run whose sends all fail still prints its summary.
+//! each get everything, and a run whose sends fail (no broker, or the broker killed midway)
+//! still prints its summary, with nothing it counted as acknowledged lost.
 
 mod common;
 
@@ -78,6 +79,16 @@ fn cluster_with_topic(dir: &Path, broker_name: &str, topic: &str) -> (Proc, Proc
             .then_some(())
     });
     (ns, b)
+}
+
+/// Messages stored in `topic` (its queues' max offsets), or `None` while no broker answers.
+fn try_stored(ns: &str, topic: &str) -> Option<u64> {
+    let (ok, out, _) = mqadmin(&["-n", ns, "topicStatus", "-t", topic, "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| ok)?;
+    rows.as_array()?
+        .iter()
+        .map(|r| r["max_offset"].as_u64())
+        .sum()
 }
 
 fn stored(ns: &str, topic: &str) -> u64 {
@@ -375,4 +386,58 @@ fn consumers_of_one_group_share_the_queues_and_broadcasting_ones_get_everything(
             "a broadcasting member gets every message: {s}"
         );
     }
+}
+
+#[test]
+fn a_run_whose_broker_dies_reports_what_was_acknowledged_and_none_of_it_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, mut b) = cluster_with_topic(dir.path(), "broker-dies", "Dies");
+    let run = spawn_mqbench(&[
+        "producer",
+        "-n",
+        &ns.addr,
+        "-t",
+        "Dies",
+        "-s",
+        "128",
+        "-w",
+        "16",
+        "--count",
+        "100000",
+        "--duration",
+        "4",
+        "--rate",
+        "500",
+        "--json",
+    ]);
+    eventually(Duration::from_secs(10), "the run under way", || {
+        try_stored(&ns.addr, "Dies").filter(|n| *n >= 200)
+    });
+    b.kill9();
+    let r = summary_of(run);
+    let (sent, acked, failed) = (
+        r["sent"].as_u64().unwrap(),
+        r["acked"].as_u64().unwrap(),
+        r["failed"].as_u64().unwrap(),
+    );
+    assert!(
+        acked >= 200,
+        "what was acknowledged before the kill is reported: {r}"
+    );
+    assert!(
+        failed > 0,
+        "sends after the kill are reported as failed: {r}"
+    );
+    assert_eq!(sent, acked + failed, "{r}");
+
+    // The same store again: every acknowledged message survived the kill.
+    let cfg = broker_config(dir.path(), "broker-dies", "");
+    let _restarted = broker(&cfg, &ns.addr);
+    let now_stored = eventually(Duration::from_secs(20), "restarted broker", || {
+        try_stored(&ns.addr, "Dies")
+    });
+    assert!(
+        now_stored >= acked,
+        "{acked} acknowledged, {now_stored} stored after a restart"
+    );
 }
