@@ -13,19 +13,18 @@ use std::time::Duration;
 
 use common::process::{broker, broker_config, eventually, mqadmin, namesrv, Proc};
 
+/// Runs `mqbench` to the end and returns its JSON summary (the last line).
 fn mqbench(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_mqbench"))
-        .args(args)
-        .output()
-        .expect("run mqbench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "mqbench failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+    summary_of(spawn_mqbench(args))
+}
+
+/// `mqbench producer` with 128-byte bodies and 64 in flight, plus `extra` flags.
+fn produce(ns: &str, topic: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "producer", "-n", ns, "-t", topic, "-s", "128", "-w", "64", "--json",
+    ];
+    args.extend_from_slice(extra);
+    mqbench(&args)
 }
 
 /// The JSON summary (last line) of an `mqbench` started with [`spawn_mqbench`].
@@ -228,25 +227,19 @@ fn a_run_without_a_broker_still_prints_its_summary() {
 fn oneway_sends_carry_their_keys_and_a_run_stops_at_its_duration() {
     let dir = tempfile::tempdir().unwrap();
     let (ns, _b) = cluster_with_topic(dir.path(), "broker-oneway", "Keys");
-    let r = mqbench(&[
-        "producer",
-        "-n",
+    let r = produce(
         &ns.addr,
-        "-t",
         "Keys",
-        "-s",
-        "128",
-        "-w",
-        "64",
-        "--count",
-        "500",
-        "--duration",
-        "60",
-        "--mode",
-        "oneway",
-        "-k",
-        "--json",
-    ]);
+        &[
+            "--count",
+            "500",
+            "--duration",
+            "60",
+            "--mode",
+            "oneway",
+            "-k",
+        ],
+    );
     assert_eq!(r["mode"], "oneway", "{r}");
     assert_eq!(r["failed"], 0, "{r}");
     assert_eq!(r["acked"], 500, "{r}");
@@ -283,24 +276,18 @@ fn oneway_sends_carry_their_keys_and_a_run_stops_at_its_duration() {
     assert_eq!(keys, expected);
 
     // With a count it cannot reach, the run ends at its duration.
-    let r = mqbench(&[
-        "producer",
-        "-n",
+    let r = produce(
         &ns.addr,
-        "-t",
         "Keys",
-        "-s",
-        "128",
-        "-w",
-        "64",
-        "--count",
-        "1000000000",
-        "--duration",
-        "1",
-        "--mode",
-        "async",
-        "--json",
-    ]);
+        &[
+            "--count",
+            "1000000000",
+            "--duration",
+            "1",
+            "--mode",
+            "async",
+        ],
+    );
     let took = r["duration_s"].as_f64().unwrap();
     assert!((1.0..10.0).contains(&took), "a 1 s run took {took} s: {r}");
     assert!(r["acked"].as_u64().unwrap() > 0, "{r}");
@@ -345,24 +332,11 @@ fn consumers_of_one_group_share_the_queues_and_broadcasting_ones_get_everything(
         },
     );
     // Sent over 3 s, so that both members own queues while messages arrive.
-    let r = mqbench(&[
-        "producer",
-        "-n",
+    let r = produce(
         &ns.addr,
-        "-t",
         "Shared",
-        "-s",
-        "128",
-        "-w",
-        "64",
-        "--count",
-        "3000",
-        "--duration",
-        "60",
-        "--rate",
-        "1000",
-        "--json",
-    ]);
+        &["--count", "3000", "--duration", "60", "--rate", "1000"],
+    );
     assert_eq!(r["acked"], 3000, "{r}");
 
     let got: Vec<u64> = shared

@@ -28,6 +28,15 @@ pub(super) async fn run_consumer(
     } else {
         ConsumeFromWhere::LastOffset
     };
+    // A run starts where its own flags say, never at offsets an earlier run left behind:
+    // broadcasting offsets (kept in local files) go to a folder of this process alone,
+    // removed at the end. Several broadcasting benchmark consumers on one machine then each
+    // get every message, as they would on separate machines.
+    let own_offsets = (model == Model::Broadcasting)
+        .then(|| std::env::temp_dir().join(format!("mqbench-offsets-{}", std::process::id())));
+    if let Some(dir) = &own_offsets {
+        config.offset_store_dir = dir.clone();
+    }
     config.consume_message_batch_max_size = 32;
     config.persist_consumer_offset_interval = Duration::from_secs(1);
     let received = Arc::new(AtomicU64::new(0));
@@ -78,6 +87,9 @@ pub(super) async fn run_consumer(
         }
     }
     consumer.shutdown().await;
+    if let Some(dir) = own_offsets {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let got = received.load(Ordering::Relaxed);
     let elapsed = first_at
         .map(|f| f.elapsed())
