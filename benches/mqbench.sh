@@ -124,7 +124,7 @@ fi
 if [[ $what == drain ]]; then
   for i in $(seq "$runs"); do
     start_cluster async_flush
-    "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --batch-size 32 --json >/dev/null
+    "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 1024 --count 1000000 --duration 60 --mode batch --batch-size 32 --json >/dev/null
     run "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "drain-$i" --from-beginning --count 1000000 --duration 60 --json
     stop_cluster
   done
@@ -136,10 +136,13 @@ if [[ $what == sync_flush || $what == all ]]; then
     stop_cluster
   done
 fi
+# The batch row's target fixes no in-flight bound, and -w counts messages: 1024 keeps 32
+# batches in flight, where 256 would leave 8 (one per queue) and the row would measure round
+# trips rather than the broker. Session 6 measured both; docs/BENCHMARKS.md gives the figures.
 if [[ $what == batch || $what == all ]]; then
   for i in $(seq "$runs"); do
     start_cluster async_flush
-    run_costed "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --batch-size 32 --json
+    run_costed "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 1024 --count 1000000 --duration 60 --mode batch --batch-size 32 --json
     stop_cluster
   done
 fi
@@ -184,7 +187,7 @@ if [[ $what == startup || $what == all ]]; then
     require_free_port $ns_port
     "$bin/mqnamesrv" --listen-port $ns_port 2>/dev/null & q=$!; pids+=($q)
     for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" clusterList 2>/dev/null | grep -q broker-a && break; sleep 0.05; done
-    fill=$("$bin/mqbench" producer -n "$ns" -t Fill -s 1024 -w 256 --count 1000000 --duration 60 --mode batch --json 2>/dev/null | tail -1)
+    fill=$("$bin/mqbench" producer -n "$ns" -t Fill -s 1024 -w 1024 --count 1000000 --duration 60 --mode batch --json 2>/dev/null | tail -1)
     kill -TERM $p; wait $p || true; kill $q; wait $q 2>/dev/null || true
     segments=$(find "$store/commitlog" -type f -regextype posix-extended -regex '.*/[0-9]{20}' | wc -l)
     log_bytes=$(find "$store/commitlog" -type f -regextype posix-extended -regex '.*/[0-9]{20}' | sort | tail -1 | sed 's#.*/##' | sed 's/^0*//')

@@ -1,6 +1,7 @@
-//! Segment warming on: a background thread per segment faults pages in ahead of the writer
-//! while appends land in the same mapping. Records written across many segments must read
-//! back intact, before and after a clean restart, and closing must leave no stray segment.
+//! Segment warming on: a background thread per segment reads pages into the page cache
+//! ahead of the writer while appends land in the same files. Records written across many
+//! segments must read back intact, before and after a clean restart, and closing must leave
+//! no stray segment.
 
 mod common;
 

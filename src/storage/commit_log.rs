@@ -32,8 +32,8 @@ pub struct CommitLog {
     segment_size: usize,
     warm: bool,
     segments: RwLock<Vec<Arc<MappedFile>>>,
-    /// The next segment, being created and pre-faulted by a background thread so that a roll
-    /// does not stall appends (a cold mapped page costs about ten times a warm one).
+    /// The next segment, being created and read ahead by a background thread so that a roll
+    /// does not stall appends (a page not yet in the page cache costs several times one that is).
     prepared: Mutex<Option<Prepared>>,
     /// Records of one append are encoded here and written with one `pwrite`. Only the
     /// writer (under the store's write lock) takes it, so it is never contended.
@@ -46,7 +46,7 @@ pub struct CommitLog {
 struct Prepared {
     start: u64,
     /// The new segment arrives here as soon as its file exists and its blocks are reserved;
-    /// the thread then goes on faulting its pages in.
+    /// the thread then goes on reading its pages into the page cache.
     ready: std::sync::mpsc::Receiver<Result<Arc<MappedFile>>>,
 }
 
@@ -251,7 +251,7 @@ impl CommitLog {
     }
 
     /// Creates the segment at `start` on a background thread, which hands it over as soon as
-    /// the file exists (blocks reserved) and then, with warming on, keeps its pages faulted
+    /// the file exists (blocks reserved) and then, with warming on, keeps its pages read
     /// in ahead of the writer (see [`warmer::keep_warm`]). `None` if no thread could start.
     fn spawn_segment(
         &self,

@@ -1,27 +1,26 @@
-//! The segment warmer: keeps the pages of the segment being appended to faulted into the
-//! page cache a window ahead of the writer, on its own thread, so that appends find their
-//! pages allocated. It only reads the segment's positions and asks the kernel to populate
-//! pages (read-only: the log is written with `pwrite` and never mapped writable); it never
-//! writes data and never keeps a segment alive.
+//! The segment warmer: keeps the pages of the segment being appended to in the page cache
+//! a window ahead of the writer, on its own thread, so that appends find their pages
+//! allocated. It only reads the segment's positions and asks the kernel to read pages
+//! ahead (`readahead(2)`: nothing is mapped or dirtied); it never writes data and never
+//! keeps a segment alive.
 
 use crate::storage::mapped_file::MappedFile;
 
-/// How far ahead of the writer a segment's pages are kept faulted in. Faulting a whole
+/// How far ahead of the writer a segment's pages are kept in the page cache. Faulting a whole
 /// 1 GiB segment in up front zeroes pages a short burst never uses, and on a small machine
 /// that work competes with the appender for the same cores; a window sized for about half a
 /// second of full-speed appends keeps the writer on warm pages at a cost proportional to
 /// what is written.
 pub const WARM_AHEAD: usize = 64 << 20;
-/// Pages faulted in per step: small enough that the warmer follows the writer closely and
-/// rarely holds the process's mmap lock for long (anything that maps memory meanwhile
-/// waits), large enough to keep ahead of a writer appending at full speed. Measured on this
+/// Pages brought in per step: small enough that the warmer follows the writer closely,
+/// large enough to keep ahead of a writer appending at full speed. Measured on this
 /// project's machine: 256 KiB steps in the idle scheduling class made sustained 1 KiB
 /// appends 5–8 µs instead of 3–3.5 µs, with no gain in tail latency.
 const WARM_STEP: usize = 2 << 20;
 /// How often an idle warmer looks at the writer's position.
 const WARM_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Keeps `seg` faulted in up to [`WARM_AHEAD`] past its write position until it is full or
+/// Keeps `seg` in the page cache up to [`WARM_AHEAD`] past its write position until it is full or
 /// dropped (closed, deleted or discarded), polling the position while it is ahead. It holds
 /// only a weak reference between steps, so it never keeps a segment's mapping alive.
 pub(crate) fn keep_warm(seg: std::sync::Weak<MappedFile>) {
@@ -39,7 +38,7 @@ pub(crate) fn keep_warm(seg: std::sync::Weak<MappedFile>) {
         warmed = warmed.max(s.wrote() & !4095);
         if warmed < target {
             let len = WARM_STEP.min(target - warmed);
-            if !s.populate(warmed, len) {
+            if !s.prefetch(warmed, len) {
                 return;
             }
             warmed += len;
