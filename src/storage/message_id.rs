@@ -15,7 +15,16 @@ pub struct BadMessageId {
 
 /// The offset message id of the record at `physical_offset` stored by `store_host`.
 pub fn offset_msg_id(store_host: &SocketAddr, physical_offset: u64) -> String {
-    // Built on the stack and encoded in one pass: this runs once per acknowledged send.
+    let mut id = String::with_capacity(56);
+    push_offset_msg_id(&mut id, store_host, physical_offset);
+    id
+}
+
+/// Appends the offset message id of the record at `physical_offset` to `out`. It runs once
+/// per acknowledged message (a batch's answer lists every id), so it encodes straight into
+/// `out`, with no buffer or check in between.
+pub fn push_offset_msg_id(out: &mut String, store_host: &SocketAddr, physical_offset: u64) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut raw = [0u8; 28];
     let ip_len = match store_host.ip() {
         IpAddr::V4(ip) => {
@@ -28,15 +37,16 @@ pub fn offset_msg_id(store_host: &SocketAddr, physical_offset: u64) -> String {
         }
     };
     let n = ip_len + 12;
-    raw[ip_len..ip_len + 4].copy_from_slice(&(store_host.port() as i32).to_be_bytes());
+    raw[ip_len..ip_len + 4].copy_from_slice(&i32::from(store_host.port()).to_be_bytes());
     raw[ip_len + 4..n].copy_from_slice(&physical_offset.to_be_bytes());
     let mut text = [0u8; 56];
-    match hex::encode_to_slice(&raw[..n], &mut text[..2 * n]) {
-        Ok(()) => {
-            text[..2 * n].make_ascii_uppercase();
-            String::from_utf8_lossy(&text[..2 * n]).into_owned()
-        }
-        Err(_) => hex::encode_upper(&raw[..n]),
+    for (pair, b) in text.chunks_exact_mut(2).zip(&raw[..n]) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xF)];
+    }
+    // Only hex digits were written, so this always succeeds.
+    if let Ok(hex) = std::str::from_utf8(&text[..2 * n]) {
+        out.push_str(hex);
     }
 }
 
@@ -79,6 +89,19 @@ mod tests {
         }
         let id = offset_msg_id(&"10.0.0.5:10911".parse().unwrap(), 16);
         assert_eq!(id, "0A00000500002A9F0000000000000010");
+        let id = offset_msg_id(&"[fe80::1]:65535".parse().unwrap(), u64::MAX - 1);
+        assert_eq!(
+            id,
+            "FE8000000000000000000000000000010000FFFFFFFFFFFFFFFFFFFE"
+        );
+    }
+
+    #[test]
+    fn pushes_onto_what_is_there() {
+        let host: SocketAddr = "10.0.0.5:10911".parse().unwrap();
+        let mut ids = String::from("A,");
+        push_offset_msg_id(&mut ids, &host, 16);
+        assert_eq!(ids, "A,0A00000500002A9F0000000000000010");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the queue actor, which answers them.
 
 use super::*;
+use crate::storage::message_id::push_offset_msg_id;
 use crate::storage::FlushDiskType;
 
 /// What a send needs to know of its topic (copied out rather than cloning the config).
@@ -242,10 +243,15 @@ impl Broker {
                 continue;
             };
             let msg_id = if s.batch {
-                mine.iter()
-                    .map(|r| r.msg_id())
-                    .collect::<Vec<_>>()
-                    .join(",")
+                // RocketMQ answers a batch with its ids joined by commas.
+                let mut ids = String::with_capacity(mine.len() * 33);
+                for (i, r) in mine.iter().enumerate() {
+                    if i > 0 {
+                        ids.push(',');
+                    }
+                    push_offset_msg_id(&mut ids, &r.store_host, r.physical_offset);
+                }
+                ids
             } else {
                 first.msg_id()
             };

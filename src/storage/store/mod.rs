@@ -124,6 +124,9 @@ pub(crate) struct Dispatch<'a> {
     pub size: u32,
     pub store_timestamp: i64,
     pub properties: &'a str,
+    /// The record's consume queue when the caller has already looked it up (a batch
+    /// appender resolves each queue once); `None` looks it up by topic and queue id.
+    pub queue: Option<&'a ConsumeQueue>,
 }
 
 impl<'a> Dispatch<'a> {
@@ -136,6 +139,7 @@ impl<'a> Dispatch<'a> {
             size: v.total_size as u32,
             store_timestamp: v.store_timestamp,
             properties: v.properties,
+            queue: None,
         }
     }
 }

@@ -91,7 +91,8 @@ impl Shared {
         len: usize,
         crc: u32,
     ) -> Result<AppendResult> {
-        let queue_offset = self.queue_for_write(&msg.topic, msg.queue_id)?.max_offset();
+        let queue = self.queue_for_write(&msg.topic, msg.queue_id)?;
+        let queue_offset = queue.max_offset();
         let store_timestamp = now_ms();
         let store_host = self.store_host;
         let physical_offset = self.commit_log.append_one(len, |buf, phys| {
@@ -103,13 +104,22 @@ impl Shared {
             };
             record::encode_into(buf, msg, crc, &stamp);
         })?;
-        self.dispatch_appended(msg, queue_offset, physical_offset, len, store_timestamp)
+        self.dispatch_appended(
+            msg,
+            Some(&queue),
+            queue_offset,
+            physical_offset,
+            len,
+            store_timestamp,
+        )
     }
 
-    /// Derives the queue and index entries of a record just appended.
+    /// Derives the queue and index entries of a record just appended. `queue` is the
+    /// record's consume queue if the caller has it at hand.
     fn dispatch_appended(
         &self,
         msg: &MessageToStore,
+        queue: Option<&ConsumeQueue>,
         queue_offset: u64,
         physical_offset: u64,
         len: usize,
@@ -123,6 +133,7 @@ impl Shared {
             size: len as u32,
             store_timestamp,
             properties: &msg.properties,
+            queue,
         };
         if let Err(e) = self.dispatch(&d, true, false) {
             // The log holds a record its queue does not know: refuse further writes rather
@@ -160,24 +171,28 @@ impl Shared {
             let done = results.len() - base;
             let (rest, rest_prepared) = (&msgs[done..], &prepared[done..]);
             // A record's queue offset counts the records before it in this call that go to
-            // the same queue (their entries are not written yet).
-            let mut next: Vec<(&str, u32, u64)> = Vec::new();
+            // the same queue (their entries are not written yet). Each queue is looked up
+            // once per call: a batch's records usually share one.
+            let mut queues: Vec<(&str, u32, u64, Arc<ConsumeQueue>)> = Vec::new();
+            let mut queue_of = Vec::with_capacity(rest.len());
             let mut queue_offsets = Vec::with_capacity(rest.len());
             for m in rest {
-                let known = next
+                let known = queues
                     .iter_mut()
-                    .find(|(t, q, _)| *t == m.topic.as_str() && *q == m.queue_id);
-                let offset = match known {
-                    Some((_, _, n)) => {
-                        *n += 1;
-                        *n - 1
+                    .position(|(t, q, _, _)| *t == m.topic.as_str() && *q == m.queue_id);
+                let (at, offset) = match known {
+                    Some(at) => {
+                        queues[at].2 += 1;
+                        (at, queues[at].2 - 1)
                     }
                     None => {
-                        let at = self.queue_for_write(&m.topic, m.queue_id)?.max_offset();
-                        next.push((m.topic.as_str(), m.queue_id, at + 1));
-                        at
+                        let cq = self.queue_for_write(&m.topic, m.queue_id)?;
+                        let first = cq.max_offset();
+                        queues.push((m.topic.as_str(), m.queue_id, first + 1, cq));
+                        (queues.len() - 1, first)
                     }
                 };
+                queue_of.push(at);
                 queue_offsets.push(offset);
             }
             let lens: Vec<usize> = rest_prepared.iter().map(|p| p.0).collect();
@@ -194,6 +209,7 @@ impl Shared {
             for (i, physical_offset) in written.into_iter().enumerate() {
                 results.push(self.dispatch_appended(
                     &rest[i],
+                    Some(&queues[queue_of[i]].3),
                     queue_offsets[i],
                     physical_offset,
                     lens[i],
@@ -208,7 +224,14 @@ impl Shared {
     /// With `replay` (recovery) an existing queue entry that disagrees with the log is
     /// replaced, because the log is the truth; otherwise a disagreement is an error.
     pub(crate) fn dispatch(&self, d: &Dispatch<'_>, with_index: bool, replay: bool) -> Result<()> {
-        let cq = self.queue_for_write(d.topic, d.queue_id)?;
+        let looked_up;
+        let cq = match d.queue {
+            Some(q) => q,
+            None => {
+                looked_up = self.queue_for_write(d.topic, d.queue_id)?;
+                &looked_up
+            }
+        };
         // One pass over the properties finds the tag and the keys to index.
         let (mut tags, mut keys, mut uniq) = (None, None, None);
         for (name, value) in record::parse_properties(d.properties) {
