@@ -167,17 +167,27 @@ impl MappedFile {
         if len == 0 {
             return true;
         }
-        let Ok(offset) = libc::off64_t::try_from(at) else {
-            return false;
-        };
-        // SAFETY: readahead only reads the descriptor, which `self.file` keeps open, and
-        // touches no memory of ours.
-        if unsafe { libc::readahead(self.file.as_raw_fd(), offset, len) } == 0 {
-            return true;
+        // The kernel reads at most the device's read-ahead size per call (`read_ahead_kb`,
+        // 128 KiB by default) and ignores the rest of a larger request, so larger ranges
+        // go in calls of that size.
+        const CHUNK: usize = 128 << 10;
+        let end = at + len;
+        let mut pos = at;
+        while pos < end {
+            let n = CHUNK.min(end - pos);
+            let Ok(offset) = libc::off64_t::try_from(pos) else {
+                return false;
+            };
+            // SAFETY: readahead only reads the descriptor, which `self.file` keeps open,
+            // and touches no memory of ours.
+            if unsafe { libc::readahead(self.file.as_raw_fd(), offset, n) } != 0 {
+                let e = std::io::Error::last_os_error();
+                tracing::debug!(path = %self.path.display(), error = %e, "readahead refused; pages fault in on use");
+                return false;
+            }
+            pos += n;
         }
-        let e = std::io::Error::last_os_error();
-        tracing::debug!(path = %self.path.display(), error = %e, "readahead refused; pages fault in on use");
-        false
+        true
     }
 
     /// Asks the kernel to map `len` bytes at `at` with huge pages where it can (a file
