@@ -1,6 +1,7 @@
 //! The body of SEND_BATCH_MESSAGE: several messages of one topic packed back to back, in
-//! RocketMQ's batch layout (per entry: total size i32, magic i32 = 0, body CRC i32, flag
-//! i32, body length i32 + body, properties length i16 + properties; big-endian).
+//! RocketMQ's batch layout (per entry: total size i32, magic i32 = 0, body CRC i32 = 0,
+//! since the broker computes its own, flag i32, body length i32 + body, properties length
+//! i16 + properties; big-endian).
 //!
 //! Decoding never panics and never reads past its input.
 
@@ -30,7 +31,9 @@ pub fn encode_batch(entries: &[BatchEntry]) -> Bytes {
         let total = 22 + e.body.len() + e.properties.len();
         out.put_i32(total as i32);
         out.put_i32(0);
-        out.put_u32(crc32fast::hash(&e.body) & 0x7FFF_FFFF);
+        // BODYCRC: 0, as RocketMQ's clients send it. The broker computes every body's CRC
+        // itself before storing, so one computed here would only cost the sender.
+        out.put_i32(0);
         out.put_i32(e.flag);
         out.put_i32(e.body.len() as i32);
         out.put_slice(&e.body);
@@ -114,6 +117,8 @@ mod tests {
         ];
         let body = encode_batch(&entries);
         assert_eq!(decode_batch(&body).unwrap(), entries);
+        // RocketMQ's layout: size, magic 0, body CRC 0 (the broker computes it), flag.
+        assert_eq!(&body[..16], &[0, 0, 0, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         for cut in 1..body.len() {
             let _ = decode_batch(&body.slice(..cut));
         }
