@@ -416,6 +416,19 @@ fn batch_lands_in_one_queue_with_consecutive_offsets() {
             assert_eq!(mq, q, "batch-{i} consumed from another queue");
             assert_eq!(*offset, first + i as u64, "batch-{i} offset");
         }
+        // The answer's ids are the stored records' own, in the batch's order.
+        let stored_ids: HashMap<Bytes, String> = inbox
+            .messages()
+            .into_iter()
+            .map(|m| (m.body().clone(), m.stored.offset_msg_id()))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                stored_ids[format!("batch-{i}").as_bytes()],
+                *id,
+                "batch-{i}'s id in the answer"
+            );
+        }
         consumer.shutdown().await;
         cluster.shutdown().await;
     });

@@ -118,7 +118,10 @@ mod tests {
         let body = encode_batch(&entries);
         assert_eq!(decode_batch(&body).unwrap(), entries);
         // RocketMQ's layout: size, magic 0, body CRC 0 (the broker computes it), flag.
-        assert_eq!(&body[..16], &[0, 0, 0, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            &body[..16],
+            &[0, 0, 0, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        );
         for cut in 1..body.len() {
             let _ = decode_batch(&body.slice(..cut));
         }
