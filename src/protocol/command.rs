@@ -102,6 +102,15 @@ pub enum Request {
     DeleteTopicInNamesrv(DeleteTopicFromNamesrvRequestHeader),
 }
 
+/// A send's header: every send carries one, so the direct decoder reads it; anything it
+/// does not take goes through serde, which gives the errors.
+fn send_header(frame: &Frame) -> Result<crate::protocol::message::SendMessageRequestHeader> {
+    match super::fast_decode::send_header(&frame.header) {
+        Some(header) => Ok(header),
+        None => frame.decode_header(),
+    }
+}
+
 /// Decodes a request or one-way frame into a typed [`Request`].
 ///
 /// # Errors
@@ -127,8 +136,8 @@ pub fn decode_request(frame: &Frame) -> Result<Request> {
     let code = RequestCode::from_i32(frame.code).ok_or(Error::UnknownCode(frame.code))?;
     let body = || frame.body.clone();
     Ok(match code {
-        RequestCode::SendMessage => Request::SendMessage(frame.decode_header()?, body()),
-        RequestCode::SendBatchMessage => Request::SendBatchMessage(frame.decode_header()?, body()),
+        RequestCode::SendMessage => Request::SendMessage(send_header(frame)?, body()),
+        RequestCode::SendBatchMessage => Request::SendBatchMessage(send_header(frame)?, body()),
         RequestCode::PullMessage => Request::PullMessage(frame.decode_header()?),
         RequestCode::QueryMessage => Request::QueryMessage(frame.decode_header()?),
         RequestCode::QueryConsumerOffset => Request::QueryConsumerOffset(frame.decode_header()?),

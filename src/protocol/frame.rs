@@ -98,26 +98,26 @@ pub struct Frame {
 /// the receive buffer (decoding, so `header`/`body` are not copied).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WireFrame<'a> {
-    version: u16,
-    kind: u8,
-    opaque: u32,
-    code: i32,
+    pub(crate) version: u16,
+    pub(crate) kind: u8,
+    pub(crate) opaque: u32,
+    pub(crate) code: i32,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
-    remark: Option<&'a str>,
+    pub(crate) remark: Option<&'a str>,
     #[serde(
         default,
         borrow,
         with = "serde_bytes",
         skip_serializing_if = "is_empty"
     )]
-    header: &'a [u8],
+    pub(crate) header: &'a [u8],
     #[serde(
         default,
         borrow,
         with = "serde_bytes",
         skip_serializing_if = "is_empty"
     )]
-    body: &'a [u8],
+    pub(crate) body: &'a [u8],
 }
 
 /// `skip_serializing_if` helper: absent on the wire means empty.
@@ -296,8 +296,12 @@ impl Frame {
     /// Decodes one frame from its MessagePack bytes (the length prefix already removed).
     /// `header` and `body` of the result are slices of `payload`, not copies.
     pub(crate) fn decode_payload(payload: &Bytes) -> Result<Frame> {
-        let wire: WireFrame<'_> =
-            decode_with_depth(payload, FRAME_MAX_DEPTH).map_err(Error::malformed)?;
+        // The direct decoder reads the envelope as this crate writes it; anything else goes
+        // through serde, which gives the errors.
+        let wire: WireFrame<'_> = match super::fast_decode::wire_frame(payload) {
+            Some(wire) => wire,
+            None => decode_with_depth(payload, FRAME_MAX_DEPTH).map_err(Error::malformed)?,
+        };
         let kind = FrameKind::from_wire(wire.kind)
             .ok_or_else(|| Error::malformed(format!("unknown frame kind {}", wire.kind)))?;
         Ok(Frame {

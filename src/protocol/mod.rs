@@ -29,6 +29,7 @@ pub mod code;
 pub mod codec;
 pub mod command;
 mod error;
+mod fast_decode;
 pub mod frame;
 pub mod group;
 pub mod message;
