@@ -70,14 +70,7 @@ impl FrameCodec {
         let start = dst.len();
         dst.reserve(LENGTH_PREFIX_SIZE + estimate + ENVELOPE_ESTIMATE);
         dst.put_u32(0); // patched below once the length is known
-        let written = rmp_serde::encode::write_named(&mut (&mut *dst).writer(), &frame.wire());
-        if let Err(e) = written {
-            dst.truncate(start);
-            return Err(Error::Encode {
-                type_name: "Frame",
-                reason: e.to_string(),
-            });
-        }
+        super::direct_codec::write_wire_frame(dst, &frame.wire());
 
         let size = dst.len() - start - LENGTH_PREFIX_SIZE;
         let announced = match u32::try_from(size) {

@@ -105,7 +105,7 @@ pub enum Request {
 /// A send's header: every send carries one, so the direct decoder reads it; anything it
 /// does not take goes through serde, which gives the errors.
 fn send_header(frame: &Frame) -> Result<crate::protocol::message::SendMessageRequestHeader> {
-    match super::fast_decode::send_header(&frame.header) {
+    match super::direct_codec::send_header(&frame.header) {
         Some(header) => Ok(header),
         None => frame.decode_header(),
     }

@@ -298,7 +298,7 @@ impl Frame {
     pub(crate) fn decode_payload(payload: &Bytes) -> Result<Frame> {
         // The direct decoder reads the envelope as this crate writes it; anything else goes
         // through serde, which gives the errors.
-        let wire: WireFrame<'_> = match super::fast_decode::wire_frame(payload) {
+        let wire: WireFrame<'_> = match super::direct_codec::wire_frame(payload) {
             Some(wire) => wire,
             None => decode_with_depth(payload, FRAME_MAX_DEPTH).map_err(Error::malformed)?,
         };

@@ -94,6 +94,21 @@ pub struct SendMessageResponseHeader {
     pub batch_uniq_id: Option<String>,
 }
 
+impl SendMessageResponseHeader {
+    /// Decodes the header of a send's answer. Every acknowledged send reads one, so a
+    /// direct reader takes the shape this crate writes; anything else goes through serde
+    /// ([`Frame::decode_header`](super::frame::Frame::decode_header)), which gives the errors.
+    ///
+    /// # Errors
+    /// [`Error::BadHeader`](super::Error::BadHeader) when the bytes do not fit.
+    pub fn from_frame(frame: &super::frame::Frame) -> super::error::Result<Self> {
+        match super::direct_codec::send_response_header(&frame.header) {
+            Some(header) => Ok(header),
+            None => frame.decode_header(),
+        }
+    }
+}
+
 /// `PULL_MESSAGE` request header.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullMessageRequestHeader {

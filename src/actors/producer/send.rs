@@ -222,16 +222,13 @@ impl Shared {
             .await
             .map_err(ClientError::from_link)?;
         match answer.response_code() {
-            Some(ResponseCode::Success) => {
-                answer
-                    .decode_header()
-                    .map(Some)
-                    .map_err(|e| ClientError::Broker {
-                        broker: target.broker_addr.clone(),
-                        code: "SUCCESS".into(),
-                        remark: format!("undecodable send answer: {e}"),
-                    })
-            }
+            Some(ResponseCode::Success) => SendMessageResponseHeader::from_frame(&answer)
+                .map(Some)
+                .map_err(|e| ClientError::Broker {
+                    broker: target.broker_addr.clone(),
+                    code: "SUCCESS".into(),
+                    remark: format!("undecodable send answer: {e}"),
+                }),
             Some(ResponseCode::MessageIllegal) => Err(ClientError::MessageIllegal(
                 answer.remark.unwrap_or_default(),
             )),
