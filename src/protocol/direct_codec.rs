@@ -279,42 +279,30 @@ fn put_map_len(out: &mut impl BufMut, n: u32) {
     }
 }
 
+/// A length after the marker for its width: `markers` are the u8, u16 and u32 forms.
+fn put_len(out: &mut impl BufMut, n: usize, markers: [u8; 3]) {
+    if let Ok(n) = u8::try_from(n) {
+        out.put_u8(markers[0]);
+        out.put_u8(n);
+    } else if let Ok(n) = u16::try_from(n) {
+        out.put_u8(markers[1]);
+        out.put_u16(n);
+    } else {
+        out.put_u8(markers[2]);
+        out.put_u32(n as u32);
+    }
+}
+
 fn put_str(out: &mut impl BufMut, s: &str) {
-    let n = s.len();
-    match n {
-        0..=31 => out.put_u8(0xA0 | n as u8),
-        32..=0xFF => {
-            out.put_u8(0xD9);
-            out.put_u8(n as u8);
-        }
-        0x100..=0xFFFF => {
-            out.put_u8(0xDA);
-            out.put_u16(n as u16);
-        }
-        _ => {
-            out.put_u8(0xDB);
-            out.put_u32(n as u32);
-        }
+    match s.len() {
+        n @ 0..=31 => out.put_u8(0xA0 | n as u8),
+        n => put_len(out, n, [0xD9, 0xDA, 0xDB]),
     }
     out.put_slice(s.as_bytes());
 }
 
 fn put_bin(out: &mut impl BufMut, b: &[u8]) {
-    let n = b.len();
-    match n {
-        0..=0xFF => {
-            out.put_u8(0xC4);
-            out.put_u8(n as u8);
-        }
-        0x100..=0xFFFF => {
-            out.put_u8(0xC5);
-            out.put_u16(n as u16);
-        }
-        _ => {
-            out.put_u8(0xC6);
-            out.put_u32(n as u32);
-        }
-    }
+    put_len(out, b.len(), [0xC4, 0xC5, 0xC6]);
     out.put_slice(b);
 }
 
