@@ -89,7 +89,10 @@ cpu_per_msg() {
     <(echo "$2") <(cpu_ticks "$1")
 }
 
-run() { echo "## $*"; "$@" | tail -1; }
+# Time the host ran something else while this VM's vCPUs wanted to run (`steal` in
+# /proc/stat, both vCPUs), in ms: latency tails on this machine follow it.
+steal_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%d", $9 * 1000 / hz}' /proc/stat; }
+run() { local s0; s0=$(steal_ms); echo "## $*"; "$@" | tail -1; echo "host steal during the run: $(( $(steal_ms) - s0 )) ms"; }
 # Busy CPU time of the whole machine (user, nice, system, irq, softirq; both vCPUs), in clock
 # ticks: with the kernel's own threads (writeback, page reporting) it is what a message
 # really costs, and it drifts less with the host's speed than msgs/s do.
@@ -100,7 +103,7 @@ run_costed() {
   t0=$(machine_ticks)
   out=$(run "$@")
   echo "$out"
-  acked=$(echo "$out" | tail -1 | sed -n 's/.*"acked":\([0-9]*\).*/\1/p')
+  acked=$(echo "$out" | grep "^{" | tail -1 | sed -n 's/.*"acked":\([0-9]*\).*/\1/p')
   if [[ -n $acked && $acked -gt 0 ]]; then
     awk -v a="$t0" -v b="$(machine_ticks)" -v n="$acked" -v hz="$(getconf CLK_TCK)" \
       'BEGIN {printf "machine CPU per message: %.2f µs\n", (b - a) / hz / n * 1e6}'
@@ -154,6 +157,9 @@ for row in latency latency_busy; do
   for i in $(seq "$runs"); do
     start_cluster async_flush $busy
     warm_up
+    # The machine's own floor at the same moment: the same schedule against an echo server
+    # (busy-polling as the broker does, or not), no broker involved.
+    run "$bin/mqbench" floor -s 1024 -w 256 --rate 5000 --duration 10 --server-busy-poll-us $busy --json
     run "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --rate 5000 --duration 10 --mode async --json
     stop_cluster
   done
@@ -166,9 +172,12 @@ for row in e2e e2e_busy; do
     warm_up
     "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "e2e-$i" --duration 14 --json >"$dir/consumer.json" & c=$!
     sleep 2
+    s0=$(steal_ms)
     "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --rate 5000 --duration 10 --mode async --json >/dev/null
+    s1=$(steal_ms)
     wait $c || true
     echo "## $row consumer"; tail -1 "$dir/consumer.json"
+    echo "host steal during the run: $(( s1 - s0 )) ms"
     stop_cluster
   done
 done

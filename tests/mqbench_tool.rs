@@ -2,7 +2,8 @@
 //! the consumer side receives it all, one-way sends with keys arrive with their keys, a run
 //! stops at its duration, consumers of one group share the queues while broadcasting ones
 //! each get everything, and a run whose sends fail (no broker, or the broker killed midway)
-//! still prints its summary, with nothing it counted as acknowledged lost.
+//! still prints its summary, with nothing it counted as acknowledged lost. `mqbench floor`
+//! (no broker) answers every request its schedule makes and refuses a size it cannot echo.
 
 mod common;
 
@@ -221,6 +222,55 @@ fn a_run_without_a_broker_still_prints_its_summary() {
     ]);
     assert_eq!(r["acked"], 0, "{r}");
     assert_eq!(r["failed"], 20, "{r}");
+}
+
+#[test]
+fn the_floor_answers_every_scheduled_request_and_refuses_empty_ones() {
+    // 2,000/s for 1 s: requests are due every 500 µs up to and including the deadline.
+    let r = mqbench(&[
+        "floor",
+        "--rate",
+        "2000",
+        "--duration",
+        "1",
+        "-s",
+        "256",
+        "--json",
+    ]);
+    assert_eq!(r["mode"], "floor", "{r}");
+    assert_eq!(r["sent"], 2000, "{r}");
+    assert_eq!(r["acked"], 2000, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    let (p50, max) = (r["p50_us"].as_u64(), r["max_us"].as_u64());
+    assert!(
+        matches!((p50, max), (Some(p50), Some(max)) if p50 >= 1 && p50 <= max),
+        "{r}"
+    );
+    // --count ends the run before its duration.
+    let r = mqbench(&[
+        "floor",
+        "--rate",
+        "5000",
+        "--count",
+        "300",
+        "--duration",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(
+        (r["sent"].as_u64(), r["acked"].as_u64()),
+        (Some(300), Some(300)),
+        "{r}"
+    );
+    assert!(r["duration_s"].as_f64().is_some_and(|d| d < 5.0), "{r}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mqbench"))
+        .args(["floor", "--size", "0", "--duration", "1"])
+        .output()
+        .expect("run mqbench");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--size must be at least 1 byte"), "{err}");
 }
 
 #[test]

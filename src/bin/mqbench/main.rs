@@ -4,7 +4,8 @@
 //! (open loop: latency is measured from each send's scheduled time, so queueing is not
 //! hidden); `mqbench consumer` consumes with a push consumer. Both print a line per second
 //! and a summary with HdrHistogram percentiles; `--json` prints one JSON object as the last
-//! line instead. Every loop is bounded by `--count` and `--duration`.
+//! line instead. `mqbench floor` measures the machine's own round trip at a rate, with an
+//! echo server process in place of a broker. Every loop is bounded by `--count` and `--duration`.
 
 // glibc malloc showed up as ~10 % of the hot path in profiles (fragmentation between
 // threads); mimalloc's thread-local free lists take that off.
@@ -12,9 +13,11 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod consumer;
+mod floor;
 mod producer;
 
 use consumer::run_consumer;
+use floor::{run_floor, run_floor_echo};
 use producer::run_producer;
 
 use std::cell::RefCell;
@@ -123,6 +126,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// This machine's round-trip floor: open-loop requests to an in-process echo server over
+    /// loopback TCP, no broker; request→answer latency from each scheduled send time.
+    Floor {
+        /// Request size in bytes (the answer is 64 bytes).
+        #[arg(short = 's', long = "size", default_value_t = 1024)]
+        size: usize,
+        /// Requests sent and not yet answered, at most.
+        #[arg(short = 'w', long = "inflight", default_value_t = 256)]
+        inflight: usize,
+        /// Stop after this many requests.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Requests per second.
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        /// Busy-poll the echo server's event loop for this many microseconds after each
+        /// request, as a broker does with `busy_poll_us`; 0 = off.
+        #[arg(long = "server-busy-poll-us", default_value_t = 0)]
+        server_busy_poll_us: u64,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The echo server of `mqbench floor`, started by it as a process of its own.
+    #[command(hide = true)]
+    FloorEcho {
+        /// Request size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+    },
 }
 
 fn histogram() -> Histogram<u64> {
@@ -201,6 +237,27 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Floor {
+                size,
+                inflight,
+                count,
+                duration,
+                rate,
+                server_busy_poll_us,
+                json,
+            } => {
+                run_floor(
+                    size,
+                    inflight,
+                    count,
+                    duration,
+                    rate,
+                    Duration::from_micros(server_busy_poll_us),
+                    json,
+                )
+                .await
+            }
+            Command::FloorEcho { size } => run_floor_echo(size).await,
         }
     });
     match result {

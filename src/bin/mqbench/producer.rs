@@ -234,12 +234,12 @@ pub(super) async fn run_producer(
 }
 
 /// A periodic timer with microsecond precision on the runtime thread (Linux timerfd).
-struct Ticker {
+pub(super) struct Ticker {
     fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
 }
 
 impl Ticker {
-    fn every(period: Duration) -> std::io::Result<Ticker> {
+    pub(super) fn every(period: Duration) -> std::io::Result<Ticker> {
         use std::os::fd::FromRawFd;
         // SAFETY: plain system calls; the descriptor is owned by the OwnedFd from here on.
         let raw = unsafe {
@@ -271,7 +271,7 @@ impl Ticker {
     }
 
     /// Waits for the next period; returns how many periods ended since the last call.
-    async fn tick(&self) -> std::io::Result<u64> {
+    pub(super) async fn tick(&self) -> std::io::Result<u64> {
         use std::os::fd::AsRawFd;
         loop {
             let mut ready = self.fd.readable().await?;
