@@ -99,7 +99,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Consume messages and measure born→delivered and stored→delivered latency.
+    /// Consume messages and measure born→delivered and stored→delivered latency (the
+    /// latter from the broker's millisecond store time, so up to 1 ms high).
     Consumer {
         /// Name servers.
         #[arg(short = 'n', long = "namesrvAddr", env = "NAMESRV_ADDR")]
