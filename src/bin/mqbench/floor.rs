@@ -134,14 +134,8 @@ pub(super) async fn run_floor(
     let s = stats.borrow();
     let tps = s.acked as f64 / elapsed;
     if json {
-        let mut v = serde_json::json!({
-            "mode": "floor", "size": size, "inflight": inflight, "sent": s.sent,
-            "acked": s.acked, "failed": s.sent - s.acked, "duration_s": elapsed, "tps": tps,
-            "mb_s": tps * size as f64 / 1_000_000.0, "cpu_s": process_cpu_seconds(),
-        });
-        if let (Some(o), serde_json::Value::Object(p)) = (v.as_object_mut(), percentiles(&s.hist)) {
-            o.extend(p);
-        }
+        let counts = (s.sent, s.acked, s.sent - s.acked);
+        let v = send_summary("floor", size, inflight, counts, elapsed, tps, &s.hist);
         println!("{v}");
     } else {
         println!(

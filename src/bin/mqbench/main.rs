@@ -127,7 +127,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// This machine's round-trip floor: open-loop requests to an in-process echo server over
+    /// This machine's round-trip floor: open-loop requests to an echo server process over
     /// loopback TCP, no broker; request→answer latency from each scheduled send time.
     Floor {
         /// Request size in bytes (the answer is 64 bytes).
@@ -180,6 +180,28 @@ fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
         "p999_us": h.value_at_quantile(0.999),
         "max_us": h.max(),
     })
+}
+
+/// The `--json` summary of a sending run (`mqbench producer`, `mqbench floor`): the counts,
+/// the rate, this process's CPU time and the latency percentiles.
+fn send_summary(
+    mode: &str,
+    size: usize,
+    inflight: usize,
+    (sent, acked, failed): (u64, u64, u64),
+    elapsed: f64,
+    tps: f64,
+    hist: &Histogram<u64>,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "mode": mode, "size": size, "inflight": inflight, "sent": sent, "acked": acked,
+        "failed": failed, "duration_s": elapsed, "tps": tps,
+        "mb_s": tps * size as f64 / 1_000_000.0, "cpu_s": process_cpu_seconds(),
+    });
+    if let (Some(o), serde_json::Value::Object(p)) = (v.as_object_mut(), percentiles(hist)) {
+        o.extend(p);
+    }
+    v
 }
 
 fn limits(count: Option<u64>, duration: Option<u64>) -> (u64, Duration) {

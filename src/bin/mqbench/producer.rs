@@ -214,14 +214,8 @@ pub(super) async fn run_producer(
     let mb_s = tps * size as f64 / 1_000_000.0;
     let mode_name = format!("{mode:?}").to_lowercase();
     if json {
-        let mut v = serde_json::json!({
-            "mode": mode_name, "size": size, "inflight": inflight, "sent": s.sent, "acked": s.acked,
-            "failed": s.failed, "duration_s": elapsed, "tps": tps, "mb_s": mb_s,
-            "cpu_s": process_cpu_seconds(),
-        });
-        if let (Some(o), serde_json::Value::Object(p)) = (v.as_object_mut(), percentiles(&s.hist)) {
-            o.extend(p);
-        }
+        let counts = (s.sent, s.acked, s.failed);
+        let v = send_summary(&mode_name, size, inflight, counts, elapsed, tps, &s.hist);
         println!("{v}");
     } else {
         println!(
