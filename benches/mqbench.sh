@@ -3,6 +3,8 @@
 # name server and one broker on 127.0.0.1, a topic with 8 queues, 1 KiB bodies.
 #   bash benches/mqbench.sh [async|sync_flush|batch|drain|latency|latency_busy|e2e|e2e_busy|startup|all] [RUNS=3]
 #   BIN_DIR=/path/to/other/release bash benches/mqbench.sh async 3   (compare another build)
+#   bash benches/mqbench.sh all 3 | tee bench.txt; python3 benches/mqbench_summary.py bench.txt
+#     (medians per row beside the targets of docs/BENCHMARKS.md)
 #   NS_PORT / BROKER_PORT choose the ports (default 39876 / 39911); a port already in use stops
 #   the script, since a left-over broker would otherwise be measured in place of the new one.
 # Every run is bounded by --count and --duration. Stores go under $BENCH_DIR (default a
