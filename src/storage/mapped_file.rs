@@ -10,8 +10,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
@@ -35,6 +35,11 @@ pub struct MappedFile {
     wrote: AtomicUsize,
     /// Bytes known to be on disk.
     flushed: AtomicUsize,
+    /// The thread keeping this file warm, if one does (see `storage::warmer`).
+    warmer: OnceLock<std::thread::Thread>,
+    /// Write position from which the warmer has work again: publishing a position at or past
+    /// it unparks the warmer. `usize::MAX` until a warmer first asks.
+    wake_warmer_at: AtomicUsize,
 }
 
 impl std::fmt::Debug for MappedFile {
@@ -142,6 +147,8 @@ impl MappedFile {
             file,
             wrote: AtomicUsize::new(0),
             flushed: AtomicUsize::new(0),
+            warmer: OnceLock::new(),
+            wake_warmer_at: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -278,9 +285,35 @@ impl MappedFile {
         self.wrote() >= self.size
     }
 
-    /// Publishes bytes up to `pos` to readers.
+    /// Publishes bytes up to `pos` to readers, and wakes this file's warmer if the writer
+    /// has now eaten into its window by a step.
     pub fn set_wrote(&self, pos: usize) {
         self.wrote.store(pos.min(self.size), Ordering::Release);
+        if let Some(warmer) = self.warmer.get() {
+            // Pairs with the fence in `wake_warmer_at`: either the warmer sees this position
+            // before it parks, or this sees its wake-up position and unparks it.
+            fence(Ordering::SeqCst);
+            if pos >= self.wake_warmer_at.load(Ordering::Relaxed) {
+                warmer.unpark();
+            }
+        }
+    }
+
+    /// Makes the calling thread this file's warmer, the one [`MappedFile::set_wrote`] wakes.
+    /// Returns `false` if another thread already is.
+    pub(crate) fn adopt_warmer(&self) -> bool {
+        self.warmer.set(std::thread::current()).is_ok()
+    }
+
+    /// For the warmer that adopted this file: asks to be unparked once the write position
+    /// reaches `pos`. Returns `false` if it already has, or the file is full: the caller
+    /// must then not park. Unparking is best effort (a wake-up may come early, or from an
+    /// older request), so the caller parks with a timeout and re-checks.
+    pub(crate) fn wake_warmer_at(&self, pos: usize) -> bool {
+        self.wake_warmer_at.store(pos, Ordering::Relaxed);
+        // Pairs with the fence in `set_wrote`.
+        fence(Ordering::SeqCst);
+        self.wrote() < pos && !self.is_full()
     }
 
     /// Records that bytes up to `pos` are durable (used after recovery and for full files).
@@ -432,6 +465,70 @@ mod tests {
             unsafe { libc::mincore(mf.map.as_mut_ptr().add(at).cast(), len, vec.as_mut_ptr()) };
         assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
         vec.iter().filter(|b| *b & 1 == 1).count()
+    }
+
+    #[test]
+    fn publishing_past_the_warmers_mark_unparks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mf = MappedFile::create(dir.path(), 0, 1 << 20, true).unwrap();
+        assert!(mf.adopt_warmer());
+        let second = std::thread::scope(|s| s.spawn(|| mf.adopt_warmer()).join().unwrap());
+        assert!(!second, "a file has one warmer");
+        // Joining the scoped thread may have left this thread an unpark token: use it up.
+        std::thread::park_timeout(std::time::Duration::ZERO);
+        assert!(
+            mf.wake_warmer_at(64 << 10),
+            "nothing written yet: the warmer may sleep"
+        );
+        mf.set_wrote(64 << 10);
+        // The writer's unpark left this thread's token set, so parking returns at once;
+        // without it this would sleep the whole timeout.
+        let parked = std::time::Instant::now();
+        std::thread::park_timeout(std::time::Duration::from_secs(30));
+        assert!(
+            parked.elapsed() < std::time::Duration::from_secs(10),
+            "publishing past the mark did not wake the warmer"
+        );
+        assert!(
+            !mf.wake_warmer_at(32 << 10),
+            "already written: the warmer must not sleep"
+        );
+    }
+
+    #[test]
+    fn the_warmer_follows_the_writer_and_ends_with_its_file() {
+        use crate::storage::warmer::{keep_warm, WARM_AHEAD};
+        use std::time::{Duration, Instant};
+        let eventually = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !done() {
+                assert!(Instant::now() < deadline, "not within 30 s: {what}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mib = 1 << 20;
+        let mf = Arc::new(MappedFile::create(dir.path(), 0, WARM_AHEAD + 16 * mib, true).unwrap());
+        if resident_pages(&mf, 0, mib) == 256 {
+            eprintln!("reserved blocks are already cached here (tmpfs?): nothing to check");
+            return;
+        }
+        let weak = Arc::downgrade(&mf);
+        let warmer = std::thread::spawn(move || keep_warm(weak));
+        eventually("the first window is cached", &|| {
+            resident_pages(&mf, WARM_AHEAD - mib, mib) == 256
+        });
+        // The window ends WARM_AHEAD past the writer, and the warmer is asleep.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(resident_pages(&mf, WARM_AHEAD + 6 * mib, mib), 0);
+        mf.set_wrote(8 * mib);
+        eventually("the window follows the writer", &|| {
+            resident_pages(&mf, WARM_AHEAD + 6 * mib, mib) == 256
+        });
+        drop(mf);
+        eventually("the warmer's thread ends with its file", &|| {
+            warmer.is_finished()
+        });
     }
 
     #[test]

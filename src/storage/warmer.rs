@@ -17,15 +17,25 @@ pub const WARM_AHEAD: usize = 64 << 20;
 /// project's machine: 256 KiB steps in the idle scheduling class made sustained 1 KiB
 /// appends 5–8 µs instead of 3–3.5 µs, with no gain in tail latency.
 const WARM_STEP: usize = 2 << 20;
-/// How often an idle warmer looks at the writer's position.
-const WARM_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long a warmer with nothing to do sleeps at most. The writer wakes it as soon as there
+/// is work (see [`MappedFile::set_wrote`]); the timeout only bounds how long the thread of a
+/// segment dropped before it filled lingers.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a warmer the writer cannot wake (the file already had one) polls instead.
+const UNADOPTED_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Keeps `seg` in the page cache up to [`WARM_AHEAD`] past its write position until it is full or
-/// dropped (closed, deleted or discarded), polling the position while it is ahead. It holds
-/// only a weak reference between steps, so it never keeps a segment's mapping alive.
+/// dropped (closed, deleted or discarded). Once the window is warm it sleeps until the writer
+/// has used a [`WARM_STEP`] of it, so an idle broker's warmer does not wake at all (it
+/// polled every 10 ms before: 100 wake-ups a second). It holds only a weak reference between
+/// steps, so it never keeps a segment's mapping alive.
 pub(crate) fn keep_warm(seg: std::sync::Weak<MappedFile>) {
+    // A second warmer of the same file (none is started today) would only wake on its
+    // timeout; the first keeps the window.
+    let mut adopted = false;
     if let Some(s) = seg.upgrade() {
         s.set_appending(true);
+        adopted = s.adopt_warmer();
     }
     let mut warmed = 0usize;
     loop {
@@ -42,9 +52,19 @@ pub(crate) fn keep_warm(seg: std::sync::Weak<MappedFile>) {
                 return;
             }
             warmed += len;
+        } else if adopted {
+            // Work again once the writer has used a step of the window.
+            let wake_at = warmed.saturating_sub(WARM_AHEAD).saturating_add(WARM_STEP);
+            let idle = s.wake_warmer_at(wake_at);
+            // Only the weak reference is held while parked: a dropped file ends the thread
+            // at its next wake-up, within IDLE_CHECK.
+            drop(s);
+            if idle {
+                std::thread::park_timeout(IDLE_CHECK);
+            }
         } else {
             drop(s);
-            std::thread::sleep(WARM_POLL);
+            std::thread::sleep(UNADOPTED_POLL);
         }
     }
 }
