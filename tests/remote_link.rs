@@ -1,6 +1,7 @@
 //! RemoteLink against a scripted peer on 127.0.0.1: answers are matched to requests by
 //! opaque whatever their order; a request nobody answers fails alone with a timeout while
-//! the link keeps serving others; a peer that goes away fails what is in flight.
+//! the link keeps serving others, at its own deadline even behind a longer one; a peer that
+//! goes away fails what is in flight.
 
 use std::time::Duration;
 
@@ -108,6 +109,34 @@ fn an_unanswered_request_times_out_alone() {
             .await
             .unwrap();
         assert_eq!(&again.body[..], b"again");
+    });
+}
+
+#[test]
+fn a_short_deadline_behind_a_long_one_still_fails_on_time() {
+    actix_rt::System::new().block_on(async {
+        // Answers nothing, and keeps the connection open.
+        let addr =
+            scripted_peer(|mut conn| async move { while let Some(Ok(_)) = conn.next().await {} })
+                .await;
+        let link = RemoteLink::start(addr.clone(), LinkConfig::default(), None);
+        // The link's one timer is set for the first request's deadline, a minute away; the
+        // second request's earlier deadline must move it.
+        let long = {
+            let (link, addr) = (link.clone(), addr.clone());
+            actix_rt::spawn(async move {
+                remote_link::call(&link, &addr, request("long"), Duration::from_secs(60)).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let short = remote_link::call(&link, &addr, request("short"), Duration::from_millis(200));
+        match tokio::time::timeout(Duration::from_secs(20), short).await {
+            Ok(Err(LinkError::Timeout { timeout_ms, .. })) => assert_eq!(timeout_ms, 200),
+            Ok(other) => panic!("expected a timeout, got {other:?}"),
+            Err(_) => panic!("the short request waited for the long one's deadline"),
+        }
+        assert!(!long.is_finished(), "the long request is still waiting");
+        long.abort();
     });
 }
 

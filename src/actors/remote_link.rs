@@ -117,9 +117,6 @@ impl Default for LinkConfig {
 /// Where a request's outcome goes.
 pub type Reply = oneshot::Sender<Result<Frame, LinkError>>;
 
-/// How often requests past their deadline are failed with [`LinkError::Timeout`].
-const TIMEOUT_SWEEP: Duration = Duration::from_millis(50);
-
 /// A request waiting for its answer.
 struct Pending {
     reply: Reply,
@@ -149,6 +146,8 @@ pub struct RemoteLink {
     next_opaque: u32,
     backoff: Duration,
     on_request: Option<Recipient<PeerRequest>>,
+    /// The timer that fails requests past their deadline, and the deadline it is set for.
+    sweep: Option<(SpawnHandle, Instant)>,
 }
 
 impl RemoteLink {
@@ -169,6 +168,7 @@ impl RemoteLink {
             next_opaque: 0,
             backoff: Duration::ZERO,
             on_request,
+            sweep: None,
         })
     }
 
@@ -274,6 +274,42 @@ impl RemoteLink {
         }
     }
 
+    /// Makes sure the deadline sweep runs by `deadline`. One timer serves every request
+    /// (RocketMQ scans its response table the same way, rather than a timer per request),
+    /// set for the earliest deadline: with equal timeouts a new request never moves it, and
+    /// an idle link has no timer at all.
+    fn arm_sweep(&mut self, deadline: Instant, ctx: &mut Context<Self>) {
+        if let Some((handle, at)) = self.sweep {
+            if at <= deadline {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let after = deadline.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(after, |act, ctx| act.sweep(ctx));
+        self.sweep = Some((handle, deadline));
+    }
+
+    /// The sweep: fails what is past its deadline, then sets the timer for the earliest
+    /// deadline still waiting.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        self.sweep = None;
+        self.expire();
+        let next = self
+            .pending
+            .values()
+            .map(|p| p.deadline)
+            .chain(
+                self.queued
+                    .iter()
+                    .filter_map(|q| q.reply.as_ref().map(|p| p.deadline)),
+            )
+            .min();
+        if let Some(deadline) = next {
+            self.arm_sweep(deadline, ctx);
+        }
+    }
+
     /// Fails the requests whose deadline passed, and forgets those whose caller left.
     fn expire(&mut self) {
         let now = Instant::now();
@@ -317,9 +353,8 @@ impl Actor for RemoteLink {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        // One sweep for every request's deadline (RocketMQ scans its response table the
-        // same way) instead of a timer per request.
-        ctx.run_interval(TIMEOUT_SWEEP, |act, _| act.expire());
+        // A restart leaves no timer behind; requests from before it were failed.
+        self.sweep = None;
         if self.backoff.is_zero() {
             self.connect(ctx);
         } else {
@@ -387,13 +422,15 @@ impl WriteHandler<protocol::Error> for RemoteLink {
 impl Handler<Call> for RemoteLink {
     type Result = ();
 
-    fn handle(&mut self, msg: Call, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Call, ctx: &mut Self::Context) {
+        let deadline = msg.deadline;
         let pending = Pending {
             reply: msg.reply,
-            deadline: msg.deadline,
+            deadline,
             timeout: msg.timeout,
         };
         self.write(msg.frame, Some(pending));
+        self.arm_sweep(deadline, ctx);
     }
 }
 
