@@ -1,6 +1,7 @@
 //! Durability: with `sync_flush` an append is reported durable only after a flush covering
 //! it, and concurrent writers share flushes (group commit); with `async_flush` a flush can
-//! be forced from a thread other than the appender's.
+//! be forced from a thread other than the appender's. A checkpoint is written when what it
+//! records moves, and not again while the store is idle.
 
 mod common;
 
@@ -100,4 +101,34 @@ fn async_flush_waits_for_the_timer_or_an_explicit_flush_from_another_thread() {
         .unwrap();
     assert!(store.flushed_offset() >= r.end_offset());
     store.wait_durable(r.end_offset()).unwrap();
+}
+
+#[test]
+fn an_idle_store_does_not_rewrite_its_checkpoint() {
+    use actimq::storage::checkpoint::Checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    // Housekeeping every 20 ms, so an idle store gets many chances to rewrite it.
+    let cfg = StoreConfig {
+        flush_interval_consume_queue: 20,
+        ..config(dir.path(), FlushDiskType::AsyncFlush, 20)
+    };
+    let store = MessageStore::open(cfg, host()).unwrap();
+    let r = store.append(&message("Idle", 0, 0, 100)).unwrap();
+    store.flush().unwrap();
+    let first = Checkpoint::load(dir.path()).expect("a checkpoint after a flush");
+    assert!(first.commit_log >= r.physical_offset + r.size as u64);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    store.flush().unwrap();
+    assert_eq!(
+        Checkpoint::load(dir.path()),
+        Some(first),
+        "nothing moved, yet the checkpoint was written again"
+    );
+    // Something new moves it, and it is written.
+    let r = store.append(&message("Idle", 0, 1, 100)).unwrap();
+    store.flush().unwrap();
+    let second = Checkpoint::load(dir.path()).expect("a checkpoint after the second flush");
+    assert!(second.commit_log >= r.physical_offset + r.size as u64);
+    assert!(second.written_at >= first.written_at);
+    assert_ne!(second, first);
 }

@@ -74,7 +74,7 @@ impl Shared {
     /// (TLB shootdowns), so the housekeeping timer flushes it less often; the checkpoint
     /// keeps the index's own position, and recovery re-indexes from there.
     pub(super) fn flush_derived_with(&self, with_index: bool) -> Result<()> {
-        let _serial = self.derived_lock.lock();
+        let mut last_written = self.derived_lock.lock();
         let dispatched = self.dispatched.load(Ordering::Acquire);
         for cq in self.all_queues() {
             cq.flush()?;
@@ -94,7 +94,13 @@ impl Shared {
             index: index_flushed,
             written_at: now_ms(),
         };
-        cp.store(&self.root)
+        let positions = [cp.commit_log, cp.consume_queue, cp.index];
+        if *last_written == Some(positions) {
+            return Ok(());
+        }
+        cp.store(&self.root)?;
+        *last_written = Some(positions);
+        Ok(())
     }
 
     pub(super) fn flush_loop(&self) {

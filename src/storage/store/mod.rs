@@ -166,8 +166,10 @@ pub(crate) struct Shared {
     pub disk_full_percent: AtomicU32,
     pub stats: StoreStats,
     pub closed: AtomicBool,
-    /// Serialises derived-data flushes, so two checkpoint writes never race.
-    pub derived_lock: Mutex<()>,
+    /// Serialises derived-data flushes, so two checkpoint writes never race, and holds the
+    /// positions (commit log, queues, index) the last checkpoint written records: an idle
+    /// store does not write and sync the same checkpoint again every second.
+    pub derived_lock: Mutex<Option<[u64; 3]>>,
     /// Serialises retention runs.
     pub retention_lock: Mutex<()>,
     /// Wakes and stops the housekeeping thread.
@@ -244,7 +246,7 @@ impl MessageStore {
             disk_full_percent: AtomicU32::new(0),
             stats: StoreStats::default(),
             closed: AtomicBool::new(false),
-            derived_lock: Mutex::new(()),
+            derived_lock: Mutex::new(None),
             retention_lock: Mutex::new(()),
             housekeeping: StopSignal::default(),
             lock_file,
