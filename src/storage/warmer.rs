@@ -53,8 +53,14 @@ pub(crate) fn keep_warm(seg: std::sync::Weak<MappedFile>) {
             }
             warmed += len;
         } else if adopted {
-            // Work again once the writer has used a step of the window.
-            let wake_at = warmed.saturating_sub(WARM_AHEAD).saturating_add(WARM_STEP);
+            // Work again once the writer has used a step of the window. Once the window
+            // reaches the end of the file there is nothing left to warm, and the writer may
+            // already be past that step: the only event left is the file filling up.
+            let wake_at = if warmed >= s.size() {
+                s.size()
+            } else {
+                warmed.saturating_sub(WARM_AHEAD).saturating_add(WARM_STEP)
+            };
             let idle = s.wake_warmer_at(wake_at);
             // Only the weak reference is held while parked: a dropped file ends the thread
             // at its next wake-up, within IDLE_CHECK.
