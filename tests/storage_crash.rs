@@ -1,8 +1,9 @@
 //! Crash safety: 240 seeded cases. Each writes a random log, "crashes" (drops the store
 //! without shutdown), damages the active commit-log segment at a random byte (truncating the
-//! file there, or garbling a run of bytes), reopens, and checks that every record before the
-//! damage reads back intact, nothing from the damaged record on is returned, the consume
-//! queues agree with the log, and new appends continue at the right offsets.
+//! file there, or garbling a run of bytes), reopens, and checks that every record the damage
+//! did not touch reads back intact (a truncation loses the tail; a garbled run only the
+//! records it overlaps), no damaged record is returned, the consume queues agree with the
+//! log, and new appends continue at the right offsets.
 //!
 //! Reproduce one case with `CRASH_SEED=<n> cargo test --test storage_crash`.
 
@@ -88,17 +89,33 @@ fn run_case(seed: u64) {
     };
     drop(file);
 
+    let truncated = garbled_to == end;
+    let hit = |s: &Sent| s.result.end_offset() > damage_at && s.result.physical_offset < garbled_to;
     let damaged = sent
         .iter()
-        .position(|s| s.result.end_offset() > damage_at && s.result.physical_offset < garbled_to)
+        .position(hit)
         .unwrap_or_else(|| panic!("seed {seed}: damage at {damage_at} hit no record"));
+    // A truncation loses everything from the damaged record on; a garbled run only the
+    // records it overlaps, since recovery finds the next valid record after it.
+    let lost: Vec<bool> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, s)| if truncated { i >= damaged } else { hit(s) })
+        .collect();
 
     let store = MessageStore::open(config, host()).unwrap();
-    let mut survivors: HashMap<u32, u64> = HashMap::new();
-    for s in &sent[..damaged] {
+    let mut queue_len: HashMap<u32, u64> = HashMap::new();
+    for (s, lost) in sent.iter().zip(&lost) {
+        if *lost {
+            assert!(
+                store.read_by_physical(s.result.physical_offset).is_err(),
+                "seed {seed}: a damaged record was returned: {} len {} damage {damage_at}..{garbled_to} truncated {truncated}", s.result.physical_offset, s.result.size
+            );
+            continue;
+        }
         let got = store
             .read_by_physical(s.result.physical_offset)
-            .unwrap_or_else(|e| panic!("seed {seed}: record before the damage lost: {e}"));
+            .unwrap_or_else(|e| panic!("seed {seed}: an intact record was lost: {e}"));
         assert_eq!(got.body, s.msg.body, "seed {seed}");
         let by_queue = store
             .read_by_queue_offset("Crash", s.msg.queue_id, s.result.queue_offset)
@@ -107,22 +124,22 @@ fn run_case(seed: u64) {
             by_queue.physical_offset, s.result.physical_offset,
             "seed {seed}"
         );
-        *survivors.entry(s.msg.queue_id).or_default() += 1;
+        let len = queue_len.entry(s.msg.queue_id).or_default();
+        *len = (*len).max(s.result.queue_offset + 1);
     }
-    for s in &sent[damaged..] {
-        assert!(
-            store.read_by_physical(s.result.physical_offset).is_err(),
-            "seed {seed}: record at or after the damage was returned"
-        );
-    }
-    let cut = sent[damaged].result.physical_offset;
+    // The log ends after the last intact record.
+    let cut = match lost.iter().rposition(|l| !l) {
+        Some(i) if i + 1 == sent.len() => end,
+        Some(i) => sent[i + 1].result.physical_offset,
+        None => sent[0].result.physical_offset,
+    };
     assert_eq!(
         store.max_physical_offset(),
         cut,
-        "seed {seed}: log ends at the damaged record"
+        "seed {seed}: log ends after the last intact record"
     );
     for q in 0..QUEUES {
-        let n = survivors.get(&q).copied().unwrap_or(0);
+        let n = queue_len.get(&q).copied().unwrap_or(0);
         assert_eq!(
             store.max_offset("Crash", q),
             n,
@@ -134,6 +151,15 @@ fn run_case(seed: u64) {
                 Err(Error::OffsetBeyondEnd { .. })
             ),
             "seed {seed}: queue {q} has an entry past the log"
+        );
+    }
+    if !truncated && lost.iter().any(|l| *l) {
+        let (ranges, _) = store.damage();
+        assert!(
+            ranges
+                .iter()
+                .any(|r| r.from == sent[damaged].result.physical_offset && r.to > r.from),
+            "seed {seed}: the damage is not reported: {ranges:?}"
         );
     }
 
@@ -150,7 +176,7 @@ fn run_case(seed: u64) {
     assert_eq!(r.physical_offset, expect_phys, "seed {seed}");
     assert_eq!(
         r.queue_offset,
-        survivors.get(&q).copied().unwrap_or(0),
+        queue_len.get(&q).copied().unwrap_or(0),
         "seed {seed}"
     );
     assert_eq!(

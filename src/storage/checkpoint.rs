@@ -11,7 +11,12 @@ use std::path::{Path, PathBuf};
 use crate::storage::error::{Error, Result};
 use crate::storage::mapped_file::sync_dir;
 
-const CHECKPOINT_LEN: usize = 8 * 4 + 4;
+/// Four positions and a CRC: the layout before `last_record` was added. Still read.
+const CHECKPOINT_LEN_V1: usize = 8 * 4 + 4;
+/// Five positions and a CRC.
+const CHECKPOINT_LEN: usize = 8 * 5 + 4;
+/// `last_record`'s "none" on disk.
+const NO_RECORD: u64 = u64::MAX;
 
 /// Flushed positions, all commit-log byte offsets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,6 +29,10 @@ pub struct Checkpoint {
     pub index: u64,
     /// When it was written (ms since the epoch).
     pub written_at: i64,
+    /// Where the last record below `commit_log` starts, so a clean start can check that
+    /// record without scanning the log (`None` in an empty log, and in checkpoints written
+    /// before this field existed).
+    pub last_record: Option<u64>,
 }
 
 impl Checkpoint {
@@ -36,11 +45,11 @@ impl Checkpoint {
     pub fn load(root: &Path) -> Option<Checkpoint> {
         let path = Self::path(root);
         let data = std::fs::read(&path).ok()?;
-        if data.len() != CHECKPOINT_LEN {
+        if data.len() != CHECKPOINT_LEN && data.len() != CHECKPOINT_LEN_V1 {
             tracing::warn!(path = %path.display(), "checkpoint has the wrong size; ignoring it");
             return None;
         }
-        let (body, crc) = data.split_at(32);
+        let (body, crc) = data.split_at(data.len() - 4);
         let mut c = [0u8; 4];
         c.copy_from_slice(crc);
         if crc32fast::hash(body) != u32::from_be_bytes(c) {
@@ -57,6 +66,9 @@ impl Checkpoint {
             consume_queue: field(1),
             index: field(2),
             written_at: field(3) as i64,
+            last_record: (body.len() >= 40)
+                .then(|| field(4))
+                .filter(|at| *at != NO_RECORD),
         })
     }
 
@@ -67,6 +79,7 @@ impl Checkpoint {
         body.extend_from_slice(&self.consume_queue.to_be_bytes());
         body.extend_from_slice(&self.index.to_be_bytes());
         body.extend_from_slice(&self.written_at.to_be_bytes());
+        body.extend_from_slice(&self.last_record.unwrap_or(NO_RECORD).to_be_bytes());
         let crc = crc32fast::hash(&body);
         body.extend_from_slice(&crc.to_be_bytes());
         let tmp = root.join("checkpoint.tmp");
@@ -92,9 +105,26 @@ mod tests {
             consume_queue: 2,
             index: 3,
             written_at: 4,
+            last_record: Some(5),
         };
         cp.store(dir.path()).unwrap();
         assert_eq!(Checkpoint::load(dir.path()), Some(cp));
+        let none = Checkpoint {
+            last_record: None,
+            ..cp
+        };
+        none.store(dir.path()).unwrap();
+        assert_eq!(Checkpoint::load(dir.path()), Some(none));
+        // The layout written before `last_record` existed still loads.
+        let mut v1 = Vec::new();
+        for field in [1u64, 2, 3, 4] {
+            v1.extend_from_slice(&field.to_be_bytes());
+        }
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        std::fs::write(Checkpoint::path(dir.path()), &v1).unwrap();
+        assert_eq!(Checkpoint::load(dir.path()), Some(none));
+        cp.store(dir.path()).unwrap();
         let p = Checkpoint::path(dir.path());
         let mut raw = std::fs::read(&p).unwrap();
         raw[3] ^= 0xFF;

@@ -197,6 +197,38 @@ impl MappedFile {
         true
     }
 
+    /// The next stretch of the file at or after `pos` that may hold data, as `[from, to)`,
+    /// skipping holes and never-written (unwritten) extents the file system reports with
+    /// `SEEK_DATA`/`SEEK_HOLE`. `None` when nothing past `pos` holds data. A file system
+    /// that cannot tell reports the whole rest of the file. Recovery uses it so that
+    /// searching the unwritten tail of a large segment reads nothing from disk.
+    pub fn next_data(&self, pos: usize) -> Option<(usize, usize)> {
+        use std::os::fd::AsRawFd;
+        if pos >= self.size {
+            return None;
+        }
+        let fd = self.file.as_raw_fd();
+        let at = libc::off64_t::try_from(pos).ok()?;
+        // SAFETY: lseek only moves this descriptor's file position, which nothing else uses
+        // (writes are positional, reads go through the mapping).
+        let data = unsafe { libc::lseek64(fd, at, libc::SEEK_DATA) };
+        if data < 0 {
+            return match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENXIO) => None,
+                _ => Some((pos, self.size)),
+            };
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek64(fd, data, libc::SEEK_HOLE) };
+        let from = usize::try_from(data).ok()?.min(self.size);
+        let to = if hole < 0 {
+            self.size
+        } else {
+            usize::try_from(hole).unwrap_or(self.size).min(self.size)
+        };
+        (from < to).then_some((from, to))
+    }
+
     /// Asks the kernel to map `len` bytes at `at` with huge pages where it can (a file
     /// system with large folios; Linux 6.x ext4 and xfs do). Best effort: elsewhere the
     /// range keeps small pages.
@@ -529,6 +561,60 @@ mod tests {
         eventually("the warmer's thread ends with its file", &|| {
             warmer.is_finished()
         });
+    }
+
+    /// CPU time (user + system, in clock ticks) a thread of this process has used.
+    fn thread_cpu_ticks(tid: i32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    #[test]
+    fn the_warmer_of_a_nearly_full_idle_segment_sleeps() {
+        use crate::storage::warmer::{keep_warm, WARM_AHEAD};
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let mib = 1 << 20;
+        let mf = Arc::new(MappedFile::create(dir.path(), 0, WARM_AHEAD + 8 * mib, true).unwrap());
+        // The writer is inside the last warm window: everything up to the end gets warmed,
+        // and then there is nothing left to do until the file fills.
+        mf.set_wrote(40 * mib);
+        let weak = Arc::downgrade(&mf);
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let warmer = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            keep_warm(weak)
+        });
+        let tid = tid_rx.recv().unwrap();
+        // Let it warm the window (a few hundred milliseconds at most), then measure.
+        std::thread::sleep(Duration::from_secs(1));
+        let before = thread_cpu_ticks(tid);
+        let measured = Instant::now();
+        std::thread::sleep(Duration::from_secs(3));
+        let used = thread_cpu_ticks(tid) - before;
+        let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let spent = measured.elapsed().as_secs() * ticks_per_sec;
+        // A parked thread uses nothing; a spinning one uses nearly all of the interval.
+        // A tenth is generous for a busy shared host.
+        assert!(
+            used * 10 < spent,
+            "the idle warmer used {used} of {spent} clock ticks: it spins instead of parking"
+        );
+        // Filling the file wakes it, and it ends.
+        mf.set_wrote(mf.size());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !warmer.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "the warmer did not end once its file was full"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

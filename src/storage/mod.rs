@@ -9,6 +9,7 @@
 //! - `consumequeue/<topic>/<queue id>/<segment>`: 20-byte entries per queue
 //! - `index/<sequence>`: key and unique-id hash index files
 //! - `checkpoint`: how far each part is known flushed
+//! - `damage.json`: commit-log ranges found damaged and skipped (see [`damage`])
 //! - `abort`: present while the store is open; found at open it means an unclean stop
 //! - `lock`: advisory lock so two processes never share one store
 //!
@@ -25,6 +26,7 @@ pub mod checkpoint;
 pub mod commit_log;
 pub mod config;
 pub mod consume_queue;
+pub mod damage;
 mod error;
 pub mod flush;
 pub mod index;

@@ -1,17 +1,20 @@
 //! Start-up recovery: decide where the commit log ends and bring the derived consume queues
 //! and index back in line with it.
 //!
-//! After a clean shutdown the checkpoint is trusted and no old segment is read. After an
-//! unclean one the log is walked from the segment holding the checkpoint (or from the
-//! active segment, whichever is earlier), cut at the first torn or corrupt record, and every
+//! After a clean shutdown the checkpoint is trusted once the last record before it checks
+//! out and nothing follows it, and no old segment is read. Otherwise (an unclean stop, a
+//! torn or damaged last record, no usable checkpoint) the log is walked from the segment
+//! holding the checkpoint (or from the active segment, whichever is earlier); damage in the
+//! middle is stepped over and recorded in the damage log, a torn tail is cut, and every
 //! record from there on is dispatched again through the store's one dispatch path.
-//! This module never appends new data.
+//! This module never appends new data and never deletes a segment that holds a valid record.
 
 use std::sync::atomic::Ordering;
 
 use crate::storage::checkpoint::Checkpoint;
+use crate::storage::damage::{DamageKind, DamagedRange, FoundBy};
 use crate::storage::error::Result;
-use crate::storage::store::{Dispatch, Shared};
+use crate::storage::store::{now_ms, Dispatch, Shared};
 
 pub(crate) fn recover(shared: &Shared, clean: bool) -> Result<()> {
     let log = &shared.commit_log;
@@ -28,7 +31,15 @@ pub(crate) fn recover(shared: &Shared, clean: bool) -> Result<()> {
     let log_start = first.from_offset();
     let log_limit = last.from_offset() + last.size() as u64;
 
-    let trusted = cp.filter(|c| clean && (log_start..=log_limit).contains(&c.commit_log));
+    let trusted = cp
+        .filter(|c| clean && (log_start..=log_limit).contains(&c.commit_log))
+        .filter(|c| match log.check_tail(c.last_record, c.commit_log) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(reason = %why, "the log's end does not match the checkpoint; scanning it");
+                false
+            }
+        });
     let end = if let Some(cp) = trusted {
         log.set_end(cp.commit_log, false)?;
         let replay_from = cp
@@ -41,6 +52,7 @@ pub(crate) fn recover(shared: &Shared, clean: bool) -> Result<()> {
         if replay_from < cp.commit_log {
             replay(shared, replay_from, cp.commit_log, cp.index)?;
         }
+        log.set_last_record(cp.last_record);
         shared.stats.opened_clean.store(true, Ordering::Relaxed);
         cp.commit_log
     } else {
@@ -57,8 +69,9 @@ pub(crate) fn recover(shared: &Shared, clean: bool) -> Result<()> {
         for cq in shared.all_queues() {
             cq.truncate_from_physical(start)?;
         }
-        let end = replay(shared, start, u64::MAX, cp.map(|c| c.index).unwrap_or(0))?;
+        let (end, last_record) = replay(shared, start, u64::MAX, cp.map(|c| c.index).unwrap_or(0))?;
         log.set_end(end, true)?;
+        log.set_last_record(last_record);
         // The recovered tail and the zeroed rest may never have reached the disk; they must
         // before anything after them is acknowledged as durable.
         log.sync_from(start)?;
@@ -78,9 +91,10 @@ pub(crate) fn recover(shared: &Shared, clean: bool) -> Result<()> {
 }
 
 /// Walks good records from `start` and dispatches each one; returns where the good part of
-/// the log ends. Index entries are only re-added from `index_from` on (earlier ones are on
-/// disk already; duplicates would be harmless but wasteful).
-fn replay(shared: &Shared, start: u64, limit: u64, index_from: u64) -> Result<u64> {
+/// the log ends and where its last record starts. Damaged ranges the walk stepped over go
+/// to the damage log. Index entries are only re-added from `index_from` on (earlier ones
+/// are on disk already; duplicates would be harmless but wasteful).
+fn replay(shared: &Shared, start: u64, limit: u64, index_from: u64) -> Result<(u64, Option<u64>)> {
     let mut failed = None;
     let outcome = shared.commit_log.scan(start, limit, |view| {
         if failed.is_none() {
@@ -101,5 +115,19 @@ fn replay(shared: &Shared, start: u64, limit: u64, index_from: u64) -> Result<u6
         .stats
         .open_segments_scanned
         .fetch_add(outcome.segments, Ordering::Relaxed);
-    Ok(outcome.end)
+    for damage in &outcome.damaged {
+        shared.damage.record(DamagedRange {
+            from: damage.from,
+            to: damage.to,
+            kind: if damage.torn_tail {
+                DamageKind::TornTail
+            } else {
+                DamageKind::Corrupt
+            },
+            found_by: FoundBy::Recovery,
+            found_at: now_ms(),
+            reason: damage.reason.clone(),
+        });
+    }
+    Ok((outcome.end, outcome.last_record))
 }

@@ -289,7 +289,13 @@ pub struct StoredMessage {
 impl StoredMessage {
     /// Decodes a whole record held in `raw` (CRC checked).
     pub fn decode(raw: Bytes) -> Result<Self, RecordError> {
-        let v = decode(&raw, Verify::Crc)?;
+        Self::decode_verified(raw, Verify::Crc)
+    }
+
+    /// Decodes a whole record held in `raw`, validated as `verify` says (a store reading
+    /// its own log uses [`Verify::Strict`]: every record it wrote carries a record CRC).
+    pub fn decode_verified(raw: Bytes, verify: Verify) -> Result<Self, RecordError> {
+        let v = decode(&raw, verify)?;
         let body = raw.slice(v.body_range.clone());
         Ok(StoredMessage {
             topic: v.topic.to_owned(),

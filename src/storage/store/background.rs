@@ -88,8 +88,12 @@ impl Shared {
             Some(_) => self.index_flushed.load(Ordering::Acquire),
             None => dispatched,
         };
+        let flushed = self.commit_log.flushed_offset();
         let cp = Checkpoint {
-            commit_log: self.commit_log.flushed_offset(),
+            commit_log: flushed,
+            // Meaningful only when that record ends at `flushed`, as it does at a clean
+            // shutdown; a start checks that before trusting it.
+            last_record: self.commit_log.last_record().filter(|at| *at < flushed),
             consume_queue: dispatched,
             index: index_flushed,
             written_at: now_ms(),

@@ -31,6 +31,7 @@ use crate::storage::checkpoint::Checkpoint;
 use crate::storage::commit_log::CommitLog;
 use crate::storage::config::{FlushDiskType, StoreConfig};
 use crate::storage::consume_queue::{ConsumeQueue, CqEntry};
+use crate::storage::damage::DamageLog;
 use crate::storage::error::{Error, MessageIllegal, Result};
 use crate::storage::flush::{DurableCallback, FlushQueue, Wake};
 use crate::storage::index::IndexService;
@@ -112,6 +113,8 @@ pub struct StoreStats {
     pub opened_clean: AtomicBool,
     /// Commit-log flush rounds that wrote something to disk.
     pub commit_log_flushes: AtomicU64,
+    /// Records a read for a consumer found damaged and skipped (each is in the damage log).
+    pub damaged_records_skipped: AtomicU64,
 }
 
 /// Everything a dispatch needs to know about one record, from a fresh append or from
@@ -165,6 +168,8 @@ pub(crate) struct Shared {
     /// `disk_space_warning_level_ratio`; 0 while it is below (see [`Shared::check_disk`]).
     pub disk_full_percent: AtomicU32,
     pub stats: StoreStats,
+    /// Damaged log ranges found so far, kept in `damage.json`.
+    pub damage: DamageLog,
     pub closed: AtomicBool,
     /// Serialises derived-data flushes, so two checkpoint writes never race, and holds the
     /// positions (commit log, queues, index) the last checkpoint written records: an idle
@@ -245,6 +250,7 @@ impl MessageStore {
             poisoned: Mutex::new(None),
             disk_full_percent: AtomicU32::new(0),
             stats: StoreStats::default(),
+            damage: DamageLog::load(&root),
             closed: AtomicBool::new(false),
             derived_lock: Mutex::new(None),
             retention_lock: Mutex::new(()),
@@ -276,6 +282,12 @@ impl MessageStore {
             flusher: Mutex::new(Some(flusher)),
             housekeeper: Mutex::new(Some(housekeeper)),
         })
+    }
+
+    /// Damaged commit-log ranges found so far (by start-up checks and by reads), oldest
+    /// first, and how many older ones no longer fit the damage log.
+    pub fn damage(&self) -> (Vec<crate::storage::damage::DamagedRange>, u64) {
+        self.shared.damage.snapshot()
     }
 
     /// The configuration the store runs with.

@@ -18,7 +18,10 @@ impl MessageStore {
     /// The record at commit-log `offset`, decoded and CRC-checked.
     pub fn read_by_physical(&self, offset: u64) -> Result<StoredMessage> {
         let raw = self.read_raw(offset)?;
-        StoredMessage::decode(raw).map_err(|source| Error::CorruptRecord { offset, source })
+        // Strict: every record this store wrote ends with a record CRC, so one without it
+        // was damaged exactly there.
+        StoredMessage::decode_verified(raw, record::Verify::Strict)
+            .map_err(|source| Error::CorruptRecord { offset, source })
     }
 
     /// The message at `queue_offset` of a queue.
