@@ -1,12 +1,13 @@
-//! Retention: old segments go at the `delete_when` hour, or at once when the disk is too
-//! full; consume queues and index follow; reads below the new minimum get "offset moved".
+//! Retention: old segments go at the `delete_when` hour, or (only with the `delete_oldest`
+//! policy, and never younger than its floor) at once when the disk is too full; consume
+//! queues and index follow; reads below the new minimum get "offset moved".
 //! A disk over its warning level refuses writes and still serves reads.
 
 mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actimq::storage::{AppendResult, Error, GetStatus, MessageStore, StoreConfig};
+use actimq::storage::{AppendResult, DiskFullPolicy, Error, GetStatus, MessageStore, StoreConfig};
 use common::{host, message, small_config};
 
 const SEGMENT: u64 = 64 * 1024;
@@ -140,11 +141,58 @@ fn expired_segments_go_at_the_delete_hour_and_reads_below_get_offset_moved() {
 }
 
 #[test]
-fn a_full_disk_deletes_the_oldest_segments_at_once() {
+fn a_too_full_disk_deletes_nothing_early_by_default() {
     let dir = tempfile::tempdir().unwrap();
     // Any real disk is more than 1 % used, so this store is always "too full".
     let cfg = StoreConfig {
         disk_max_used_space_ratio: 1,
+        delete_file_batch_max: 3,
+        ..config(dir.path())
+    };
+    assert_eq!(cfg.disk_full_policy, DiskFullPolicy::RefuseWrites);
+    let store = MessageStore::open(cfg, host()).unwrap();
+    fill(&store);
+    let before = files(&dir.path().join("commitlog"));
+    let report = store.clean_expired(next_hour(Duration::ZERO, 10)).unwrap();
+    assert!(!report.forced && !report.due);
+    assert_eq!(report.deleted_segments, 0);
+    assert_eq!(files(&dir.path().join("commitlog")), before);
+    assert_eq!(store.min_physical_offset(), 0);
+}
+
+#[test]
+fn delete_oldest_never_deletes_a_segment_younger_than_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        disk_max_used_space_ratio: 1,
+        disk_full_policy: DiskFullPolicy::DeleteOldest,
+        delete_file_batch_max: 3,
+        ..config(dir.path())
+    };
+    assert_eq!(cfg.forced_retention_floor_minutes, 60);
+    let store = MessageStore::open(cfg, host()).unwrap();
+    fill(&store);
+    let before = files(&dir.path().join("commitlog"));
+    // Half an hour later every segment is still younger than the floor.
+    let soon = SystemTime::now() + Duration::from_secs(30 * 60);
+    let report = store.clean_expired(soon).unwrap();
+    assert!(report.forced);
+    assert_eq!(report.deleted_segments, 0, "nothing younger than the floor");
+    assert_eq!(files(&dir.path().join("commitlog")), before);
+    // Past the floor they go, oldest first.
+    let later = SystemTime::now() + Duration::from_secs(61 * 60);
+    assert_eq!(store.clean_expired(later).unwrap().deleted_segments, 3);
+    assert_eq!(store.min_physical_offset(), 3 * SEGMENT);
+}
+
+#[test]
+fn a_full_disk_deletes_the_oldest_segments_at_once_with_delete_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    // Any real disk is more than 1 % used, so this store is always "too full".
+    let cfg = StoreConfig {
+        disk_max_used_space_ratio: 1,
+        disk_full_policy: DiskFullPolicy::DeleteOldest,
+        forced_retention_floor_minutes: 0,
         delete_file_batch_max: 3,
         ..config(dir.path())
     };

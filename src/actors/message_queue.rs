@@ -201,9 +201,9 @@ pub fn store_error_code(e: &storage::Error) -> ResponseCode {
     match e {
         storage::Error::MessageIllegal(_) => ResponseCode::MessageIllegal,
         storage::Error::FlushTimeout { .. } => ResponseCode::FlushDiskTimeout,
-        storage::Error::Closed | storage::Error::DiskFull { .. } => {
-            ResponseCode::ServiceNotAvailable
-        }
+        storage::Error::Closed
+        | storage::Error::DiskFull { .. }
+        | storage::Error::NoSpace { .. } => ResponseCode::ServiceNotAvailable,
         _ => ResponseCode::SystemError,
     }
 }

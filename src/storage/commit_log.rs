@@ -258,6 +258,17 @@ impl CommitLog {
 
     fn create_segment(&self, start: u64) -> Result<Arc<MappedFile>> {
         let prepared = self.prepared.lock().take();
+        if prepared.as_ref().is_none_or(|p| p.start != start) {
+            // A file left at this name by an attempt that failed part-way (a full disk) is
+            // not part of the log: remove it so this attempt does not fail with "exists".
+            let stray = self
+                .dir
+                .join(crate::storage::mapped_file::segment_name(start));
+            if stray.exists() {
+                tracing::warn!(path = %stray.display(), "removing a segment file left by a failed creation");
+                std::fs::remove_file(&stray).map_err(|e| Error::io(&stray, e))?;
+            }
+        }
         let seg = match prepared.map(|p| (p.start, p.ready.recv())) {
             Some((at, Ok(Ok(seg)))) if at == start => seg,
             Some((at, received)) => {

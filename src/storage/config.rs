@@ -23,6 +23,19 @@ pub enum FlushDiskType {
     SyncFlush,
 }
 
+/// What a store does when its disk runs short (see `disk_max_used_space_ratio`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskFullPolicy {
+    /// Refuse writes until space is freed; nothing is deleted before its time. Producers
+    /// get "service not available" and move to another broker.
+    #[default]
+    RefuseWrites,
+    /// Delete the oldest segments, expired or not (RocketMQ's behaviour), but never one
+    /// whose newest message is younger than `forced_retention_floor_minutes`.
+    DeleteOldest,
+}
+
 /// Settings of one message store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,8 +60,15 @@ pub struct StoreConfig {
     /// segments are deleted.
     pub delete_when: String,
     /// Disk use (percent of the store's file system, as `df` shows it) above which the
-    /// oldest segments are deleted at once, expired or not.
+    /// oldest segments are deleted at once, expired or not, when `disk_full_policy` is
+    /// `delete_oldest`; with `refuse_writes` it only raises a warning.
     pub disk_max_used_space_ratio: u32,
+    /// What the store does when its disk runs short: refuse writes (nothing acknowledged is
+    /// deleted early) or delete the oldest segments, RocketMQ's behaviour.
+    pub disk_full_policy: DiskFullPolicy,
+    /// With `delete_oldest`, a segment whose newest message is younger than this many
+    /// minutes is never deleted early, however full the disk.
+    pub forced_retention_floor_minutes: u64,
     /// Disk use (percent, as `df` shows it, rounded up) at or above which the store refuses
     /// writes
     /// until retention or an operator frees space (RocketMQ's
@@ -88,6 +108,8 @@ impl Default for StoreConfig {
             file_reserved_time: 72,
             delete_when: "04".to_owned(),
             disk_max_used_space_ratio: 75,
+            disk_full_policy: DiskFullPolicy::RefuseWrites,
+            forced_retention_floor_minutes: 60,
             disk_space_warning_level_ratio: 90,
             clean_resource_interval: 10_000,
             delete_file_batch_max: 10,
@@ -172,7 +194,8 @@ impl StoreConfig {
                 "must be a percentage in 1..=100",
             ));
         }
-        if self.disk_space_warning_level_ratio <= self.disk_max_used_space_ratio
+        if self.disk_full_policy == DiskFullPolicy::DeleteOldest
+            && self.disk_space_warning_level_ratio <= self.disk_max_used_space_ratio
             && self.disk_max_used_space_ratio < 100
         {
             return Err(invalid(
@@ -230,6 +253,9 @@ mod tests {
     fn toml_names_and_unknown_keys() {
         let c: StoreConfig =
             toml::from_str("flush_disk_type = \"sync_flush\"\nfile_reserved_time = 1").unwrap();
+        assert_eq!(c.disk_full_policy, DiskFullPolicy::RefuseWrites);
+        let c: StoreConfig = toml::from_str("disk_full_policy = \"delete_oldest\"").unwrap();
+        assert_eq!(c.disk_full_policy, DiskFullPolicy::DeleteOldest);
         assert_eq!(c.flush_disk_type, FlushDiskType::SyncFlush);
         assert_eq!(c.file_reserved_time, 1);
         let err = toml::from_str::<StoreConfig>("flush_disk_typo = 1").unwrap_err();
@@ -260,8 +286,17 @@ mod tests {
         let with = |warning, max_used| StoreConfig {
             disk_space_warning_level_ratio: warning,
             disk_max_used_space_ratio: max_used,
+            disk_full_policy: DiskFullPolicy::DeleteOldest,
             ..StoreConfig::default()
         };
+        // Refusing writes deletes nothing early, so the two levels need no order.
+        StoreConfig {
+            disk_space_warning_level_ratio: 75,
+            disk_max_used_space_ratio: 75,
+            ..StoreConfig::default()
+        }
+        .validate()
+        .unwrap();
         let e = with(75, 75).validate().unwrap_err().to_string();
         assert!(
             e.contains("disk_space_warning_level_ratio") && e.contains("disk_max_used_space_ratio"),

@@ -109,6 +109,17 @@ pub enum Error {
         /// The configured limit, percent.
         limit: u32,
     },
+    /// A write found no space left on the store's disk. Writes are refused until space is
+    /// freed; they resume by themselves, and nothing acknowledged was deleted.
+    #[error(
+        "no space left on the store's disk (writing {path}): writes are refused until space \
+         is freed (delete other files, grow the disk, or set disk_full_policy = \
+         \"delete_oldest\"); reads go on and writes resume by themselves"
+    )]
+    NoSpace {
+        /// The file the failed write was for.
+        path: PathBuf,
+    },
     /// The store has been shut down.
     #[error("store is shut down")]
     Closed,
@@ -152,6 +163,19 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Whether this is the file system saying it has no space left (or the user's quota
+    /// is used up): a state that passes once space is freed, not damage.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            Error::NoSpace { .. } => true,
+            Error::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ),
+            _ => false,
         }
     }
 }

@@ -92,11 +92,18 @@ impl MappedFile {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        let mf = Self::map(path, file, file_from_offset, size)?;
-        if warm {
-            mf.warm()?;
+        let mapped = Self::map(path.clone(), file, file_from_offset, size).and_then(|mf| {
+            if warm {
+                mf.warm().map(|()| mf)
+            } else {
+                Ok(mf)
+            }
+        });
+        if mapped.is_err() {
+            // A full disk fails the block reservation: the next attempt must find no file.
+            let _ = std::fs::remove_file(&path);
         }
-        Ok(mf)
+        mapped
     }
 
     /// Maps an existing segment. A file shorter than `size` (a torn creation or a damaged

@@ -39,7 +39,7 @@ pub mod retention;
 pub mod store;
 mod warmer;
 
-pub use config::{FlushDiskType, StoreConfig};
+pub use config::{DiskFullPolicy, FlushDiskType, StoreConfig};
 pub use error::{Error, MessageIllegal, Result};
 pub use record::{MessageToStore, StoredMessage};
 pub use retention::RetentionReport;

@@ -1,5 +1,7 @@
-//! Retention: deleting whole commit-log segments that are old enough, or the oldest ones at
-//! once when the disk is too full, and letting consume queues and the index follow.
+//! Retention: deleting whole commit-log segments that are old enough, or (only with
+//! `disk_full_policy = "delete_oldest"`) the oldest ones early when the disk is too full,
+//! never one younger than `forced_retention_floor_minutes`; and letting consume queues and
+//! the index follow.
 //!
 //! Never deletes the segment being written, and never leaves a hole: segments go strictly
 //! oldest first. Reads below the new minimum then get "offset moved".
@@ -7,6 +9,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::storage::commit_log::CommitLog;
+use crate::storage::config::DiskFullPolicy;
 use crate::storage::error::{Error, Result};
 use crate::storage::store::Shared;
 
@@ -15,7 +18,8 @@ use crate::storage::store::Shared;
 pub struct RetentionReport {
     /// Whether `now` fell in a `delete_when` hour.
     pub due: bool,
-    /// Whether disk use was above `disk_max_used_space_ratio`.
+    /// Whether disk use was above `disk_max_used_space_ratio` with the `delete_oldest`
+    /// policy, so segments younger than `file_reserved_time` could be deleted.
     pub forced: bool,
     /// Disk use of the store's file system, percent.
     pub disk_used_percent: u32,
@@ -49,14 +53,26 @@ pub(crate) fn clean(shared: &Shared, now: SystemTime) -> Result<RetentionReport>
         .unwrap_or(0);
     let due = cfg.delete_hours()?.contains(&hour);
     let disk_used_percent = disk_used_percent(&shared.root)?;
-    let forced = disk_used_percent > cfg.disk_max_used_space_ratio;
+    let over = disk_used_percent > cfg.disk_max_used_space_ratio;
+    let forced = over && cfg.disk_full_policy == DiskFullPolicy::DeleteOldest;
+    if over && !forced {
+        shared.warn_disk_short(disk_used_percent);
+    }
     let reserved = Duration::from_secs(cfg.file_reserved_time.saturating_mul(3600));
+    let floor = Duration::from_secs(cfg.forced_retention_floor_minutes.saturating_mul(60));
+    // A segment's modification time is its newest write, so it is no older than its
+    // newest message: keeping segments younger than the floor by it keeps those messages.
+    let keep_for = if forced {
+        reserved.min(floor)
+    } else {
+        reserved
+    };
     let mut deleted_segments = 0;
     if due || forced {
         deleted_segments = shared
             .commit_log
             .delete_oldest(cfg.delete_file_batch_max, |seg| {
-                forced || CommitLog::modified(seg).is_some_and(|m| m + reserved <= now)
+                CommitLog::modified(seg).is_some_and(|m| m + keep_for <= now)
             })?;
     }
     let min_offset = shared.commit_log.min_offset();

@@ -191,7 +191,9 @@ impl Broker {
             // A full or closing store refuses every send; the store logs that state once.
             if matches!(
                 e,
-                crate::storage::Error::DiskFull { .. } | crate::storage::Error::Closed
+                crate::storage::Error::DiskFull { .. }
+                    | crate::storage::Error::NoSpace { .. }
+                    | crate::storage::Error::Closed
             ) {
                 tracing::debug!(queue_id, error = %e, "send refused");
             } else {

@@ -144,8 +144,18 @@ impl Shared {
                 continue;
             }
             round += 1;
+            self.retry_after_no_space();
+            if self.disk_full_percent.load(Ordering::Relaxed) != 0 {
+                self.remind_disk_full();
+            }
             if let Err(e) = self.flush_derived_with(round.is_multiple_of(INDEX_FLUSH_EVERY)) {
-                self.poison(format!("flushing queues, index or checkpoint: {e}"));
+                if e.is_no_space() {
+                    // Derived data and the checkpoint are rebuilt from the log; the
+                    // checkpoint simply stays behind until there is space again.
+                    self.write_failed(e);
+                } else {
+                    self.poison(format!("flushing queues, index or checkpoint: {e}"));
+                }
                 continue;
             }
             if last_clean.elapsed() >= clean_every {

@@ -149,6 +149,14 @@ impl<'a> Dispatch<'a> {
 
 type QueueTable = HashMap<String, HashMap<u32, Arc<ConsumeQueue>>>;
 
+/// What the store knows about a "no space left" it is waiting out.
+pub(crate) struct OutOfSpace {
+    /// The file whose write failed.
+    pub path: PathBuf,
+    /// When the state was last logged.
+    pub logged_at: Instant,
+}
+
 pub(crate) struct Shared {
     pub config: StoreConfig,
     pub root: PathBuf,
@@ -167,6 +175,14 @@ pub(crate) struct Shared {
     /// Disk use, in percent, when the last check found it above
     /// `disk_space_warning_level_ratio`; 0 while it is below (see [`Shared::check_disk`]).
     pub disk_full_percent: AtomicU32,
+    /// Set when a write found no space left on the disk: writes are refused until the
+    /// housekeeping thread sees space again and has caught dispatch up (see
+    /// [`Shared::write_failed`]). The flag is what the write path reads; the state beside it
+    /// says which file and when it was last logged.
+    pub out_of_space: AtomicBool,
+    pub out_of_space_state: Mutex<Option<OutOfSpace>>,
+    /// When a disk-short warning was last logged, so it repeats once a minute, not per write.
+    pub disk_warned_at: Mutex<Option<Instant>>,
     pub stats: StoreStats,
     /// Damaged log ranges found so far, kept in `damage.json`.
     pub damage: DamageLog,
@@ -249,6 +265,9 @@ impl MessageStore {
             flush_queue: FlushQueue::default(),
             poisoned: Mutex::new(None),
             disk_full_percent: AtomicU32::new(0),
+            out_of_space: AtomicBool::new(false),
+            out_of_space_state: Mutex::new(None),
+            disk_warned_at: Mutex::new(None),
             stats: StoreStats::default(),
             damage: DamageLog::load(&root),
             closed: AtomicBool::new(false),
@@ -315,7 +334,9 @@ impl MessageStore {
         let _w = self.shared.write_lock.lock();
         // Checked again under the lock: a shutdown may have finished while we waited.
         self.shared.writable()?;
-        self.shared.append_one_locked(msg, len, crc)
+        self.shared
+            .append_one_locked(msg, len, crc)
+            .map_err(|e| self.shared.write_failed(e))
     }
 
     /// The producer's unique key is indexed for every message: starts loading its index slot
@@ -360,7 +381,7 @@ impl MessageStore {
                     self.shared
                         .append_locked_into(msgs, &prepared, &mut results)
                 });
-                (results, outcome.err())
+                (results, outcome.err().map(|e| self.shared.write_failed(e)))
             }
             Err(e) => (Vec::new(), Some(e)),
         }
@@ -431,11 +452,17 @@ impl MessageStore {
                             ),
                         });
                     }
-                    log.append_chunk(&[len], |_, buf, _| buf.copy_from_slice(&rest[..len]))?;
+                    log.append_chunk(&[len], |_, buf, _| buf.copy_from_slice(&rest[..len]))
+                        .map_err(|e| self.shared.write_failed(e))?;
                     if let Err(e) = self
                         .shared
                         .dispatch(&Dispatch::from_view(&view), true, false)
                     {
+                        if e.is_no_space() {
+                            // In the log but not yet in its queue: the housekeeping thread
+                            // dispatches it once there is space again.
+                            return Err(self.shared.write_failed(e));
+                        }
                         self.shared
                             .poison(format!("dispatch of replicated record at {offset}: {e}"));
                         return Err(e);

@@ -5,6 +5,9 @@
 
 use super::*;
 
+/// How often a disk that stays full is logged again.
+const DISK_LOG_EVERY: Duration = Duration::from_secs(60);
+
 impl Shared {
     pub(super) fn writable(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
@@ -12,6 +15,15 @@ impl Shared {
         }
         if let Some(why) = self.poisoned.lock().clone() {
             return Err(Error::Poisoned(why));
+        }
+        if self.out_of_space.load(Ordering::Acquire) {
+            let path = self
+                .out_of_space_state
+                .lock()
+                .as_ref()
+                .map(|s| s.path.clone())
+                .unwrap_or_else(|| self.root.clone());
+            return Err(Error::NoSpace { path });
         }
         let used_percent = self.disk_full_percent.load(Ordering::Relaxed);
         if used_percent != 0 {
@@ -66,6 +78,139 @@ impl Shared {
             );
         }
         Ok(used)
+    }
+
+    /// What a failed write means for the caller: "no space left" becomes
+    /// [`Error::NoSpace`] and refuses writes until the housekeeping thread sees space again
+    /// (see [`Shared::retry_after_no_space`]); any other error passes through unchanged.
+    pub(crate) fn write_failed(&self, e: Error) -> Error {
+        if !e.is_no_space() {
+            return e;
+        }
+        let path = match &e {
+            Error::Io { path, .. } | Error::NoSpace { path } => path.clone(),
+            _ => self.root.clone(),
+        };
+        let mut state = self.out_of_space_state.lock();
+        if state.is_none() {
+            tracing::error!(
+                path = %path.display(),
+                "disk full: no space left on the store's disk; refusing writes until space is \
+                 freed (reads go on, nothing is deleted, writes resume by themselves)"
+            );
+            *state = Some(OutOfSpace {
+                path: path.clone(),
+                logged_at: Instant::now(),
+            });
+        }
+        self.out_of_space.store(true, Ordering::Release);
+        Error::NoSpace { path }
+    }
+
+    /// Run by the housekeeping thread while writes are refused for lack of space: once the
+    /// disk has room for a few messages again, dispatches whatever reached the log but not
+    /// its queue, then accepts writes again. Logs the state once a minute until then.
+    pub(crate) fn retry_after_no_space(&self) {
+        if !self.out_of_space.load(Ordering::Acquire) {
+            return;
+        }
+        let margin = (self.config.max_message_size as u64)
+            .saturating_mul(2)
+            .max(1 << 20);
+        let available = fs4::available_space(&self.root).unwrap_or(0);
+        let resumed = available >= margin && {
+            let _w = self.write_lock.lock();
+            match self.catch_up_dispatch() {
+                Ok(()) => true,
+                Err(e) if e.is_no_space() => false,
+                Err(e) => {
+                    self.poison(format!(
+                        "dispatching records written before the disk filled: {e}"
+                    ));
+                    false
+                }
+            }
+        };
+        let mut state = self.out_of_space_state.lock();
+        if resumed {
+            *state = None;
+            self.out_of_space.store(false, Ordering::Release);
+            tracing::warn!(available, "disk has space again: writes accepted again");
+        } else if let Some(s) = state.as_mut() {
+            if s.logged_at.elapsed() >= DISK_LOG_EVERY {
+                s.logged_at = Instant::now();
+                tracing::error!(
+                    path = %s.path.display(),
+                    available,
+                    needed = margin,
+                    "disk full: still refusing writes until space is freed"
+                );
+            }
+        }
+    }
+
+    /// Dispatches the records between `dispatched` and the log's end (those a write put
+    /// in the log before a dispatch ran out of space). Call with the write lock held.
+    fn catch_up_dispatch(&self) -> Result<()> {
+        let log = &self.commit_log;
+        let seg_size = log.segment_size() as u64;
+        let mut at = self.dispatched.load(Ordering::Acquire);
+        let end = log.max_offset();
+        while at < end {
+            let in_segment = at - log.segment_start(at);
+            let head = if in_segment + record::END_FILE_MIN_BLANK_LENGTH as u64 <= seg_size {
+                Some(log.read(at, record::END_FILE_MIN_BLANK_LENGTH)?)
+            } else {
+                None
+            };
+            let len = match head.as_deref().map(record::peek) {
+                Some(Ok(record::Peek::Message(len))) => len,
+                // A blank marker, or too little room left for one: the next segment.
+                None | Some(Ok(record::Peek::Blank)) => {
+                    at = log.segment_start(at) + seg_size;
+                    continue;
+                }
+                Some(Err(source)) => return Err(Error::CorruptRecord { offset: at, source }),
+            };
+            let raw = log.read(at, len)?;
+            let view = record::decode(&raw, record::Verify::Structure)
+                .map_err(|source| Error::CorruptRecord { offset: at, source })?;
+            self.dispatch(&Dispatch::from_view(&view), true, true)?;
+            at += len as u64;
+            self.dispatched.store(at, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Logs, at most once a minute, that the disk is over `disk_max_used_space_ratio` while
+    /// the policy forbids deleting early.
+    pub(crate) fn warn_disk_short(&self, used_percent: u32) {
+        let mut last = self.disk_warned_at.lock();
+        if last.is_some_and(|t| t.elapsed() < DISK_LOG_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(
+            used_percent,
+            limit = self.config.disk_max_used_space_ratio,
+            "disk nearly full: disk_full_policy = \"refuse_writes\" deletes nothing early; \
+             writes will be refused when the disk is full unless space is freed"
+        );
+    }
+
+    /// Logs, at most once a minute, that writes are still refused for the warning level.
+    pub(super) fn remind_disk_full(&self) {
+        let mut last = self.disk_warned_at.lock();
+        if last.is_some_and(|t| t.elapsed() < DISK_LOG_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::error!(
+            used_percent = self.disk_full_percent.load(Ordering::Relaxed),
+            limit = self.config.disk_space_warning_level_ratio,
+            path = %self.root.display(),
+            "disk nearly full: still refusing writes until space is freed"
+        );
     }
 
     /// Validates a message and returns its encoded size.
@@ -136,6 +281,13 @@ impl Shared {
             queue,
         };
         if let Err(e) = self.dispatch(&d, true, false) {
+            if e.is_no_space() {
+                // The record is in the log but not (wholly) in its queue and index: writes
+                // stop until the housekeeping thread, once there is space, has dispatched
+                // it. The sender gets an error, so it is not acknowledged; if it retries,
+                // consumers may see it twice, never not at all.
+                return Err(self.write_failed(e));
+            }
             // The log holds a record its queue does not know: refuse further writes rather
             // than hand out offsets that disagree. Recovery re-derives it.
             self.poison(format!(
