@@ -100,8 +100,17 @@ fn main() -> ExitCode {
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
         let stop = actimq::cli::shutdown_signal();
+        tokio::pin!(stop);
         let (name, id) = (config.broker_name.clone(), config.broker_id);
-        let handle = start_broker(config).await?;
+        // A stop during start-up (a long recovery) is honoured at once: nothing is
+        // acknowledged yet, and an interrupted recovery is redone at the next start.
+        let handle = tokio::select! {
+            started = start_broker(config) => started?,
+            () = &mut stop => {
+                tracing::info!("stopped during start-up");
+                return Ok(());
+            }
+        };
         tracing::info!("mqbroker listening on {} ({name}, id {id})", handle.addr);
         stop.await;
         handle.shutdown().await;

@@ -84,6 +84,30 @@ pub enum BrokerError {
     Topics(#[from] TopicTableError),
 }
 
+/// Opens the store on a thread of its own: recovery may read for a while, and the event
+/// loop must stay free to notice a SIGTERM meanwhile (the caller can then simply exit;
+/// a half-done recovery is redone at the next start).
+async fn open_store_off_thread(
+    config: crate::storage::StoreConfig,
+    store_host: SocketAddr,
+) -> Result<MessageStore, crate::storage::Error> {
+    let root = config.store_path_root_dir.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("actimq-store-open".into())
+        .spawn(move || {
+            let _ = tx.send(MessageStore::open(config, store_host));
+        })
+        .map_err(|e| crate::storage::Error::Io {
+            path: root.clone(),
+            source: e,
+        })?;
+    rx.await.map_err(|_| crate::storage::Error::Io {
+        path: root,
+        source: std::io::Error::other("the store-opening thread ended without an answer"),
+    })?
+}
+
 /// Stops the broker gracefully; answers when the store is closed.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -155,7 +179,7 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
     let store_host: SocketAddr = advertised
         .parse()
         .map_err(|_| BrokerError::BadAddress(config.broker_ip1.clone()))?;
-    let store = Arc::new(MessageStore::open(config.store.clone(), store_host)?);
+    let store = Arc::new(open_store_off_thread(config.store.clone(), store_host).await?);
     let mut topics = TopicTable::load(&config.store.store_path_root_dir)?;
     if config.auto_create_topic_enable && topics.get(AUTO_CREATE_TOPIC_KEY).is_none() {
         // Producers ask for this topic's route when theirs has none, then send to a broker
