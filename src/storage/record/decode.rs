@@ -210,14 +210,22 @@ pub fn decode(buf: &[u8], verify: Verify) -> Result<RecordView<'_>, RecordError>
         return Err(RecordError::BadLength { declared, actual });
     }
     if verify != Verify::Structure {
-        match record_crc(rec) {
+        let record_checked = match record_crc(rec) {
             Some((stored, computed)) if stored != computed => {
                 return Err(RecordError::RecordCrc { stored, computed });
             }
+            Some(_) => true,
             None if verify == Verify::Strict => return Err(RecordError::RecordCrcMissing),
-            _ => {}
-        }
-        let computed = body_crc(body);
+            None => false,
+        };
+        // The record CRC covers the body and the stored body CRC too, so once it matches
+        // a second pass over the body can only agree (the store computes both itself).
+        // Strict checks it anyway only when it has no record CRC, which it refuses above.
+        let computed = if record_checked && verify == Verify::Strict {
+            stored_crc
+        } else {
+            body_crc(body)
+        };
         if computed != stored_crc {
             return Err(RecordError::BodyCrc {
                 stored: stored_crc,
