@@ -28,6 +28,38 @@ fn record_crc(rec: &[u8]) -> Option<(u32, u32)> {
     Some((stored as u32, crc32fast::hash(&rec[..n - 11])))
 }
 
+/// Checks that `rec` is exactly one record this store wrote at `physical_offset`, intact:
+/// its size field, magic and stored offset agree, and its record CRC (which covers every
+/// byte before it, body included) matches. One pass over the bytes and no parsing of
+/// fields, so a read path can afford it for every record it hands out; [`decode`] tells
+/// what is wrong when this fails.
+pub fn check_stored(rec: &[u8], physical_offset: u64) -> Result<(), RecordError> {
+    let declared = match peek(rec)? {
+        Peek::Message(n) => n,
+        Peek::Blank => return Err(RecordError::BadMagic(BLANK_MAGIC_CODE as u32)),
+    };
+    if declared != rec.len() {
+        return Err(RecordError::BadLength {
+            declared,
+            actual: rec.len(),
+        });
+    }
+    let stored_at = read_i64(rec, PHYSICAL_OFFSET_POSITION)?;
+    if stored_at != physical_offset as i64 {
+        return Err(RecordError::WrongOffset {
+            stored: stored_at,
+            expected: physical_offset,
+        });
+    }
+    match record_crc(rec) {
+        Some((stored, computed)) if stored != computed => {
+            Err(RecordError::RecordCrc { stored, computed })
+        }
+        Some(_) => Ok(()),
+        None => Err(RecordError::RecordCrcMissing),
+    }
+}
+
 /// What sits at a position in the commit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peek {

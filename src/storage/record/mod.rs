@@ -42,7 +42,9 @@ use crate::storage::error::MessageIllegal;
 
 mod decode;
 
-pub use decode::{decode, peek, peek_total_size, Peek, RecordView, StoredMessage, Verify};
+pub use decode::{
+    check_stored, decode, peek, peek_total_size, Peek, RecordView, StoredMessage, Verify,
+};
 
 /// Magic of a message record (RocketMQ's V1 code: topic length in one byte).
 pub const MESSAGE_MAGIC_CODE: i32 = 0xDAA3_20A7_u32 as i32;
@@ -128,6 +130,14 @@ pub enum RecordError {
     /// Strict verification asked for a record CRC and the record has none.
     #[error("record has no {PROPERTY_RECORD_CRC} property")]
     RecordCrcMissing,
+    /// The record stores another physical offset than the one it was read at.
+    #[error("record read at commit-log offset {expected} says it was stored at {stored}")]
+    WrongOffset {
+        /// The offset inside the record.
+        stored: i64,
+        /// Where it was read.
+        expected: u64,
+    },
     /// The topic is not UTF-8.
     #[error("topic is not valid UTF-8")]
     TopicNotUtf8,
