@@ -253,13 +253,14 @@ impl Shared {
             replay,
         )?;
         if let (Some(index), true) = (&self.index, with_index) {
-            for key in keys.into_iter().flat_map(|k| k.split(' ')) {
-                if !key.is_empty() {
-                    index.put(d.topic, key, d.physical_offset, d.store_timestamp)?;
+            let keys = keys.into_iter().flat_map(|k| k.split(' '));
+            for key in keys.chain(uniq).filter(|k| !k.is_empty()) {
+                // A missing index file (a full disk) costs lookups by key, not the store:
+                // the record and its queue entry are written, so failing here would poison
+                // the store and make the producer send a duplicate.
+                if let Err(e) = index.put(d.topic, key, d.physical_offset, d.store_timestamp) {
+                    tracing::error!(error = %e, "cannot create an index file; keys go unindexed for a while");
                 }
-            }
-            if let Some(u) = uniq.filter(|u| !u.is_empty()) {
-                index.put(d.topic, u, d.physical_offset, d.store_timestamp)?;
             }
         }
         Ok(())
