@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use actimq::storage::{GetStatus, MessageStore};
 use common::{host, message, small_config, Rng};
@@ -199,29 +200,22 @@ fn batches_mixing_queues_and_crossing_segments_read_back_in_order() {
 fn a_batch_cut_short_reports_the_messages_it_stored() {
     let dir = tempfile::tempdir().unwrap();
     let config = actimq::storage::StoreConfig {
-        max_index_num: 100,
+        // 50 entries per consume-queue segment.
+        mapped_file_size_consume_queue: 20 * 50,
         ..small_config(dir.path(), 1024 * 1024)
     };
     let store = MessageStore::open(config, host()).unwrap();
-    // Each message has two index keys (KEYS and UNIQ_KEY): 40 of them nearly fill the
-    // first index file.
     for seq in 0..40 {
         store.append(&message("Cut", 0, seq, 200)).unwrap();
     }
-    // The next index file cannot be created: its folder is now a plain file.
-    let index_dir = dir.path().join("index");
-    std::fs::rename(&index_dir, dir.path().join("index-moved")).unwrap();
-    std::fs::write(&index_dir, b"not a folder").unwrap();
+    // The queue's next segment cannot be created: a file already has its name.
+    let queue_dir = dir.path().join("consumequeue/Cut/0");
+    std::fs::write(queue_dir.join(format!("{:020}", 20 * 50)), b"in the way").unwrap();
 
     let batch: Vec<_> = (40..60).map(|seq| message("Cut", 0, seq, 200)).collect();
     let (stored, failure) = store.append_batch_partial(&batch);
     assert!(failure.is_some(), "the batch cannot be stored whole");
-    assert!(
-        !stored.is_empty() && stored.len() < batch.len(),
-        "a prefix is stored: {} of {}",
-        stored.len(),
-        batch.len()
-    );
+    assert_eq!(stored.len(), 10, "the prefix that fit the first segment");
     for (m, r) in batch.iter().zip(&stored) {
         let read = store
             .read_by_queue_offset("Cut", 0, r.queue_offset)
@@ -232,4 +226,40 @@ fn a_batch_cut_short_reports_the_messages_it_stored() {
         store.append_batch(&batch[..1]).is_err(),
         "after a failed dispatch the store refuses writes until restart"
     );
+}
+
+#[test]
+fn an_index_file_that_cannot_be_created_does_not_stop_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = actimq::storage::StoreConfig {
+        max_index_num: 100,
+        ..small_config(dir.path(), 1024 * 1024)
+    };
+    let store = MessageStore::open(config, host()).unwrap();
+    // Each message has two index keys (KEYS and UNIQ_KEY): 50 of them fill the first file.
+    for seq in 0..50 {
+        store.append(&message("Idx", 0, seq, 200)).unwrap();
+    }
+    // The next index file cannot be created (as on a full disk): its folder is a file.
+    let index_dir = dir.path().join("index");
+    let moved = dir.path().join("index-moved");
+    std::fs::rename(&index_dir, &moved).unwrap();
+    std::fs::write(&index_dir, b"not a folder").unwrap();
+    for seq in 50..60 {
+        let r = store.append(&message("Idx", 0, seq, 200)).unwrap();
+        let read = store
+            .read_by_queue_offset("Idx", 0, r.queue_offset)
+            .unwrap();
+        assert!(read.body.starts_with(format!("msg-{seq}-").as_bytes()));
+    }
+    // Once the folder is back, a later append creates the file and keys are indexed again.
+    std::fs::remove_file(&index_dir).unwrap();
+    std::fs::rename(&moved, &index_dir).unwrap();
+    std::thread::sleep(actimq::storage::index::RETRY_CREATE_AFTER + Duration::from_millis(100));
+    store.append(&message("Idx", 0, 60, 200)).unwrap();
+    let found = store
+        .query_by_key("Idx", "key-60", 0, i64::MAX, 10)
+        .unwrap();
+    assert_eq!(found.len(), 1, "indexed after the retry");
+    store.shutdown().unwrap();
 }

@@ -90,6 +90,10 @@ pub struct StoreConfig {
     /// Reserve each segment's blocks at creation and keep its pages faulted in ahead of the
     /// writer (about 64 MiB) on a background thread, so appends do not pay page faults.
     pub warm_mapped_file_enable: bool,
+    /// Most consume-queue segment files open (and mapped for reading) at once, over all
+    /// queues; the least recently used are closed beyond it. A store may hold far more
+    /// queues than a process may hold files or mappings, and most of them are idle.
+    pub max_mapped_queue_files: usize,
 }
 
 impl Default for StoreConfig {
@@ -118,6 +122,7 @@ impl Default for StoreConfig {
             max_hash_slot_num: 5_000_000,
             max_index_num: 20_000_000,
             warm_mapped_file_enable: true,
+            max_mapped_queue_files: 1024,
         }
     }
 }
@@ -209,6 +214,12 @@ impl StoreConfig {
             ));
         }
         self.delete_hours()?;
+        if !(1..=1_000_000).contains(&self.max_mapped_queue_files) {
+            return Err(invalid(
+                "max_mapped_queue_files",
+                format!("{} is outside 1..=1000000", self.max_mapped_queue_files),
+            ));
+        }
         if self.max_hash_slot_num == 0 || self.max_index_num < 2 {
             return Err(invalid(
                 "max_index_num",

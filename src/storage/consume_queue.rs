@@ -4,17 +4,32 @@
 //! in their own segment files, so "message N of this queue" is one multiplication away. It
 //! is derived data: the store can always rebuild it from the commit log, and this module
 //! never reads or writes message bodies.
+//!
+//! # On disk
+//! Segments are named by their first byte offset in the queue (20 digits) and hold up to
+//! `mapped_file_size_consume_queue` bytes. Entries are appended with `pwrite`, so a file
+//! is as long as its entries (a full disk is an `ENOSPC` error, not a fault) and a segment
+//! shorter than the segment size is normal. Files written by earlier versions were created
+//! at full size and zero-filled; a zero size marks an entry never written, and written
+//! entries are contiguous, so their end is found by binary search.
+//!
+//! # Cost
+//! Opening a queue lists its folder and looks at the last segment's length: no entry is
+//! read unless that segment is full-size (then O(log n) reads). Files are opened and mapped
+//! on first use through the store's [`QueueFiles`] cache, which bounds how many are open.
+//! The commit log's minimum is applied on first use too ([`ConsumeQueue::set_log_min`]),
+//! so a clean start reads no queue at all.
 
-#![allow(unsafe_code)]
-
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::storage::error::{Error, Result};
-use crate::storage::mapped_file::{parse_segment_name, sync_dir, MappedFile};
+use crate::storage::mapped_file::{parse_segment_name, segment_name, sync_dir};
+use crate::storage::queue_files::{QueueFiles, SegFile};
 
 /// Bytes per consume-queue entry: commit-log offset (8), size (4), tag hash (8).
 pub const CQ_STORE_UNIT_SIZE: usize = 20;
@@ -31,13 +46,19 @@ pub struct CqEntry {
 }
 
 impl CqEntry {
-    fn encode(&self, buf: &mut [u8]) {
+    /// The entry's 20 bytes as stored.
+    pub fn to_bytes(&self) -> [u8; CQ_STORE_UNIT_SIZE] {
+        let mut buf = [0u8; CQ_STORE_UNIT_SIZE];
         buf[0..8].copy_from_slice(&self.physical_offset.to_be_bytes());
         buf[8..12].copy_from_slice(&self.size.to_be_bytes());
         buf[12..20].copy_from_slice(&self.tags_code.to_be_bytes());
+        buf
     }
 
-    fn decode(buf: &[u8]) -> Option<CqEntry> {
+    /// Parses the entry in the first 20 bytes of `buf`. `None` if `buf` is shorter or the
+    /// slot was never written (a zero size: old files are zero-filled, and a hole in a file
+    /// reads as zeros).
+    pub fn from_bytes(buf: &[u8]) -> Option<CqEntry> {
         let b = buf.get(..CQ_STORE_UNIT_SIZE)?;
         let mut off = [0u8; 8];
         off.copy_from_slice(&b[0..8]);
@@ -50,9 +71,17 @@ impl CqEntry {
             size: u32::from_be_bytes(size),
             tags_code: i64::from_be_bytes(tag),
         };
-        // A zero size marks a slot never written (files are zero-filled).
         (e.size > 0).then_some(e)
     }
+}
+
+/// One segment of a queue: where it starts, and its open file if the cache still holds it.
+#[derive(Debug)]
+struct Segment {
+    /// First byte offset (in the queue) the segment holds; also its file name.
+    start: u64,
+    /// Weak, so that the cache alone decides how long the file stays open.
+    handle: Mutex<Weak<SegFile>>,
 }
 
 /// One consume queue.
@@ -62,50 +91,153 @@ pub struct ConsumeQueue {
     queue_id: u32,
     dir: PathBuf,
     segment_size: usize,
-    segments: RwLock<Vec<Arc<MappedFile>>>,
-    /// Lowest readable queue offset (moves up with retention).
+    files: Arc<QueueFiles>,
+    /// Contiguous segments, oldest first.
+    segments: RwLock<Vec<Arc<Segment>>>,
+    /// Lowest readable queue offset (moves up with retention). Until `min_settled`, a
+    /// lower bound: the commit log's minimum may not have been applied yet.
     min_offset: AtomicU64,
     /// Next queue offset to be written.
     max_offset: AtomicU64,
+    /// Lowest commit-log offset still readable, as far as this queue was told.
+    log_min: AtomicU64,
+    /// Whether `min_offset` reflects `log_min` and skips a leading unwritten stretch.
+    min_settled: AtomicBool,
+    /// Serialises settling, so concurrent first readers read the file once.
+    settle_lock: Mutex<()>,
+    /// Queue offset below which entries are known durable.
+    flushed: AtomicU64,
+    /// Folders whose new entries (segment files, the queue's own folder) must be made
+    /// durable by the next flush, before entries in them count as flushed.
+    unsynced_dirs: Mutex<Vec<PathBuf>>,
+}
+
+/// Where a queue's last segment ends, from its length; for a full-size segment (an old
+/// zero-filled one, or a full new one) from its entries, by binary search.
+fn find_end(path: &Path, segment_size: usize, files: &QueueFiles) -> Result<usize> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    if len > segment_size as u64 {
+        return Err(Error::BadFile {
+            path: path.to_owned(),
+            reason: format!(
+                "file is {len} bytes but the configured segment size is {segment_size}; \
+                 the segment size cannot be changed for an existing store"
+            ),
+        });
+    }
+    // A torn append may leave part of an entry: it was never published.
+    let len = len as usize - len as usize % CQ_STORE_UNIT_SIZE;
+    if len < segment_size {
+        return Ok(len);
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let written = |i: usize| -> Result<bool> {
+        let mut buf = [0u8; CQ_STORE_UNIT_SIZE];
+        files.count_probe_read();
+        file.read_exact_at(&mut buf, (i * CQ_STORE_UNIT_SIZE) as u64)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(CqEntry::from_bytes(&buf).is_some())
+    };
+    let n = segment_size / CQ_STORE_UNIT_SIZE;
+    if written(n - 1)? {
+        return Ok(segment_size);
+    }
+    if !written(0)? {
+        // Empty, or a queue that began inside this segment (entries after a zeroed head):
+        // the binary search below needs written entries from the start, so walk back from
+        // the end instead, a chunk at a time. Only old files of queues emptied by recovery
+        // or created mid-segment get here.
+        const CHUNK: usize = 3276 * CQ_STORE_UNIT_SIZE;
+        let mut buf = vec![0u8; CHUNK];
+        let mut end = segment_size;
+        while end > 0 {
+            let start = end.saturating_sub(CHUNK);
+            let chunk = &mut buf[..end - start];
+            files.count_probe_read();
+            file.read_exact_at(chunk, start as u64)
+                .map_err(|e| Error::io(path, e))?;
+            if let Some(i) = chunk
+                .chunks_exact(CQ_STORE_UNIT_SIZE)
+                .rposition(|e| CqEntry::from_bytes(e).is_some())
+            {
+                return Ok(start + (i + 1) * CQ_STORE_UNIT_SIZE);
+            }
+            end = start;
+        }
+        return Ok(0);
+    }
+    // Entry 0 is written and entry n-1 is not: find the first unwritten one.
+    let (mut lo, mut hi) = (1, n - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if written(mid)? {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo * CQ_STORE_UNIT_SIZE)
 }
 
 impl ConsumeQueue {
-    /// Opens the queue stored under `dir`, creating the folder if needed, and finds its end
-    /// from the last segment's last written entry.
-    pub fn open(dir: PathBuf, topic: &str, queue_id: u32, segment_size: usize) -> Result<Self> {
+    /// Opens the queue stored under `dir`, creating the folder if needed. Lists the folder
+    /// and finds the end from the last segment's length; opens no segment file and reads no
+    /// entry unless that segment is full-size (see the module docs).
+    pub fn open(
+        dir: PathBuf,
+        topic: &str,
+        queue_id: u32,
+        segment_size: usize,
+        files: Arc<QueueFiles>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
             if let Some(start) = entry.file_name().to_str().and_then(parse_segment_name) {
-                found.push((start, entry.path()));
+                found.push(start);
             }
         }
-        found.sort();
-        let mut segments = Vec::with_capacity(found.len());
-        for (start, path) in found {
-            if start % segment_size as u64 != 0 {
+        found.sort_unstable();
+        let unit = CQ_STORE_UNIT_SIZE as u64;
+        let (mut min, mut max) = (0, 0);
+        if let (Some(&first), Some(&last)) = (found.first(), found.last()) {
+            if let Some(bad) = found.iter().find(|s| **s % segment_size as u64 != 0) {
                 return Err(Error::BadFile {
-                    path,
+                    path: dir.join(segment_name(*bad)),
                     reason: format!("not aligned to the consume-queue segment size {segment_size}"),
                 });
             }
-            let seg = MappedFile::open(&path, start, segment_size)?;
-            seg.set_wrote(segment_size);
-            seg.set_flushed(segment_size);
-            segments.push(Arc::new(seg));
+            let end = find_end(&dir.join(segment_name(last)), segment_size, &files)?;
+            max = (last + end as u64) / unit;
+            min = (first / unit).min(max);
         }
-        let cq = ConsumeQueue {
+        let segments = found
+            .into_iter()
+            .map(|start| {
+                Arc::new(Segment {
+                    start,
+                    handle: Mutex::new(Weak::new()),
+                })
+            })
+            .collect();
+        Ok(ConsumeQueue {
             topic: topic.to_owned(),
             queue_id,
             dir,
             segment_size,
+            files,
             segments: RwLock::new(segments),
-            min_offset: AtomicU64::new(0),
-            max_offset: AtomicU64::new(0),
-        };
-        cq.find_bounds();
-        Ok(cq)
+            min_offset: AtomicU64::new(min),
+            max_offset: AtomicU64::new(max),
+            log_min: AtomicU64::new(0),
+            min_settled: AtomicBool::new(min == max),
+            settle_lock: Mutex::new(()),
+            flushed: AtomicU64::new(max),
+            unsynced_dirs: Mutex::new(Vec::new()),
+        })
     }
 
     /// Topic of this queue.
@@ -122,41 +254,9 @@ impl ConsumeQueue {
         CQ_STORE_UNIT_SIZE as u64
     }
 
-    /// Sets min and max from the files: the last written entry of the last segment, and the
-    /// first written entry of the first.
-    fn find_bounds(&self) {
-        let segs = self.segments.read();
-        let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
-            return;
-        };
-        // SAFETY: called at open, before the queue is shared.
-        let end = (0..self.segment_size / CQ_STORE_UNIT_SIZE)
-            .rev()
-            .find(|i| {
-                let bytes =
-                    unsafe { last.slice_unpublished(i * CQ_STORE_UNIT_SIZE, CQ_STORE_UNIT_SIZE) };
-                bytes.and_then(CqEntry::decode).is_some()
-            })
-            .map(|i| (i + 1) * CQ_STORE_UNIT_SIZE)
-            .unwrap_or(0);
-        last.set_wrote(end);
-        last.set_flushed(end);
-        let max = (last.from_offset() + end as u64) / self.unit();
-        let start = (0..first.wrote() / CQ_STORE_UNIT_SIZE)
-            .find(|i| {
-                first
-                    .slice(i * CQ_STORE_UNIT_SIZE, CQ_STORE_UNIT_SIZE)
-                    .and_then(CqEntry::decode)
-                    .is_some()
-            })
-            .map(|i| (first.from_offset() / self.unit()) + i as u64)
-            .unwrap_or(max);
-        self.max_offset.store(max, Ordering::Release);
-        self.min_offset.store(start.min(max), Ordering::Release);
-    }
-
     /// Lowest readable queue offset.
     pub fn min_offset(&self) -> u64 {
+        self.settle_min();
         self.min_offset.load(Ordering::Acquire)
     }
 
@@ -165,28 +265,118 @@ impl ConsumeQueue {
         self.max_offset.load(Ordering::Acquire)
     }
 
+    /// Tells the queue that the commit log now starts at `log_min`, without reading
+    /// anything: entries pointing below it are dropped from view on first use.
+    pub fn set_log_min(&self, log_min: u64) {
+        if self.log_min.fetch_max(log_min, Ordering::AcqRel) < log_min {
+            self.min_settled.store(false, Ordering::Release);
+        }
+    }
+
+    /// Applies the pending commit-log minimum and skips a leading unwritten stretch. One
+    /// read in the usual case, O(log n) when the minimum cuts into the queue. On an I/O
+    /// error the minimum stays as it was, and the next use tries again.
+    fn settle_min(&self) {
+        if self.min_settled.load(Ordering::Acquire) {
+            return;
+        }
+        let _settling = self.settle_lock.lock();
+        if self.min_settled.load(Ordering::Acquire) {
+            return;
+        }
+        let log_min = self.log_min.load(Ordering::Acquire);
+        let (min, max) = (
+            self.min_offset.load(Ordering::Acquire),
+            self.max_offset.load(Ordering::Acquire),
+        );
+        let settled = (|| -> Result<u64> {
+            let mut from = min;
+            if min < max && self.read_entry(min)?.is_none() {
+                // A queue that began inside its first segment: find its first entry.
+                from = self.partition(min, max, |e| e.is_some())?;
+            }
+            match self.read_entry(from)? {
+                Some(e) if e.physical_offset >= log_min => Ok(from),
+                _ => self.partition(from, max, |e| {
+                    e.is_none_or(|e| e.physical_offset >= log_min)
+                }),
+            }
+        })();
+        match settled {
+            Ok(new_min) => {
+                self.min_offset.fetch_max(new_min, Ordering::AcqRel);
+                self.min_settled.store(true, Ordering::Release);
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic, queue_id = self.queue_id, error = %e,
+                    "cannot read the consume queue to find its first entry");
+            }
+        }
+    }
+
     /// The entry at queue offset `n`, if it is readable.
     pub fn get(&self, n: u64) -> Option<CqEntry> {
         if n < self.min_offset() || n >= self.max_offset() {
             return None;
         }
-        let byte = n * self.unit();
+        match self.read_entry(n) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(topic = %self.topic, queue_id = self.queue_id, offset = n,
+                    error = %e, "cannot read consume-queue entry");
+                None
+            }
+        }
+    }
+
+    /// The segment holding byte `byte` of the queue.
+    fn segment_at(&self, byte: u64) -> Option<Arc<Segment>> {
         let segs = self.segments.read();
-        let first = segs.first()?.from_offset();
-        let idx = (byte.checked_sub(first)? / self.segment_size as u64) as usize;
-        let seg = segs.get(idx)?;
-        let pos = (byte - seg.from_offset()) as usize;
-        seg.slice(pos, CQ_STORE_UNIT_SIZE).and_then(CqEntry::decode)
+        let first = segs.first()?.start;
+        let idx = byte.checked_sub(first)? / self.segment_size as u64;
+        let seg = segs.get(usize::try_from(idx).ok()?)?;
+        (byte - seg.start < self.segment_size as u64).then(|| Arc::clone(seg))
+    }
+
+    /// The open file of `seg`, opening it (and taking it into the cache) if it is not.
+    fn file(&self, seg: &Segment) -> Result<Arc<SegFile>> {
+        let mut handle = seg.handle.lock();
+        if let Some(f) = handle.upgrade() {
+            QueueFiles::touch(&f);
+            return Ok(f);
+        }
+        let path = self.dir.join(segment_name(seg.start));
+        let f = Arc::new(SegFile::open(&path, self.segment_size, false)?);
+        *handle = Arc::downgrade(&f);
+        self.files.admit(Arc::clone(&f));
+        Ok(f)
+    }
+
+    /// Reads entry `n` without checking the queue's bounds: `None` if never written.
+    fn read_entry(&self, n: u64) -> Result<Option<CqEntry>> {
+        let Some(byte) = n.checked_mul(self.unit()) else {
+            return Ok(None);
+        };
+        let Some(seg) = self.segment_at(byte) else {
+            return Ok(None);
+        };
+        let mut buf = [0u8; CQ_STORE_UNIT_SIZE];
+        let found = self
+            .file(&seg)?
+            .read_at((byte - seg.start) as usize, &mut buf)?;
+        Ok(found.then(|| CqEntry::from_bytes(&buf)).flatten())
     }
 
     /// Stores the entry for queue offset `n`. An offset below the end that already holds
     /// this entry is skipped (a replay after recovery); one holding a different entry is an
     /// error, or with `replace` (recovery: the log is the truth) the queue is cut there and
     /// rewritten. Returns whether the entry was written. Only the store's writer may call it.
+    /// The entry is readable by [`ConsumeQueue::get`] as soon as this returns.
     pub fn put(&self, n: u64, entry: CqEntry, replace: bool) -> Result<bool> {
+        self.settle_min();
         let max = self.max_offset();
         if n < max {
-            if self.get(n) == Some(entry) {
+            if self.read_entry(n)? == Some(entry) {
                 return Ok(false);
             }
             if !replace {
@@ -201,27 +391,24 @@ impl ConsumeQueue {
             .checked_mul(self.unit())
             .ok_or_else(|| self.bad(format!("queue offset {n} is out of range")))?;
         let seg_start = byte - byte % self.segment_size as u64;
-        if n > max && !self.segments.read().is_empty() {
+        if n > max {
             let last_end = self
                 .segments
                 .read()
                 .last()
-                .map(|s| s.from_offset() + s.size() as u64)
-                .unwrap_or(0);
-            if seg_start.saturating_sub(last_end) > 16 * self.segment_size as u64 {
-                return Err(self.bad(format!("queue offset {n} is far past the end {max}")));
+                .map(|s| s.start + self.segment_size as u64);
+            if let Some(last_end) = last_end {
+                if seg_start.saturating_sub(last_end) > 16 * self.segment_size as u64 {
+                    return Err(self.bad(format!("queue offset {n} is far past the end {max}")));
+                }
+                tracing::warn!(topic = %self.topic, queue_id = self.queue_id, expected = max,
+                    got = n, "consume queue gap: entries in between are unreadable");
             }
-            tracing::warn!(topic = %self.topic, queue_id = self.queue_id, expected = max, got = n,
-                "consume queue gap: entries in between are unreadable");
         }
         let seg = self.segment_for_write(seg_start)?;
-        let pos = (byte - seg_start) as usize;
-        // SAFETY: single writer (store write lock) and `pos` is at or past the published end.
-        let buf = unsafe { seg.slice_mut(pos, CQ_STORE_UNIT_SIZE) }
-            .ok_or_else(|| self.bad(format!("entry position {pos} outside the segment")))?;
-        entry.encode(buf);
-        seg.set_wrote(pos + CQ_STORE_UNIT_SIZE);
-        if n > max && self.min_offset() == max {
+        self.file(&seg)?
+            .write_at((byte - seg_start) as usize, &entry.to_bytes())?;
+        if n > max && self.min_offset.load(Ordering::Acquire) == max {
             // The queue was empty (new, or emptied by retention): it now starts here.
             self.min_offset.store(n, Ordering::Release);
         }
@@ -236,58 +423,79 @@ impl ConsumeQueue {
         }
     }
 
-    fn segment_for_write(&self, seg_start: u64) -> Result<Arc<MappedFile>> {
+    /// The segment starting at `seg_start`, creating it (and any skipped ones before it,
+    /// left empty) if it is past the last one.
+    fn segment_for_write(&self, seg_start: u64) -> Result<Arc<Segment>> {
         if let Some(last) = self.segments.read().last() {
-            if last.from_offset() == seg_start {
+            if last.start == seg_start {
                 return Ok(Arc::clone(last));
             }
         }
         let mut segs = self.segments.write();
         let mut next = match segs.last() {
-            Some(last) => {
-                last.set_wrote(last.size());
-                last.from_offset() + self.segment_size as u64
-            }
+            Some(last) => last.start + self.segment_size as u64,
             None => seg_start,
         };
+        if next > seg_start {
+            return Err(self.bad(format!(
+                "write into segment {seg_start}, behind the last one {}",
+                next - self.segment_size as u64
+            )));
+        }
         while next <= seg_start {
-            let seg = Arc::new(MappedFile::create(
-                &self.dir,
-                next,
-                self.segment_size,
-                false,
-            )?);
-            if next < seg_start {
-                seg.set_wrote(self.segment_size);
-            }
-            segs.push(seg);
+            let path = self.dir.join(segment_name(next));
+            let f = Arc::new(SegFile::open(&path, self.segment_size, true)?);
+            segs.push(Arc::new(Segment {
+                start: next,
+                handle: Mutex::new(Arc::downgrade(&f)),
+            }));
+            self.files.admit(f);
             next += self.segment_size as u64;
         }
-        segs.last().cloned().ok_or_else(|| Error::BadFile {
-            path: self.dir.clone(),
-            reason: "no consume-queue segment after creation".into(),
-        })
+        drop(segs);
+        self.sync_dir_on_flush(self.dir.clone());
+        self.segments
+            .read()
+            .last()
+            .cloned()
+            .ok_or_else(|| self.bad("no consume-queue segment after creation".into()))
     }
 
-    /// First queue offset in `[lo, hi)` whose entry satisfies `pred`, assuming `pred` is
-    /// false then true along the queue (binary search). Returns `hi` if none does.
-    fn partition_point(&self, lo: u64, hi: u64, mut pred: impl FnMut(&CqEntry) -> bool) -> u64 {
+    /// Has the next flush make `dir` durable first (a new file or folder in it).
+    pub fn sync_dir_on_flush(&self, dir: PathBuf) {
+        let mut dirs = self.unsynced_dirs.lock();
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+
+    /// First queue offset in `[lo, hi)` whose entry (`None`: never written) satisfies
+    /// `pred`, assuming `pred` is false then true along the queue (binary search). Returns
+    /// `hi` if none does.
+    fn partition(
+        &self,
+        lo: u64,
+        hi: u64,
+        mut pred: impl FnMut(Option<CqEntry>) -> bool,
+    ) -> Result<u64> {
         let (mut lo, mut hi) = (lo, hi);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.get(mid) {
-                Some(e) if !pred(&e) => lo = mid + 1,
-                _ => hi = mid,
+            if pred(self.read_entry(mid)?) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
             }
         }
-        lo
+        Ok(lo)
     }
 
     /// Drops every entry pointing at or past commit-log offset `phys` (recovery: those are
     /// replayed from the log, or the records they point at are gone). Only at open.
     pub fn truncate_from_physical(&self, phys: u64) -> Result<()> {
+        self.settle_min();
         let (min, max) = (self.min_offset(), self.max_offset());
-        let cut = self.partition_point(min, max, |e| e.physical_offset >= phys);
+        let cut = self.partition(min, max, |e| e.is_none_or(|e| e.physical_offset >= phys))?;
         if cut == max {
             return Ok(());
         }
@@ -302,15 +510,13 @@ impl ConsumeQueue {
         let mut keep = Vec::with_capacity(segs.len());
         let mut deleted = false;
         for seg in segs.drain(..) {
-            let from = seg.from_offset();
-            if from > byte {
-                seg.delete()?;
+            if seg.start > byte {
+                self.delete_segment(&seg)?;
                 deleted = true;
                 continue;
             }
-            if byte < from + seg.size() as u64 {
-                // SAFETY: only during recovery, before the queue is shared.
-                unsafe { seg.truncate((byte - from) as usize) };
+            if byte < seg.start + self.segment_size as u64 {
+                self.file(&seg)?.truncate((byte - seg.start) as usize)?;
             }
             keep.push(seg);
         }
@@ -320,27 +526,32 @@ impl ConsumeQueue {
             sync_dir(&self.dir)?;
         }
         self.max_offset.store(cut, Ordering::Release);
-        if self.min_offset() > cut {
+        self.flushed.fetch_min(cut, Ordering::AcqRel);
+        if self.min_offset.load(Ordering::Acquire) > cut {
             self.min_offset.store(cut, Ordering::Release);
         }
         Ok(())
     }
 
+    fn delete_segment(&self, seg: &Segment) -> Result<()> {
+        if let Some(f) = seg.handle.lock().upgrade() {
+            self.files.forget(&f);
+        }
+        let path = self.dir.join(segment_name(seg.start));
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))
+    }
+
     /// Retention: forgets entries pointing below commit-log offset `min_phys` and deletes
     /// segments holding only such entries (never the last one).
     pub fn delete_below_physical(&self, min_phys: u64) -> Result<usize> {
-        let (min, max) = (self.min_offset(), self.max_offset());
-        let new_min = self.partition_point(min, max, |e| e.physical_offset >= min_phys);
-        if new_min > min {
-            self.min_offset.store(new_min, Ordering::Release);
-        }
-        let byte = new_min * self.unit();
-        let victims: Vec<Arc<MappedFile>> = {
+        self.set_log_min(min_phys);
+        let byte = self.min_offset().saturating_mul(self.unit());
+        let victims: Vec<Arc<Segment>> = {
             let segs = self.segments.read();
             let n = segs.len().saturating_sub(1);
             segs.iter()
                 .take(n)
-                .take_while(|s| s.from_offset() + s.size() as u64 <= byte)
+                .take_while(|s| s.start + self.segment_size as u64 <= byte)
                 .cloned()
                 .collect()
         };
@@ -349,7 +560,7 @@ impl ConsumeQueue {
         }
         self.segments.write().drain(..victims.len());
         for seg in &victims {
-            seg.delete()?;
+            self.delete_segment(seg)?;
         }
         sync_dir(&self.dir)?;
         Ok(victims.len())
@@ -362,21 +573,54 @@ impl ConsumeQueue {
         timestamp: i64,
         mut store_time: impl FnMut(u64) -> Option<i64>,
     ) -> u64 {
-        self.partition_point(self.min_offset(), self.max_offset(), |e| {
-            store_time(e.physical_offset).is_none_or(|t| t >= timestamp)
+        let (min, max) = (self.min_offset(), self.max_offset());
+        let found = self.partition(min, max, |e| {
+            e.is_none_or(|e| store_time(e.physical_offset).is_none_or(|t| t >= timestamp))
+        });
+        found.unwrap_or_else(|e| {
+            tracing::error!(topic = %self.topic, queue_id = self.queue_id, error = %e,
+                "cannot read the consume queue to search by time");
+            max
         })
     }
 
-    /// Flushes written entries. Callable from any thread.
+    /// Makes written entries durable (and the folders they were created in). Callable from
+    /// any thread; a queue with nothing new costs two atomic loads.
     pub fn flush(&self) -> Result<()> {
-        for seg in self
+        let max = self.max_offset();
+        let done = self.flushed.load(Ordering::Acquire);
+        if done >= max {
+            return Ok(());
+        }
+        let dirs = std::mem::take(&mut *self.unsynced_dirs.lock());
+        for (i, dir) in dirs.iter().enumerate() {
+            if let Err(e) = sync_dir(dir) {
+                self.unsynced_dirs.lock().extend(dirs[i..].iter().cloned());
+                return Err(e);
+            }
+        }
+        let (from, to) = (done * self.unit(), max * self.unit());
+        let segs: Vec<Arc<Segment>> = self
             .segments
             .read()
             .iter()
-            .filter(|s| s.flushed() < s.wrote())
-        {
-            seg.flush()?;
+            .filter(|s| s.start < to && s.start + self.segment_size as u64 > from)
+            .cloned()
+            .collect();
+        for seg in segs {
+            match seg.handle.lock().upgrade() {
+                Some(f) => f.sync()?,
+                None => {
+                    // Evicted: sync through a short-lived descriptor rather than take the
+                    // file back into the cache (fsync acts on the file, not the descriptor).
+                    let path = self.dir.join(segment_name(seg.start));
+                    std::fs::File::open(&path)
+                        .and_then(|f| f.sync_data())
+                        .map_err(|e| Error::io(&path, e))?;
+                }
+            }
         }
+        self.flushed.fetch_max(max, Ordering::AcqRel);
         Ok(())
     }
 
@@ -385,3 +629,6 @@ impl ConsumeQueue {
         &self.dir
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,12 +6,19 @@
 //! one chain and the files survive restart without being loaded into memory. Hashes collide
 //! and a crash can leave stale entries, so callers verify every hit against the commit log;
 //! this module never reads the commit log itself.
+//!
+//! Entries are stored through a mapping, so every file's blocks are allocated when it is
+//! created (or, for a file from an older version, when it is opened): a store into a page
+//! the file system cannot back would be a `SIGBUS`, while a failed allocation is an
+//! `ENOSPC` error. A file that cannot be created is retried a little later; meanwhile keys
+//! go unindexed (lookups by key miss those messages) rather than stopping the store.
 
 #![allow(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -24,6 +31,10 @@ pub const INDEX_HEADER_SIZE: usize = 40;
 pub const HASH_SLOT_SIZE: usize = 4;
 /// Bytes per index entry.
 pub const INDEX_ENTRY_SIZE: usize = 20;
+/// After an index file could not be created (a full disk), keys go unindexed for this long
+/// before the next attempt, so a full disk costs one failed creation (and one log line) per
+/// interval rather than one per message.
+pub const RETRY_CREATE_AFTER: Duration = Duration::from_secs(1);
 
 /// Hash of an index key (`topic#key`).
 pub fn key_hash(topic: &str, key: &str) -> u32 {
@@ -39,6 +50,9 @@ struct IndexFile {
     slots: usize,
     max_entries: usize,
     dirty: AtomicBool,
+    /// False for an old file whose blocks could not be allocated at open: storing into it
+    /// could fault, so new entries go to a new file.
+    writable: bool,
 }
 
 fn get_i64(b: &[u8], at: usize) -> i64 {
@@ -58,7 +72,7 @@ impl IndexFile {
         INDEX_HEADER_SIZE + slots * HASH_SLOT_SIZE + max_entries * INDEX_ENTRY_SIZE
     }
 
-    fn new(file: MappedFile, slots: usize, max_entries: usize) -> Self {
+    fn new(file: MappedFile, slots: usize, max_entries: usize, writable: bool) -> Self {
         // The slot table is written at random: with 4 KiB pages nearly every put missed
         // the TLB (a two-level page walk on a virtual machine), which cost as much as the
         // rest of the put together. Huge pages keep the whole table in a few TLB entries;
@@ -70,6 +84,7 @@ impl IndexFile {
             slots,
             max_entries,
             dirty: AtomicBool::new(false),
+            writable,
         }
     }
 
@@ -151,7 +166,7 @@ impl IndexFile {
 
     fn put(&self, hash: u32, phy: u64, store_ts: i64) -> bool {
         let count = self.count();
-        if count >= self.max_entries {
+        if count >= self.max_entries || !self.writable {
             return false;
         }
         let Some((mut begin_ts, _, mut begin_phy, _, mut used, _)) = self.header() else {
@@ -223,6 +238,8 @@ pub struct IndexService {
     slots: usize,
     max_entries: usize,
     files: Mutex<Vec<Arc<IndexFile>>>,
+    /// When creating the next file last failed; no new attempt before `RETRY_CREATE_AFTER`.
+    create_failed_at: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for IndexService {
@@ -248,18 +265,27 @@ impl IndexService {
         }
         found.sort();
         let mut files = Vec::new();
+        let newest = found.last().map(|(seq, _)| *seq);
         for (seq, path) in found {
-            files.push(Arc::new(IndexFile::new(
-                MappedFile::open(&path, seq, size)?,
-                slots,
-                max_entries,
-            )));
+            let file = MappedFile::open(&path, seq, size)?;
+            // Only the newest file is written to. Files from older versions are sparse:
+            // allocate its blocks now, or write nothing more into it.
+            let writable = Some(seq) != newest
+                || file
+                    .warm()
+                    .map_err(|e| {
+                        tracing::warn!(path = %path.display(), error = %e,
+                        "cannot allocate the index file's blocks; new keys go to a new file");
+                    })
+                    .is_ok();
+            files.push(Arc::new(IndexFile::new(file, slots, max_entries, writable)));
         }
         Ok(IndexService {
             dir: dir.to_owned(),
             slots,
             max_entries,
             files: Mutex::new(files),
+            create_failed_at: Mutex::new(None),
         })
     }
 
@@ -271,7 +297,9 @@ impl IndexService {
         }
     }
 
-    /// Records that `key` of `topic` is stored at `phy`.
+    /// Records that `key` of `topic` is stored at `phy`. Fails only when a new file was
+    /// needed and could not be created: the key is then not indexed, and the next file is
+    /// tried again after [`RETRY_CREATE_AFTER`] (keys in between are skipped too).
     pub fn put(&self, topic: &str, key: &str, phy: u64, store_ts: i64) -> Result<()> {
         let hash = key_hash(topic, key);
         let mut files = self.files.lock();
@@ -280,6 +308,10 @@ impl IndexService {
                 return Ok(());
             }
         }
+        let mut failed_at = self.create_failed_at.lock();
+        if failed_at.is_some_and(|t| t.elapsed() < RETRY_CREATE_AFTER) {
+            return Ok(());
+        }
         let seq = files.last().map(|f| f.file.from_offset() + 1).unwrap_or(0);
         let seq = seq.max(
             std::time::SystemTime::now()
@@ -287,16 +319,36 @@ impl IndexService {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
         );
-        let file = MappedFile::create(
-            &self.dir,
-            seq,
-            IndexFile::size(self.slots, self.max_entries),
-            false,
-        )?;
-        let file = Arc::new(IndexFile::new(file, self.slots, self.max_entries));
+        let file = match self.create(seq) {
+            Ok(file) => file,
+            Err(e) => {
+                *failed_at = Some(Instant::now());
+                return Err(e);
+            }
+        };
+        *failed_at = None;
         file.put(hash, phy, store_ts);
         files.push(file);
         Ok(())
+    }
+
+    /// Creates index file `seq` with all its blocks allocated; leaves nothing behind if that
+    /// fails.
+    fn create(&self, seq: u64) -> Result<Arc<IndexFile>> {
+        let size = IndexFile::size(self.slots, self.max_entries);
+        let file = MappedFile::create(&self.dir, seq, size, false)?;
+        if let Err(e) = file.warm() {
+            if let Err(rm) = file.delete() {
+                tracing::warn!(error = %rm, "cannot remove the index file that failed");
+            }
+            return Err(e);
+        }
+        Ok(Arc::new(IndexFile::new(
+            file,
+            self.slots,
+            self.max_entries,
+            true,
+        )))
     }
 
     /// Commit-log offsets recorded for `key` of `topic` between the two store times (ms),

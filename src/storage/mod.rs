@@ -17,7 +17,8 @@
 //! - [`record`]: the stored-message layout (RocketMQ's, byte for byte)
 //! - [`message_id`]: offset message ids
 //! - `mapped_file`, [`commit_log`], [`consume_queue`], [`index`]: the files; `warmer` keeps
-//!   the segment being written faulted in ahead of the writer
+//!   the segment being written faulted in ahead of the writer; [`queue_files`] bounds the
+//!   consume-queue files open at once
 //! - [`store`]: appends, the dispatch path, reads, flushing; `recovery`, `retention`
 
 #![deny(missing_docs)]
@@ -32,6 +33,7 @@ pub mod flush;
 pub mod index;
 pub mod mapped_file;
 pub mod message_id;
+pub mod queue_files;
 mod reader;
 pub mod record;
 mod recovery;

@@ -46,10 +46,12 @@ pub(crate) fn recover(shared: &Shared, clean: bool) -> Result<()> {
             .consume_queue
             .min(cp.index)
             .clamp(log_start, cp.commit_log);
-        for cq in shared.all_queues() {
-            cq.truncate_from_physical(replay_from)?;
-        }
+        // After a clean stop no entry points past the checkpoint: only a replay needs the
+        // queues cut (reading every queue here made a start with many queues slow).
         if replay_from < cp.commit_log {
+            for cq in shared.all_queues() {
+                cq.truncate_from_physical(replay_from)?;
+            }
             replay(shared, replay_from, cp.commit_log, cp.index)?;
         }
         log.set_last_record(cp.last_record);
@@ -79,9 +81,9 @@ pub(crate) fn recover(shared: &Shared, clean: bool) -> Result<()> {
         tracing::info!(end, "commit log recovered");
         end
     };
-    // Queues may still point below a log minimum that retention moved.
+    // Queues may still point below a log minimum that retention moved; applied lazily.
     for cq in shared.all_queues() {
-        cq.delete_below_physical(log_start)?;
+        cq.set_log_min(log_start);
     }
     shared.dispatched.store(end, Ordering::Release);
     // Entries re-indexed just now are not on disk yet: keep the old mark until a flush.

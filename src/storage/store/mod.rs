@@ -36,6 +36,7 @@ use crate::storage::error::{Error, MessageIllegal, Result};
 use crate::storage::flush::{DurableCallback, FlushQueue, Wake};
 use crate::storage::index::IndexService;
 use crate::storage::message_id::decode_offset_msg_id;
+use crate::storage::queue_files::QueueFiles;
 use crate::storage::record::{
     self, body_crc, tag_hash, MessageToStore, RecordView, StoreStamp, StoredMessage, PROPERTY_KEYS,
     PROPERTY_TAGS, PROPERTY_UNIQ_KEY,
@@ -163,6 +164,8 @@ pub(crate) struct Shared {
     pub store_host: SocketAddr,
     pub commit_log: CommitLog,
     pub queues: RwLock<QueueTable>,
+    /// Open consume-queue files, at most `max_mapped_queue_files` of them.
+    pub queue_files: Arc<QueueFiles>,
     pub index: Option<IndexService>,
     /// Serialises appends and dispatch.
     pub write_lock: Mutex<()>,
@@ -258,6 +261,7 @@ impl MessageStore {
             store_host,
             commit_log,
             queues: RwLock::new(HashMap::new()),
+            queue_files: QueueFiles::new(config.max_mapped_queue_files),
             index,
             write_lock: Mutex::new(()),
             dispatched: AtomicU64::new(0),
@@ -322,6 +326,13 @@ impl MessageStore {
     /// Counters describing what the store did.
     pub fn stats(&self) -> &StoreStats {
         &self.shared.stats
+    }
+
+    /// Consume-queue files open now (bounded by `max_mapped_queue_files`), and how many of
+    /// them are mapped for reading.
+    pub fn open_queue_files(&self) -> (usize, usize) {
+        let files = &self.shared.queue_files;
+        (files.open_files(), files.mapped_files())
     }
 
     /// Appends one message and derives its queue and index entries. Returns as soon as the

@@ -405,13 +405,14 @@ impl Shared {
             replay,
         )?;
         if let (Some(index), true) = (&self.index, with_index) {
-            for key in keys.into_iter().flat_map(|k| k.split(' ')) {
-                if !key.is_empty() {
-                    index.put(d.topic, key, d.physical_offset, d.store_timestamp)?;
+            let keys = keys.into_iter().flat_map(|k| k.split(' '));
+            for key in keys.chain(uniq).filter(|k| !k.is_empty()) {
+                // A missing index file (a full disk) costs lookups by key, not the store:
+                // the record and its queue entry are written, so failing here would poison
+                // the store and make the producer send a duplicate.
+                if let Err(e) = index.put(d.topic, key, d.physical_offset, d.store_timestamp) {
+                    tracing::error!(error = %e, "cannot create an index file; keys go unindexed for a while");
                 }
-            }
-            if let Some(u) = uniq.filter(|u| !u.is_empty()) {
-                index.put(d.topic, u, d.physical_offset, d.store_timestamp)?;
             }
         }
         Ok(())
@@ -425,22 +426,27 @@ impl Shared {
         if let Some(q) = self.queue(topic, queue_id) {
             return Ok(q);
         }
-        let dir = self
-            .root
-            .join("consumequeue")
-            .join(topic)
-            .join(queue_id.to_string());
+        let base = self.root.join("consumequeue");
+        let topic_dir = base.join(topic);
+        // Folders that are new get their parents synced; checked before they are created.
+        let new_parents: Vec<PathBuf> = [(&base, &self.root), (&topic_dir, &base)]
+            .into_iter()
+            .filter(|(d, _)| !d.exists())
+            .map(|(_, parent)| parent.clone())
+            .collect();
         let cq = Arc::new(ConsumeQueue::open(
-            dir,
+            topic_dir.join(queue_id.to_string()),
             topic,
             queue_id,
             self.config.mapped_file_size_consume_queue as usize,
+            Arc::clone(&self.queue_files),
         )?);
-        // Make the new folders durable before entries in them are counted as flushed.
-        let base = self.root.join("consumequeue");
-        crate::storage::mapped_file::sync_dir(&base.join(topic))?;
-        crate::storage::mapped_file::sync_dir(&base)?;
-        crate::storage::mapped_file::sync_dir(&self.root)?;
+        // The new folders must be durable before entries in them count as flushed; the
+        // queue's next flush syncs them, off the append path (a broker creating thousands of
+        // queues would otherwise wait for several directory syncs per queue under the lock).
+        for dir in new_parents.into_iter().chain([topic_dir]) {
+            cq.sync_dir_on_flush(dir);
+        }
         self.queues
             .write()
             .entry(topic.to_owned())
@@ -449,7 +455,8 @@ impl Shared {
         Ok(cq)
     }
 
-    /// Opens every consume queue found on disk.
+    /// Opens every consume queue found on disk: a folder listing and a file length each,
+    /// no file opened and no entry read (see `ConsumeQueue::open`).
     pub(super) fn load_queues(&self) -> Result<()> {
         let base = self.root.join("consumequeue");
         if !base.exists() {
@@ -471,6 +478,7 @@ impl Shared {
                     &name,
                     id,
                     self.config.mapped_file_size_consume_queue as usize,
+                    Arc::clone(&self.queue_files),
                 )?;
                 table
                     .entry(name.clone())
