@@ -484,10 +484,13 @@ fn a_silent_member_expires_while_its_connection_stays_open() {
     );
     alive.notices.clear();
 
-    // The live member keeps heartbeating; the silent one says nothing but stays connected.
+    // The live member keeps heartbeating; the silent one sends no heartbeat but keeps its
+    // connection busy with other requests (any byte keeps a connection open, only a
+    // heartbeat keeps a membership).
     let started = Instant::now();
     eventually(TIMEOUT, "the silent member to expire", || {
         alive.heartbeat("127.0.0.1@alive", "G3");
+        let _ = silent.members("G3");
         (alive.members("G3") == Ok(vec!["127.0.0.1@alive".to_owned()])).then_some(())
     });
     assert!(

@@ -8,11 +8,18 @@
 //! closes this connection with a logged reason and harms no other. When it stops it tells
 //! the owner ([`ConnectionClosed`]) so state tied to the peer is dropped at once.
 //!
+//! Memory per connection is bounded: its reader charges the bytes of a frame still arriving
+//! to the server's [`FrameBudget`], which closes the largest holders ([`Evict`]) when the
+//! server-wide total passes `max_incomplete_frame_bytes`. Timer: a connection that receives
+//! no byte for `channel_expired_timeout` is closed (checked every quarter of it), so silent
+//! sockets cannot pile up; real clients heartbeat well within it.
+//!
 //! It is not supervised: a socket cannot be reattached, so a restart would be meaningless.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
@@ -21,6 +28,7 @@ use tokio::io::WriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
+use crate::actors::frame_budget::{FrameBudget, Meter, MeteredCodec};
 use crate::protocol::{
     self, decode_request, Frame, FrameCodec, Request, ResponseCode, READ_BUFFER_CAPACITY,
 };
@@ -94,6 +102,39 @@ pub struct ConnectionClosed {
     pub peer: SocketAddr,
 }
 
+/// Tells a connection that the server's [`FrameBudget`] chose it to close: it stops reading
+/// at once (dropping its buffer) and closes once its answers are written.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Evict;
+
+/// What bounds each connection of one server; cloned into every connection (the budget is
+/// shared).
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Largest frame read or written.
+    pub max_frame_size: usize,
+    /// A connection that receives no byte for this long is closed.
+    pub idle_timeout: Duration,
+    /// The server-wide budget for bytes of incomplete frames.
+    pub budget: Arc<FrameBudget>,
+}
+
+impl ConnectionLimits {
+    /// Limits with a fresh budget of `max_incomplete_frame_bytes`.
+    pub fn new(
+        max_frame_size: usize,
+        idle_timeout: Duration,
+        max_incomplete_frame_bytes: usize,
+    ) -> Self {
+        ConnectionLimits {
+            max_frame_size,
+            idle_timeout,
+            budget: FrameBudget::new(max_incomplete_frame_bytes),
+        }
+    }
+}
+
 /// One accepted socket.
 pub struct Connection {
     id: ConnId,
@@ -111,6 +152,15 @@ pub struct Connection {
     /// The byte stream broke (a frame could not be delimited): nothing more is read, and
     /// the connection closes once the requests already handed on are answered.
     closing: bool,
+    /// The socket's reader, cancelled to drop its buffer at once when the connection is
+    /// evicted or idle.
+    reader: Option<SpawnHandle>,
+    /// Shared with the reader: bytes received so far.
+    meter: Arc<Meter>,
+    /// Silence longer than this closes the connection.
+    idle_timeout: Duration,
+    /// `meter`'s reading at the last idle check, and when it last changed.
+    last_received: (u64, Instant),
 }
 
 /// How long a broken connection waits for the answers to requests it already handed on.
@@ -124,24 +174,32 @@ impl Connection {
     pub fn start(
         stream: TcpStream,
         peer: SocketAddr,
-        max_frame_size: usize,
+        limits: &ConnectionLimits,
         owner: Recipient<InboundBatch>,
         on_close: Recipient<ConnectionClosed>,
     ) -> Addr<Connection> {
         let _ = stream.set_nodelay(true);
+        let max_frame_size = limits.max_frame_size;
+        let budget = Arc::clone(&limits.budget);
+        let idle_timeout = limits.idle_timeout;
         Connection::create(move |ctx| {
+            let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
             let (read, write) = tokio::io::split(stream);
-            ctx.add_stream(
-                FramedRead::with_capacity(
-                    read,
-                    FrameCodec::new(max_frame_size),
-                    READ_BUFFER_CAPACITY,
-                )
-                .ready_chunks(MAX_FRAMES_PER_BATCH),
+            let codec = MeteredCodec::new(
+                FrameCodec::new(max_frame_size),
+                budget,
+                id,
+                peer,
+                ctx.address().recipient(),
+            );
+            let meter = codec.meter();
+            let reader = ctx.add_stream(
+                FramedRead::with_capacity(read, codec, READ_BUFFER_CAPACITY)
+                    .ready_chunks(MAX_FRAMES_PER_BATCH),
             );
             let writer = FramedWrite::new(write, FrameCodec::new(max_frame_size), ctx);
             Connection {
-                id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+                id,
                 peer,
                 writer,
                 owner,
@@ -151,8 +209,41 @@ impl Connection {
                 max_frame_size,
                 outstanding: 0,
                 closing: false,
+                reader: Some(reader),
+                meter,
+                idle_timeout,
+                last_received: (0, Instant::now()),
             }
         })
+    }
+
+    /// Stops reading and drops the read buffer now (its budget share with it), then closes
+    /// once the requests already handed on are answered.
+    fn shut_reader(&mut self, ctx: &mut Context<Self>) {
+        if let Some(reader) = self.reader.take() {
+            ctx.cancel_future(reader);
+        }
+        if !self.closing {
+            self.close_when_answered(ctx);
+        }
+    }
+
+    /// Closes the connection if no byte arrived for `idle_timeout`.
+    fn check_idle(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let received = self.meter.received();
+        if received != self.last_received.0 {
+            self.last_received = (received, now);
+        } else if !self.closing
+            && now.saturating_duration_since(self.last_received.1) >= self.idle_timeout
+        {
+            // Not a warning: clients that go away without closing are routine.
+            tracing::debug!(
+                peer = %self.peer, conn = self.id, idle_ms = self.idle_timeout.as_millis() as u64,
+                "closing a connection silent for channel_expired_timeout"
+            );
+            self.shut_reader(ctx);
+        }
     }
 
     /// Stops reading and closes once every request handed on is answered (at most
@@ -236,6 +327,10 @@ impl Actor for Connection {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
         tracing::debug!(peer = %self.peer, conn = self.id, "connection open");
+        // A quarter of the timeout: a silent peer is closed within 1.25 times it, for one
+        // wake-up per connection every 30 s at the default.
+        let every = (self.idle_timeout / 4).max(Duration::from_millis(10));
+        ctx.run_interval(every, Connection::check_idle);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -260,7 +355,12 @@ impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
                 Err(e) => {
                     // The byte stream can no longer be trusted to be aligned on frames;
                     // what came before the bad frame is still served and answered.
-                    tracing::warn!(peer = %self.peer, error = %e, "closing connection after a protocol error");
+                    if matches!(e, protocol::Error::OverBudget { .. }) {
+                        // The budget logs evictions, rate-limited: a flood must not flood.
+                        tracing::debug!(peer = %self.peer, error = %e, "closing connection");
+                    } else {
+                        tracing::warn!(peer = %self.peer, error = %e, "closing connection after a protocol error");
+                    }
                     self.hand_over(batch);
                     self.close_when_answered(ctx);
                     return;
@@ -323,6 +423,15 @@ impl Handler<OutboundBatch> for Connection {
         for frame in msg.0 {
             self.write_frame(frame);
         }
+    }
+}
+
+impl Handler<Evict> for Connection {
+    type Result = ();
+
+    /// The budget has logged why; only let go of the buffer and the socket here.
+    fn handle(&mut self, _: Evict, ctx: &mut Self::Context) {
+        self.shut_reader(ctx);
     }
 }
 

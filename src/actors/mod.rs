@@ -8,6 +8,8 @@
 //! - [`listener`] — `Listener`; [`connection`] — `Connection` (server side of a socket)
 //! - [`remote_link`] — `RemoteLink` (client side of a socket, DESIGN.md's BrokerLink)
 //! - [`busy_poll`] — not an actor: opt-in busy-polling of an actor thread after traffic
+//! - [`frame_budget`] — not an actor: one server's budget for incomplete frames, shared by
+//!   its connections; [`log_throttle`] — one log line a second for floods
 
 pub mod broker;
 pub mod busy_poll;
@@ -15,7 +17,9 @@ pub mod client_instance;
 pub mod connection;
 pub mod consumer_group;
 pub mod consumer_support;
+pub mod frame_budget;
 pub mod listener;
+pub mod log_throttle;
 pub mod message_queue;
 pub mod namesrv;
 pub mod producer;

@@ -81,6 +81,7 @@ fn apply(args: Args, config: &mut BrokerConfig) -> Result<(), String> {
 
 fn main() -> ExitCode {
     actimq::cli::init_tracing();
+    actimq::cli::return_freed_memory();
     let args = Args::parse();
     let mut config = match BrokerConfig::load(args.config.as_deref()) {
         Ok(c) => c,

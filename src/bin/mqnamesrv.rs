@@ -27,6 +27,7 @@ struct Args {
 
 fn main() -> ExitCode {
     actimq::cli::init_tracing();
+    actimq::cli::return_freed_memory();
     let args = Args::parse();
     let mut config = match NamesrvConfig::load(args.config.as_deref()) {
         Ok(c) => c,

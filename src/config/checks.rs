@@ -23,6 +23,23 @@ pub(super) fn check_frame_size(size: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The budget for incomplete frames must hold one whole frame of the largest size, or a
+/// legitimate peer sending one would be cut.
+pub(super) fn check_incomplete_budget(
+    budget: usize,
+    max_frame_size: usize,
+) -> Result<(), ConfigError> {
+    if budget < max_frame_size {
+        return Err(invalid(
+            "max_incomplete_frame_bytes",
+            format!(
+                "{budget} bytes cannot hold one frame of max_frame_size ({max_frame_size} bytes)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = (1..=127).contains(&name.len())
         && name

@@ -25,6 +25,11 @@ use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::protocol::DEFAULT_MAX_FRAME_SIZE;
+
+/// Default of `max_incomplete_frame_bytes`: four frames of the default maximum size, so a
+/// few peers sending the largest frames at once are never cut, while thousands of peers
+/// announcing large frames and trickling them cannot take more.
+pub const DEFAULT_MAX_INCOMPLETE_FRAME_BYTES: usize = 64 * 1024 * 1024;
 use crate::storage::{self, StoreConfig};
 
 mod checks;
@@ -194,6 +199,14 @@ pub struct NamesrvConfig {
     pub broker_channel_expired_time: u64,
     /// Largest frame accepted from a peer, in bytes; larger ones close the connection.
     pub max_frame_size: usize,
+    /// A connection that sends nothing for this long, in ms, is closed (RocketMQ's idle
+    /// channel close, 2 minutes). Brokers register every `register_broker_interval` and
+    /// clients poll routes every 30 s, so only dead or hostile peers are cut.
+    pub channel_expired_timeout: u64,
+    /// Most bytes all connections together may hold for frames that have not fully
+    /// arrived; past it the connections holding the largest are closed. At least
+    /// `max_frame_size`, so one legitimate frame always fits.
+    pub max_incomplete_frame_bytes: usize,
 }
 
 impl Default for NamesrvConfig {
@@ -204,6 +217,8 @@ impl Default for NamesrvConfig {
             scan_not_active_broker_interval: 5000,
             broker_channel_expired_time: 120_000,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            channel_expired_timeout: 120_000,
+            max_incomplete_frame_bytes: DEFAULT_MAX_INCOMPLETE_FRAME_BYTES,
         }
     }
 }
@@ -246,7 +261,9 @@ impl NamesrvConfig {
                 ),
             ));
         }
-        check_frame_size(self.max_frame_size)
+        positive("channel_expired_timeout", self.channel_expired_timeout)?;
+        check_frame_size(self.max_frame_size)?;
+        check_incomplete_budget(self.max_incomplete_frame_bytes, self.max_frame_size)
     }
 }
 
@@ -287,14 +304,20 @@ pub struct BrokerConfig {
     pub default_topic_queue_nums: u32,
     /// Longest a pull with no new messages is held, in ms, before an empty answer.
     pub long_polling_timeout: u64,
-    /// A consumer that sends no heartbeat for this long, in ms, is dropped from its group
-    /// (its connection stays open); the group's other members are told to rebalance.
+    /// A client connection that sends nothing for this long, in ms, is closed, and a
+    /// consumer that sends no heartbeat for this long is dropped from its group even if its
+    /// connection is busy; the group's other members are told to rebalance. Clients
+    /// heartbeat every 30 s and pull at least every `long_polling_timeout`.
     pub channel_expired_timeout: u64,
     /// How often, in ms, consumer offsets are written to disk.
     pub flush_consumer_offset_interval: u64,
     /// Largest frame accepted from a peer, in bytes; must exceed the store's
     /// `max_message_size`.
     pub max_frame_size: usize,
+    /// Most bytes all connections together may hold for frames that have not fully
+    /// arrived; past it the connections holding the largest are closed. At least
+    /// `max_frame_size`, so one legitimate frame always fits.
+    pub max_incomplete_frame_bytes: usize,
     /// Bound of the broker's request mailbox (RocketMQ's `sendThreadPoolQueueCapacity`),
     /// counted in socket reads of up to 64 requests each: requests that find it full are
     /// answered "system busy" instead of growing memory.
@@ -326,6 +349,7 @@ impl Default for BrokerConfig {
             channel_expired_timeout: 120_000,
             flush_consumer_offset_interval: 5000,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_incomplete_frame_bytes: DEFAULT_MAX_INCOMPLETE_FRAME_BYTES,
             send_message_queue_capacity: 10_000,
             busy_poll_us: 0,
             store: StoreConfig::default(),
@@ -447,6 +471,7 @@ impl BrokerConfig {
             self.flush_consumer_offset_interval,
         )?;
         check_frame_size(self.max_frame_size)?;
+        check_incomplete_budget(self.max_incomplete_frame_bytes, self.max_frame_size)?;
         // A frame carries one whole message plus its header fields.
         if self.max_frame_size < self.store.max_message_size.saturating_add(64 * 1024) {
             return Err(invalid(
@@ -525,7 +550,7 @@ mod tests {
             written.keys().map(String::as_str).collect::<Vec<_>>(),
             listed
         );
-        assert_eq!(namesrv_keys().len(), 5);
+        assert_eq!(namesrv_keys().len(), 7);
     }
 
     #[test]

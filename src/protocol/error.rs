@@ -83,6 +83,19 @@ pub enum Error {
         /// What serde said.
         reason: String,
     },
+    /// The server's budget for bytes of incomplete frames (shared by all its connections) is
+    /// spent and this connection holds one of the largest: it is closed so that the others
+    /// keep working. Raised by the server's reader, never by [`crate::protocol::FrameCodec`].
+    #[error(
+        "dropped an incomplete frame of {held} bytes: the server's buffers for incomplete \
+         frames are full (max_incomplete_frame_bytes = {limit})"
+    )]
+    OverBudget {
+        /// Bytes of the incomplete frame this connection had buffered.
+        held: usize,
+        /// The server-wide limit.
+        limit: usize,
+    },
     /// Reading or writing the socket failed (tokio-util's codec traits need this variant).
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
@@ -99,6 +112,7 @@ impl Error {
             Error::VersionNotSupported { .. } => ResponseCode::VersionNotSupported,
             Error::BadHeader { .. } | Error::BadBody { .. } => ResponseCode::InvalidParameter,
             Error::FrameTooLarge { .. }
+            | Error::OverBudget { .. }
             | Error::Malformed { .. }
             | Error::NotARequest { .. }
             | Error::Encode { .. }
@@ -112,7 +126,10 @@ impl Error {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            Error::FrameTooLarge { .. } | Error::Malformed { .. } | Error::Io(_)
+            Error::FrameTooLarge { .. }
+                | Error::OverBudget { .. }
+                | Error::Malformed { .. }
+                | Error::Io(_)
         )
     }
 

@@ -26,7 +26,7 @@ use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 
 use crate::actors::connection::{
-    ConnId, ConnectionClosed, Inbound, InboundBatch, Outbound, OutboundBatch,
+    ConnId, ConnectionClosed, ConnectionLimits, Inbound, InboundBatch, Outbound, OutboundBatch,
 };
 use crate::actors::consumer_group::{self, ConsumerGroup, GroupTimings};
 use crate::actors::listener::{Listener, StopAccepting};
@@ -194,6 +194,11 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
         })?;
     }
     let mailbox = config.send_message_queue_capacity;
+    let limits = ConnectionLimits::new(
+        config.max_frame_size,
+        Duration::from_millis(config.channel_expired_timeout),
+        config.max_incomplete_frame_bytes,
+    );
     // The Broker, its MessageQueues and its Connections all run on this thread.
     crate::actors::busy_poll::start(std::time::Duration::from_micros(config.busy_poll_us));
     let broker = Supervisor::start(move |ctx: &mut Context<Broker>| {
@@ -214,13 +219,9 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             config,
         }
     });
-    let max_frame = broker
-        .send(GetMaxFrame)
-        .await
-        .unwrap_or(crate::protocol::DEFAULT_MAX_FRAME_SIZE);
     let accept = Listener::start(
         listener,
-        max_frame,
+        limits,
         broker.clone().recipient(),
         broker.clone().recipient(),
     )
@@ -231,10 +232,6 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
         broker,
     })
 }
-
-#[derive(Message)]
-#[rtype(result = "usize")]
-struct GetMaxFrame;
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -380,13 +377,6 @@ impl Actor for Broker {
 }
 
 impl Supervised for Broker {}
-
-impl Handler<GetMaxFrame> for Broker {
-    type Result = usize;
-    fn handle(&mut self, _: GetMaxFrame, _: &mut Context<Self>) -> usize {
-        self.config.max_frame_size
-    }
-}
 
 impl Handler<SetListener> for Broker {
     type Result = ();

@@ -5,7 +5,8 @@
 //! UnregisterBroker, GetRouteInfoByTopic, GetBrokerClusterInfo, GetAllTopicList,
 //! DeleteTopicInNamesrv. Timer: every `scan_not_active_broker_interval` it drops brokers not
 //! heard from within `broker_channel_expired_time`; a broker whose connection closes is
-//! dropped at once. Several name servers run side by side and never talk to each other.
+//! dropped at once; a connection silent for `channel_expired_timeout` is closed (see
+//! [`Connection`](crate::actors::connection::Connection)). Several name servers run side by side and never talk to each other.
 //!
 //! Supervised: a restart starts from empty tables, which the brokers' periodic
 //! registrations refill (RocketMQ's name server keeps no state on disk either).
@@ -19,7 +20,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::actors::connection::{ConnId, ConnectionClosed, Inbound, InboundBatch};
+use crate::actors::connection::{
+    ConnId, ConnectionClosed, ConnectionLimits, Inbound, InboundBatch,
+};
 use crate::actors::listener::{Listener, StopAccepting};
 use crate::config::NamesrvConfig;
 use crate::protocol::{encode_body, Frame, NoHeader, Request, ResponseCode};
@@ -57,7 +60,11 @@ pub async fn start_namesrv(config: NamesrvConfig) -> std::io::Result<NamesrvHand
     let bind = format!("{}:{}", config.listen_host, config.listen_port);
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     let addr = listener.local_addr()?;
-    let max_frame = config.max_frame_size;
+    let limits = ConnectionLimits::new(
+        config.max_frame_size,
+        Duration::from_millis(config.channel_expired_timeout),
+        config.max_incomplete_frame_bytes,
+    );
     let namesrv = Supervisor::start(move |_| NameServer {
         config,
         routes: RouteTable::new(),
@@ -65,7 +72,7 @@ pub async fn start_namesrv(config: NamesrvConfig) -> std::io::Result<NamesrvHand
     });
     let listener = Listener::start(
         listener,
-        max_frame,
+        limits,
         namesrv.clone().recipient(),
         namesrv.clone().recipient(),
     )?;
