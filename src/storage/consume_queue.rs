@@ -55,6 +55,14 @@ impl CqEntry {
     }
 }
 
+impl CqEntry {
+    /// Decodes one entry from the first [`CQ_STORE_UNIT_SIZE`] bytes of `buf`: `None` when
+    /// `buf` is shorter than an entry or the slot was never written (size 0).
+    pub fn from_bytes(buf: &[u8]) -> Option<CqEntry> {
+        Self::decode(buf)
+    }
+}
+
 /// One consume queue.
 #[derive(Debug)]
 pub struct ConsumeQueue {
