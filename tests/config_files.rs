@@ -319,3 +319,26 @@ fn namesrv_addr_falls_back_to_the_environment() {
     assert_eq!(from_file.unwrap().namesrv_addr, "ns:9876");
     assert_eq!(from_defaults.unwrap().namesrv_addr, env);
 }
+
+#[test]
+fn text_loads_as_the_file_does() {
+    let broker = std::fs::read_to_string(config_dir().join("broker.toml")).unwrap();
+    // The file names a name server, so `load` takes nothing from the environment.
+    assert_eq!(
+        BrokerConfig::from_toml_str(&broker).unwrap(),
+        BrokerConfig::load(Some(&config_dir().join("broker.toml"))).unwrap()
+    );
+    let namesrv = std::fs::read_to_string(config_dir().join("namesrv.toml")).unwrap();
+    assert_eq!(
+        NamesrvConfig::from_toml_str(&namesrv).unwrap(),
+        NamesrvConfig::load(Some(&config_dir().join("namesrv.toml"))).unwrap()
+    );
+
+    let e = BrokerConfig::from_toml_str("broker_name = ").unwrap_err();
+    assert!(e.to_string().starts_with("<text>:1:"), "{e}");
+    let e = NamesrvConfig::from_toml_str("listen_portt = 1").unwrap_err();
+    assert_eq!(e.key(), Some("listen_portt"));
+    assert!(e.path().is_none(), "{e}");
+    let e = BrokerConfig::from_toml_str("broker_id = 1").unwrap_err();
+    assert_eq!(e.key(), Some("broker_id"));
+}

@@ -9,8 +9,13 @@ pub(super) fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    toml::from_str::<toml::Table>(&text).map_err(|e| {
-        let (line, column) = line_column(&text, e.span().map_or(0, |s| s.start));
+    parse_table(&text, path)
+}
+
+/// Parses TOML `text`; a syntax error names `path` with the line and column.
+pub(super) fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
+    toml::from_str::<toml::Table>(text).map_err(|e| {
+        let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
         ConfigError::Syntax {
             path: path.to_path_buf(),
             line,

@@ -532,6 +532,33 @@ impl BrokerConfig {
     }
 }
 
+/// The name a syntax error gives TOML text that did not come from a file.
+pub const TEXT_SOURCE: &str = "<text>";
+
+impl NamesrvConfig {
+    /// Parses and validates a name server's config from TOML text, as
+    /// [`NamesrvConfig::load`] does with a file's contents. Syntax errors name
+    /// [`TEXT_SOURCE`] as the file; other errors name none.
+    pub fn from_toml_str(text: &str) -> Result<NamesrvConfig, ConfigError> {
+        let table = parse_table(text, Path::new(TEXT_SOURCE))?;
+        check_keys(&table, &[namesrv_keys()], foreign_for_namesrv)?;
+        let config = part_from_table(table, NamesrvConfig::deserialize)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl BrokerConfig {
+    /// Parses and validates a broker's config from TOML text, as [`BrokerConfig::load`]
+    /// does with a file's contents, but without reading [`NAMESRV_ADDR_ENV`]. Syntax errors
+    /// name [`TEXT_SOURCE`] as the file; other errors name none.
+    pub fn from_toml_str(text: &str) -> Result<BrokerConfig, ConfigError> {
+        let config = BrokerConfig::from_table(parse_table(text, Path::new(TEXT_SOURCE))?)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,24 +114,28 @@ fn read_i64(buf: &[u8], pos: usize) -> Result<i64, RecordError> {
     Ok(i64::from_be_bytes(a))
 }
 
+/// A host's port, stored as an i32; one outside 0..=65535 is refused rather than cut to
+/// 16 bits, so a decoded record always re-encodes to the same bytes.
+fn read_port(buf: &[u8], pos: usize) -> Result<u16, RecordError> {
+    let port = read_i32(buf, pos)?;
+    u16::try_from(port).map_err(|_| RecordError::BadPort(port))
+}
+
 fn read_host(buf: &[u8], pos: usize, v6: bool) -> Result<(SocketAddr, usize), RecordError> {
     if v6 {
         let s = read_slice(buf, pos, 16)?;
         let mut a = [0u8; 16];
         a.copy_from_slice(s);
-        let port = read_i32(buf, pos + 16)?;
+        let port = read_port(buf, pos + 16)?;
         Ok((
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::from(a)), port as u16),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::from(a)), port),
             pos + 20,
         ))
     } else {
         let s = read_slice(buf, pos, 4)?;
-        let port = read_i32(buf, pos + 4)?;
+        let port = read_port(buf, pos + 4)?;
         Ok((
-            SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::new(s[0], s[1], s[2], s[3])),
-                port as u16,
-            ),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(s[0], s[1], s[2], s[3])), port),
             pos + 8,
         ))
     }

@@ -138,6 +138,9 @@ pub enum RecordError {
         /// Where it was read.
         expected: u64,
     },
+    /// A host's port field is outside 0..=65535 (it would be read as another port).
+    #[error("port field {0} is outside 0..=65535")]
+    BadPort(i32),
     /// The topic is not UTF-8.
     #[error("topic is not valid UTF-8")]
     TopicNotUtf8,
