@@ -1,10 +1,10 @@
 //! A small request/response client over [`RemoteLink`] actors, for operators' tools
-//! (`mqadmin`) and tests: name-server queries, topic administration, and single sends and
-//! pulls. Applications use the producer and consumer actors instead.
+//! (`mqadmin`) and tests: name-server queries, topic administration, broker status, and
+//! single sends and pulls. Applications use the producer and consumer actors instead.
 //!
 //! Every call names the peer it talked to in its error, and never panics on an answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use actix::Addr;
@@ -19,7 +19,7 @@ use crate::protocol::message::{
 };
 use crate::protocol::route::{ClusterInfo, GetRouteInfoRequestHeader, TopicList, TopicRouteData};
 use crate::protocol::topic::{
-    CreateTopicRequestHeader, GetTopicStatsInfoRequestHeader, TopicStatsTable,
+    CreateTopicRequestHeader, GetTopicStatsInfoRequestHeader, KvTable, TopicStatsTable,
 };
 use crate::protocol::{Frame, NoHeader, RequestCode, ResponseCode};
 use crate::storage::StoredMessage;
@@ -251,6 +251,23 @@ impl AdminClient {
             .call_ok(broker, RequestCode::GetConsumeStats, &header, Bytes::new())
             .await?;
         Self::body(broker, &f)
+    }
+
+    /// One broker's runtime state (`GET_BROKER_RUNTIME_INFO`): RocketMQ-style keys such as
+    /// `commitLogMaxOffset`, `writeRefused` and `damage` mapped to their values as text.
+    pub async fn broker_runtime_info(
+        &mut self,
+        broker: &str,
+    ) -> Result<BTreeMap<String, String>, AdminError> {
+        let f = self
+            .call_ok(
+                broker,
+                RequestCode::GetBrokerRuntimeInfo,
+                &NoHeader {},
+                Bytes::new(),
+            )
+            .await?;
+        Self::body::<KvTable>(broker, &f).map(|kv| kv.table)
     }
 
     /// Sends one message (synchronously: returns once the broker stored it).

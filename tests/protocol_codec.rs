@@ -27,7 +27,8 @@ use actimq::protocol::route::{
 use actimq::protocol::topic::{
     ConsumeStats, CreateTopicRequestHeader, DataVersion, DeleteTopicFromNamesrvRequestHeader,
     DeleteTopicRequestHeader, GetConsumeStatsRequestHeader, GetTopicStatsInfoRequestHeader,
-    OffsetWrapper, TopicConfig, TopicConfigWrapper, TopicOffset, TopicStatsTable, PERM_READ_WRITE,
+    KvTable, OffsetWrapper, TopicConfig, TopicConfigWrapper, TopicOffset, TopicStatsTable,
+    PERM_READ_WRITE,
 };
 use actimq::protocol::{
     decode_request, encode_body, Error, Frame, FrameCodec, FrameKind, MessageQueue, NoHeader,
@@ -236,6 +237,7 @@ fn every_request() -> Vec<Request> {
             order: true,
         }),
         Request::GetAllTopicConfig,
+        Request::GetBrokerRuntimeInfo,
         Request::SearchOffsetByTimestamp(SearchOffsetRequestHeader {
             topic: "T".into(),
             queue_id: 0,
@@ -464,6 +466,16 @@ fn every_response_body_round_trips_through_codec() {
             },
         )]),
         consume_tps: 12.5,
+    });
+    body_round_trip(&KvTable {
+        table: BTreeMap::from([
+            ("commitLogMaxOffset".to_string(), "4096".to_string()),
+            ("writeRefused".to_string(), "false".to_string()),
+            (
+                "damage".to_string(),
+                r#"[{"from":100,"to":400,"kind":"corrupt"}]"#.to_string(),
+            ),
+        ]),
     });
     assert_eq!(broker_data().master_addr(), Some("10.0.0.5:10911"));
 }

@@ -91,6 +91,14 @@ enum Command {
     /// Every broker: cluster, name, id, address.
     #[command(name = "clusterList")]
     ClusterList,
+    /// One broker's runtime state as `key : value` lines (commit-log offsets, whether
+    /// writes are refused, damage found in the commit log), then any damage one range a line.
+    #[command(name = "brokerStatus")]
+    BrokerStatus {
+        /// The broker's address.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: String,
+    },
     /// Send one message and print where it went.
     #[command(name = "sendMessage")]
     SendMessage {
@@ -167,6 +175,90 @@ fn masters(info: &ClusterInfo, cluster: &str) -> Result<Vec<String>, String> {
                 .map(str::to_owned)
         })
         .collect())
+}
+
+/// One damaged commit-log range as the broker's `damage` value lists it. Every field has a
+/// default so a broker that adds or drops one still prints.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct DamageLine {
+    from: u64,
+    to: u64,
+    bytes: u64,
+    kind: String,
+    found_by: String,
+    found_at: i64,
+    reason: String,
+}
+
+/// `key : value` lines sorted by key (as RocketMQ's `brokerStatus`), then what an operator
+/// must act on spelled out: refused writes, and each damaged range on its own line.
+fn print_broker_status(table: &std::collections::BTreeMap<String, String>) {
+    let width = table.keys().map(String::len).max().unwrap_or(0);
+    for (key, value) in table {
+        println!("{key:<width$} : {value}");
+    }
+    if let Some(why) = table.get("writeRefused").filter(|v| v.as_str() != "false") {
+        println!();
+        println!("WRITES REFUSED: {why}");
+    }
+    let Some(raw) = table
+        .get("damage")
+        .filter(|v| !v.is_empty() && v.as_str() != "[]")
+    else {
+        return;
+    };
+    println!();
+    let ranges: Vec<DamageLine> = match serde_json::from_str(raw) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("commit-log damage: the broker's list does not parse ({e}); raw value above");
+            return;
+        }
+    };
+    println!(
+        "COMMIT-LOG DAMAGE: {} range(s); the messages in them cannot be delivered, all others are",
+        ranges.len()
+    );
+    for r in &ranges {
+        println!(
+            "  offsets {}..{}  {} bytes  {}  found by {} at {}  reason: {}",
+            r.from,
+            r.to,
+            r.bytes,
+            r.kind,
+            r.found_by,
+            utc(r.found_at),
+            r.reason
+        );
+    }
+    if let Some(n) = table.get("damageDropped").filter(|v| v.as_str() != "0") {
+        println!("  ({n} older range(s) no longer fit the damage log; see the broker's log)");
+    }
+}
+
+/// `ms` since the epoch as `YYYY-MM-DD hh:mm:ss.mmm UTC` (days to a civil date by Howard
+/// Hinnant's algorithm), so no date crate is needed for one column.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{milli:03} UTC",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
@@ -310,6 +402,14 @@ async fn run(args: Args) -> Result<(), String> {
                         o.last_update_timestamp
                     );
                 }
+            }
+        }
+        Command::BrokerStatus { broker } => {
+            let table = admin.broker_runtime_info(&broker).await.map_err(e)?;
+            if args.json {
+                print_json(&table)?;
+            } else {
+                print_broker_status(&table);
             }
         }
         Command::SendMessage { .. }
@@ -556,5 +656,17 @@ fn main() -> ExitCode {
             eprintln!("mqadmin: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_formats_epoch_and_a_recent_time() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20.123 UTC");
+        assert_eq!(utc(951_825_600_000), "2000-02-29 12:00:00.000 UTC");
     }
 }

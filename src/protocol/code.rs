@@ -78,6 +78,8 @@ code_enum! {
         UpdateAndCreateTopic = 17 => "UPDATE_AND_CREATE_TOPIC",
         /// Admin → broker: every topic configuration the broker holds.
         GetAllTopicConfig = 21 => "GET_ALL_TOPIC_CONFIG",
+        /// Admin → broker: the broker's runtime state as a key/value table.
+        GetBrokerRuntimeInfo = 28 => "GET_BROKER_RUNTIME_INFO",
         /// Consumer → broker: first queue offset stored at or after a timestamp.
         SearchOffsetByTimestamp = 29 => "SEARCH_OFFSET_BY_TIMESTAMP",
         /// Consumer → broker: the next offset to be written in a queue.

@@ -54,6 +54,8 @@ pub enum Request {
     UpdateAndCreateTopic(CreateTopicRequestHeader),
     /// `GET_ALL_TOPIC_CONFIG` (no header).
     GetAllTopicConfig,
+    /// `GET_BROKER_RUNTIME_INFO` (no header).
+    GetBrokerRuntimeInfo,
     /// `SEARCH_OFFSET_BY_TIMESTAMP`.
     SearchOffsetByTimestamp(SearchOffsetRequestHeader),
     /// `GET_MAX_OFFSET`.
@@ -144,6 +146,7 @@ pub fn decode_request(frame: &Frame) -> Result<Request> {
         RequestCode::UpdateConsumerOffset => Request::UpdateConsumerOffset(frame.decode_header()?),
         RequestCode::UpdateAndCreateTopic => Request::UpdateAndCreateTopic(frame.decode_header()?),
         RequestCode::GetAllTopicConfig => Request::GetAllTopicConfig,
+        RequestCode::GetBrokerRuntimeInfo => Request::GetBrokerRuntimeInfo,
         RequestCode::SearchOffsetByTimestamp => {
             Request::SearchOffsetByTimestamp(frame.decode_header()?)
         }
@@ -202,6 +205,7 @@ impl Request {
             Request::UpdateConsumerOffset(_) => RequestCode::UpdateConsumerOffset,
             Request::UpdateAndCreateTopic(_) => RequestCode::UpdateAndCreateTopic,
             Request::GetAllTopicConfig => RequestCode::GetAllTopicConfig,
+            Request::GetBrokerRuntimeInfo => RequestCode::GetBrokerRuntimeInfo,
             Request::SearchOffsetByTimestamp(_) => RequestCode::SearchOffsetByTimestamp,
             Request::GetMaxOffset(_) => RequestCode::GetMaxOffset,
             Request::GetMinOffset(_) => RequestCode::GetMinOffset,
@@ -288,6 +292,7 @@ impl Request {
             Request::DeleteTopicInBroker(h) => (encode_header(h)?, none()),
             Request::DeleteTopicInNamesrv(h) => (encode_header(h)?, none()),
             Request::GetAllTopicConfig
+            | Request::GetBrokerRuntimeInfo
             | Request::GetBrokerClusterInfo
             | Request::GetAllTopicListFromNameserver => (none(), none()),
         })

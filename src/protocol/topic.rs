@@ -1,8 +1,9 @@
 //! Topic configuration and administration: permissions, `TopicConfig`, create/delete, and
-//! the statistics admin tools ask brokers for.
+//! the statistics admin tools ask brokers for (per topic, per group, and the broker's
+//! runtime table).
 //!
 //! Modelled on RocketMQ's `TopicConfig`, `TopicConfigSerializeWrapper`, `PermName`,
-//! `CreateTopicRequestHeader`, `TopicStatsTable` and `ConsumeStats`.
+//! `CreateTopicRequestHeader`, `TopicStatsTable`, `ConsumeStats` and `KVTable`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -176,4 +177,14 @@ pub struct ConsumeStats {
     /// Messages consumed per second by the group, as the broker measures commits.
     #[serde(default)]
     pub consume_tps: f64,
+}
+
+/// A string → string table: the `GET_BROKER_RUNTIME_INFO` response body (RocketMQ
+/// `KVTable`). Values are text so a broker can add a key without a protocol change; keys
+/// are ordered so tools print them stably.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvTable {
+    /// Key → value (RocketMQ's camelCase keys: `commitLogMaxOffset`, ...).
+    #[serde(default)]
+    pub table: BTreeMap<String, String>,
 }

@@ -4,6 +4,8 @@
 //! comes from memory or from page-cache reads of the store.
 
 use super::*;
+use crate::config::BrokerRole;
+use crate::protocol::topic::KvTable;
 
 pub(super) fn response<H: serde::Serialize>(
     inb: &Inbound,
@@ -317,6 +319,7 @@ impl Broker {
                 response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
             }
             Request::GetAllTopicConfig => ok_body(&inb, &self.topics.wrapper()),
+            Request::GetBrokerRuntimeInfo => ok_body(&inb, &self.runtime_info()),
             Request::GetTopicStatsInfo(h) => {
                 if self.topics.get(&h.topic).is_none() {
                     return inb.fail(
@@ -333,6 +336,82 @@ impl Broker {
                 ResponseCode::RequestCodeNotSupported,
                 format!("request {} is not supported by this broker", other.code()),
             ),
+        }
+    }
+
+    /// The `GET_BROKER_RUNTIME_INFO` table: identity, commit-log positions, whether writes
+    /// are refused and why, and the damage the store found. Keys are RocketMQ's camelCase;
+    /// everything comes from memory (the damage log is a small in-memory list).
+    fn runtime_info(&self) -> KvTable {
+        use std::sync::atomic::Ordering;
+        let store = &self.store;
+        let stats = store.stats();
+        let (ranges, dropped) = store.damage();
+        // The ranges go out as one JSON array in one value: a KVTable holds only strings,
+        // and tools that want them split parse it (mqadmin prints one line per range).
+        let damage: Vec<serde_json::Value> = ranges
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "from": r.from,
+                    "to": r.to,
+                    "bytes": r.bytes(),
+                    "kind": r.kind,
+                    "found_by": r.found_by,
+                    "found_at": r.found_at,
+                    "reason": r.reason,
+                })
+            })
+            .collect();
+        let role = match self.config.broker_role {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        };
+        let entries: [(&str, String); 16] = [
+            ("brokerVersion", env!("CARGO_PKG_VERSION").to_owned()),
+            (
+                "brokerVersionDesc",
+                format!("actimq {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("brokerClusterName", self.config.broker_cluster_name.clone()),
+            ("brokerName", self.config.broker_name.clone()),
+            ("brokerId", self.config.broker_id.to_string()),
+            ("brokerRole", role.to_owned()),
+            ("brokerAddr", self.advertised.clone()),
+            (
+                "commitLogMinOffset",
+                store.min_physical_offset().to_string(),
+            ),
+            (
+                "commitLogMaxOffset",
+                store.max_physical_offset().to_string(),
+            ),
+            ("commitLogFlushedOffset", store.flushed_offset().to_string()),
+            (
+                "openedClean",
+                stats.opened_clean.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "writeRefused",
+                store.write_refusal().unwrap_or_else(|| "false".to_owned()),
+            ),
+            ("damagedRanges", ranges.len().to_string()),
+            (
+                "damagedRecordsSkipped",
+                stats
+                    .damaged_records_skipped
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
+            ("damageDropped", dropped.to_string()),
+            ("damage", serde_json::Value::Array(damage).to_string()),
+        ];
+        KvTable {
+            table: entries
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
         }
     }
 }

@@ -313,6 +313,13 @@ impl MessageStore {
         self.shared.damage.snapshot()
     }
 
+    /// Why appends are refused right now (disk full, out of space, poisoned, closed), or
+    /// `None` while the store accepts them. For operators' status views: an append checks
+    /// for itself, under the write lock.
+    pub fn write_refusal(&self) -> Option<String> {
+        self.shared.writable().err().map(|e| e.to_string())
+    }
+
     /// The configuration the store runs with.
     pub fn config(&self) -> &StoreConfig {
         &self.shared.config
