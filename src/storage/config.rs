@@ -265,8 +265,7 @@ mod tests {
         let c: StoreConfig =
             toml::from_str("flush_disk_type = \"sync_flush\"\nfile_reserved_time = 1").unwrap();
         assert_eq!(c.disk_full_policy, DiskFullPolicy::RefuseWrites);
-        let deleting: StoreConfig =
-            toml::from_str("disk_full_policy = \"delete_oldest\"").unwrap();
+        let deleting: StoreConfig = toml::from_str("disk_full_policy = \"delete_oldest\"").unwrap();
         assert_eq!(deleting.disk_full_policy, DiskFullPolicy::DeleteOldest);
         assert_eq!(c.flush_disk_type, FlushDiskType::SyncFlush);
         assert_eq!(c.file_reserved_time, 1);
