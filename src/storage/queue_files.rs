@@ -127,8 +127,13 @@ impl SegFile {
             .len())
     }
 
-    /// Cuts the file to `len` bytes (recovery only: no reader may hold bytes past `len`).
+    /// Cuts the file to `len` bytes if it is longer (recovery only: no reader may hold
+    /// bytes past `len`). Never lengthens it: a zero tail would read as unwritten entries
+    /// but count in the length that marks a queue's end.
     pub fn truncate(&self, len: usize) -> Result<()> {
+        if self.file_len()? <= len as u64 {
+            return Ok(());
+        }
         self.file
             .set_len(len as u64)
             .map_err(|e| Error::io(&self.path, e))?;

@@ -41,17 +41,24 @@ fn files_grow_with_their_entries() {
         // Readable as soon as `put` returns.
         assert_eq!(cq.get(i), Some(entry(i)));
     }
+    // Writing into the second segment wrote the first one out.
     assert_eq!(seg_len(dir.path(), 0), SEG as u64, "first segment full");
+    assert_eq!(
+        seg_len(dir.path(), SEG as u64),
+        0,
+        "newest entries still pending"
+    );
+    cq.flush().unwrap();
     assert_eq!(
         seg_len(dir.path(), SEG as u64),
         30 * CQ_STORE_UNIT_SIZE as u64
     );
-    cq.flush().unwrap();
     drop(cq);
     let cq = open(dir.path(), &files);
     assert_eq!((cq.min_offset(), cq.max_offset()), (0, 130));
     assert_eq!(cq.get(129), Some(entry(129)));
     assert!(cq.put(130, entry(130), false).unwrap());
+    cq.flush().unwrap();
     assert_eq!(
         seg_len(dir.path(), SEG as u64),
         31 * CQ_STORE_UNIT_SIZE as u64
@@ -174,6 +181,7 @@ fn truncation_and_retention_cut_files() {
     cq.truncate_from_physical(entry(230).physical_offset)
         .unwrap();
     assert_eq!(cq.max_offset(), 230);
+    cq.flush().unwrap();
     assert_eq!(
         seg_len(dir.path(), 2 * SEG as u64),
         30 * CQ_STORE_UNIT_SIZE as u64
@@ -207,7 +215,9 @@ fn a_full_disk_is_an_io_error_not_a_fault() {
     }
     let files = QueueFiles::new(8);
     let cq = open(dir.path(), &files);
-    let err = cq.put(0, entry(0), false).unwrap_err();
+    // The entry waits in memory; writing it out fails as the disk is full.
+    cq.put(0, entry(0), false).unwrap();
+    let err = cq.flush().unwrap_err();
     match &err {
         Error::Io { path, source } => {
             assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}");
@@ -215,5 +225,27 @@ fn a_full_disk_is_an_io_error_not_a_fault() {
         }
         other => panic!("expected an I/O error, got {other}"),
     }
-    assert_eq!(cq.max_offset(), 0, "nothing published");
+    assert_eq!(
+        cq.get(0),
+        Some(entry(0)),
+        "still readable, and pending for a retry"
+    );
+}
+
+#[test]
+fn a_busy_queue_writes_a_page_of_entries_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = QueueFiles::new(8);
+    let big = 10 * PENDING_MAX;
+    let cq = ConsumeQueue::open(dir.path().to_owned(), "T", 0, big, Arc::clone(&files)).unwrap();
+    let per_page = (PENDING_MAX / CQ_STORE_UNIT_SIZE) as u64;
+    for i in 0..per_page {
+        cq.put(i, entry(i), false).unwrap();
+    }
+    assert_eq!(seg_len(dir.path(), 0), 0);
+    cq.put(per_page, entry(per_page), false).unwrap();
+    assert_eq!(seg_len(dir.path(), 0), PENDING_MAX as u64);
+    for i in 0..=per_page {
+        assert_eq!(cq.get(i), Some(entry(i)));
+    }
 }
