@@ -144,15 +144,7 @@ fn find_end(path: &Path, segment_size: usize, files: &QueueFiles) -> Result<usiz
     let len = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
         .len();
-    if len > segment_size as u64 {
-        return Err(Error::BadFile {
-            path: path.to_owned(),
-            reason: format!(
-                "file is {len} bytes but the configured segment size is {segment_size}; \
-                 the segment size cannot be changed for an existing store"
-            ),
-        });
-    }
+    crate::storage::mapped_file::check_segment_len(path, len, segment_size)?;
     // A torn append may leave part of an entry: it was never published.
     let len = len as usize - len as usize % CQ_STORE_UNIT_SIZE;
     if len < segment_size {

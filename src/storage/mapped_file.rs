@@ -65,6 +65,21 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
+/// Refuses a segment file longer than the configured segment size: the size is fixed
+/// when a store is created, and a longer file means another configuration wrote it.
+pub(crate) fn check_segment_len(path: &Path, len: u64, size: usize) -> Result<()> {
+    if len > size as u64 {
+        return Err(Error::BadFile {
+            path: path.to_owned(),
+            reason: format!(
+                "file is {len} bytes but the configured segment size is {size}; \
+                 the segment size cannot be changed for an existing store"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Fsyncs a directory so that file creations and deletions in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -115,15 +130,7 @@ impl MappedFile {
             .open(path)
             .map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if len > size as u64 {
-            return Err(Error::BadFile {
-                path: path.to_owned(),
-                reason: format!(
-                    "file is {len} bytes but the configured segment size is {size}; \
-                     the segment size cannot be changed for an existing store"
-                ),
-            });
-        }
+        check_segment_len(path, len, size)?;
         if len < size as u64 {
             tracing::warn!(path = %path.display(), len, size, "segment shorter than configured, zero-extending");
             file.set_len(size as u64).map_err(|e| Error::io(path, e))?;

@@ -60,6 +60,42 @@ pub fn check_stored(rec: &[u8], physical_offset: u64) -> Result<(), RecordError>
     }
 }
 
+/// The record a view came from, encoded again from its fields as this store writes it
+/// (with the record CRC appended): a store that re-stores a message, and the decoder's
+/// round-trip checks, start from here. `None` when the view's properties cannot have come
+/// from this encoder (they would get a separator added before the record CRC).
+pub fn reencode(view: &RecordView<'_>) -> Option<Vec<u8>> {
+    let own = view
+        .properties
+        .len()
+        .checked_sub(RECORD_CRC_SUFFIX_LEN)
+        .and_then(|n| view.properties.get(..n))?;
+    if !own.is_empty() && !own.ends_with(PROPERTY_SEPARATOR) {
+        return None;
+    }
+    let msg = MessageToStore {
+        topic: view.topic.to_owned(),
+        queue_id: view.queue_id,
+        flag: view.flag,
+        sys_flag: view.sys_flag,
+        born_timestamp: view.born_timestamp,
+        born_host: view.born_host,
+        reconsume_times: view.reconsume_times,
+        prepared_transaction_offset: view.prepared_transaction_offset,
+        body: Bytes::copy_from_slice(view.body),
+        properties: own.to_owned(),
+    };
+    let stamp = StoreStamp {
+        queue_offset: view.queue_offset,
+        physical_offset: view.physical_offset,
+        store_timestamp: view.store_timestamp,
+        store_host: view.store_host,
+    };
+    let mut buf = vec![0u8; msg.encoded_len(&stamp.store_host)];
+    encode_into(&mut buf, &msg, body_crc(&msg.body), &stamp);
+    Some(buf)
+}
+
 /// What sits at a position in the commit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peek {

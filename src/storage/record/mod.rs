@@ -43,7 +43,7 @@ use crate::storage::error::MessageIllegal;
 mod decode;
 
 pub use decode::{
-    check_stored, decode, peek, peek_total_size, Peek, RecordView, StoredMessage, Verify,
+    check_stored, decode, peek, peek_total_size, reencode, Peek, RecordView, StoredMessage, Verify,
 };
 
 /// Magic of a message record (RocketMQ's V1 code: topic length in one byte).
