@@ -9,12 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actimq::actors::broker::start_broker;
-use actimq::actors::namesrv::start_namesrv;
 use actimq::admin::AdminClient;
-use actimq::config::{BrokerConfig, NamesrvConfig};
 use actimq::protocol::topic::CreateTopicRequestHeader;
-use actimq::storage::StoreConfig;
+use actimq::server::{start_broker, start_namesrv, BrokerConfig, NamesrvConfig, StoreConfig};
 use actimq::{
     ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, Message, MessageListener,
     Producer, ProducerConfig, PushConsumer, PushConsumerConfig,

@@ -67,21 +67,7 @@ pub struct PullOutcome {
     pub messages: Vec<StoredMessage>,
 }
 
-/// Splits a pull body (stored records back to back) into messages.
-pub fn decode_records(body: &Bytes) -> Result<Vec<StoredMessage>, String> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < body.len() {
-        let len =
-            crate::storage::record::peek_total_size(&body[pos..]).map_err(|e| e.to_string())?;
-        if len == 0 || pos + len > body.len() {
-            return Err(format!("record at {pos} claims {len} bytes"));
-        }
-        out.push(StoredMessage::decode(body.slice(pos..pos + len)).map_err(|e| e.to_string())?);
-        pos += len;
-    }
-    Ok(out)
-}
+pub use crate::storage::record::decode_records;
 
 /// An admin client.
 pub struct AdminClient {

@@ -1,13 +1,23 @@
 //! actimq: a distributed message broker on actix, modelled on Apache RocketMQ.
 //!
-//! # Layout
-//! - [`storage`]: the durable storage engine (commit log, consume queues, index, recovery).
-//!   Plain Rust, no actors and no sockets.
+//! # Where to start
+//! - Applications: the client at the crate root ([`ClientInstance`], [`Producer`],
+//!   [`PushConsumer`], [`PullConsumer`], [`Message`]); to run a name server and a broker in
+//!   the same process, [`server`].
+//! - Operators' tools: [`admin`], the request/response client `mqadmin` is built on.
 //!
-//! The protocol codec (`protocol`), the actors (`actors`: NameServer, Broker, MessageQueue,
-//! ConsumerGroup, connections and the client side) and the binaries (`mqnamesrv`,
-//! `mqbroker`, `mqadmin`, `mqbench`) build on it; see `DESIGN.md` in the shared docs and
-//! the README for what exists today.
+//! # Layout, bottom up
+//! - [`common`]: clock, durable-file helpers, name rules, the properties format.
+//! - [`storage`]: the durable store (commit log, consume queues, index, recovery). Plain
+//!   Rust, no actors and no sockets. [`protocol`]: the wire format and request types.
+//! - [`actors`]: `actors::server` (name server, broker, queue and group actors,
+//!   connections) and `actors::client` (client instance, producer, consumers, rebalancer),
+//!   which never import each other.
+//! - [`client`] (the client's plain vocabulary), [`config`], [`admin`], [`server`], and the
+//!   binaries `mqnamesrv`, `mqbroker`, `mqadmin`, `mqbench`.
+//!
+//! The map (actor tree, threads, message paths, file formats) is `docs/ARCHITECTURE.md` in
+//! the repository.
 
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -16,8 +26,10 @@ pub mod actors;
 pub mod admin;
 pub mod cli;
 pub mod client;
+pub mod common;
 pub mod config;
 pub mod protocol;
+pub mod server;
 pub mod storage;
 
 pub use actors::client_instance::{ClientConfig, ClientInstance};

@@ -1,30 +1,28 @@
-//! Actors: the NameServer, the Broker and its per-queue and per-group actors, connections
-//! and the client side. One actor per file; each file's `//!` says what it owns, which
-//! messages it accepts, its timers and its restart behaviour (see `DESIGN.md`).
+//! Actors, by side: [`server`] holds the name server and the broker with its per-queue and
+//! per-group actors and the server half of sockets; [`client`] holds what an application
+//! embeds (client instance, producers, consumers, rebalancer). The two sides never import
+//! each other; at this top level are the only things both use:
 //!
-//! - [`namesrv`] — `NameServer` (+ its pure `route_table`)
-//! - [`broker`] — `Broker` (+ its `topic_table`); [`message_queue`] — `MessageQueue`;
-//!   [`consumer_group`] — `ConsumerGroup`
-//! - [`listener`] — `Listener`; [`connection`] — `Connection` (server side of a socket)
-//! - [`remote_link`] — `RemoteLink` (client side of a socket, DESIGN.md's BrokerLink)
-//! - [`busy_poll`] — not an actor: opt-in busy-polling of an actor thread after traffic
-//! - [`frame_budget`] — not an actor: one server's budget for incomplete frames, shared by
-//!   its connections; [`log_throttle`] — one log line a second for floods
+//! - [`remote_link`] — `RemoteLink`, the client half of a socket (the broker uses it to
+//!   register with name servers, clients and tools to reach brokers);
+//! - [`busy_poll`] — not an actor: opt-in busy-polling of an actor thread after traffic.
+//!
+//! One actor per file; each file's `//!` says what it owns, which messages it accepts, its
+//! timers and its restart behaviour. The map is `docs/ARCHITECTURE.md`.
+//!
+//! The old flat paths (`actors::broker`, `actors::producer`, …) are re-exported below so
+//! code written against them keeps compiling.
 
-pub mod broker;
 pub mod busy_poll;
-pub mod client_instance;
-pub mod connection;
-pub mod consumer_group;
-pub mod consumer_support;
-pub mod frame_budget;
-pub mod listener;
-pub mod log_throttle;
-pub mod message_queue;
-pub mod namesrv;
-pub mod producer;
-pub mod pull_consumer;
-pub mod push_consumer;
-pub mod queue_puller;
-pub mod rebalancer;
+pub mod client;
 pub mod remote_link;
+pub mod server;
+
+pub use client::{
+    client_instance, consumer_support, producer, pull_consumer, push_consumer, queue_puller,
+    rebalancer,
+};
+pub use server::{
+    broker, connection, consumer_group, frame_budget, listener, log_throttle, message_queue,
+    namesrv,
+};

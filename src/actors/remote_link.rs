@@ -1,5 +1,5 @@
 //! RemoteLink actor: the client end of one TCP connection to a broker or a name server
-//! (DESIGN.md's "BrokerLink"; brokers use it for their name servers too).
+//! (brokers use it for their name servers too; see `docs/ARCHITECTURE.md`).
 //!
 //! Owns the socket and the table of requests in flight. Many requests are pipelined on the
 //! one connection and answers are matched by opaque id, in any order. A request that gets no

@@ -11,8 +11,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use actimq::actors::broker::start_broker;
 use actimq::config::{BrokerConfig, BrokerRole};
+use actimq::server::start_broker;
 use clap::Parser;
 
 /// actimq broker.
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
         stop.await;
         handle.shutdown().await;
         tracing::info!("mqbroker stopped cleanly");
-        Ok::<_, actimq::actors::broker::BrokerError>(())
+        Ok::<_, actimq::server::BrokerError>(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,8 +9,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use actimq::actors::namesrv::start_namesrv;
 use actimq::config::NamesrvConfig;
+use actimq::server::start_namesrv;
 use clap::Parser;
 
 /// actimq name server: brokers register here, clients ask it for routes.

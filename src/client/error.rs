@@ -2,8 +2,6 @@
 //! involved, so the message says what to do; nothing in the client panics on a broker's
 //! answer.
 
-use crate::actors::remote_link::LinkError;
-
 /// Why a client operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -79,24 +77,6 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    pub(crate) fn from_link(e: LinkError) -> Self {
-        match e {
-            LinkError::Unavailable { addr, reason } => ClientError::BrokerUnavailable {
-                broker: addr,
-                reason,
-            },
-            LinkError::Lost { addr } => ClientError::BrokerUnavailable {
-                broker: addr,
-                reason: "connection lost before the answer".into(),
-            },
-            LinkError::TooLarge { size, max, .. } => ClientError::MessageTooLarge { size, max },
-            LinkError::Timeout { addr, timeout_ms } => ClientError::BrokerUnavailable {
-                broker: addr,
-                reason: format!("no answer within {timeout_ms} ms"),
-            },
-        }
-    }
-
     /// Whether trying another broker may help.
     pub fn is_retryable(&self) -> bool {
         !matches!(

@@ -20,6 +20,10 @@ pub const PERM_INHERIT: i32 = 0x1;
 /// The usual permission of a topic: read and write.
 pub const PERM_READ_WRITE: i32 = PERM_READ | PERM_WRITE;
 
+/// The topic whose route tells producers which brokers create topics on first send
+/// (RocketMQ's `TBW102` convention): a producer whose topic has no route asks for this one.
+pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+
 /// Whether `perm` allows reading.
 pub fn is_readable(perm: i32) -> bool {
     perm & PERM_READ == PERM_READ

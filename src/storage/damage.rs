@@ -7,14 +7,12 @@
 //! is only skipped by readers, its bytes stay on disk for forensics.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::storage::error::{Error, Result};
-use crate::storage::mapped_file::sync_dir;
 
 /// Ranges kept in the file. Older ones are dropped past this (their count is kept), so a
 /// disk that keeps failing cannot grow the file or the broker's memory without bound.
@@ -161,13 +159,7 @@ impl DamageLog {
 
 /// Replaces `path` with `data` so a crash leaves the old file or the new one, never a mix.
 pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(data).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    sync_dir(dir)
+    crate::common::fs::write_atomically(path, data).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

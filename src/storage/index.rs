@@ -313,12 +313,7 @@ impl IndexService {
             return Ok(());
         }
         let seq = files.last().map(|f| f.file.from_offset() + 1).unwrap_or(0);
-        let seq = seq.max(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-        );
+        let seq = seq.max(crate::common::clock::now_ms() as u64);
         let file = match self.create(seq) {
             Ok(file) => file,
             Err(e) => {

@@ -82,9 +82,7 @@ pub(crate) fn check_segment_len(path: &Path, len: u64, size: usize) -> Result<()
 
 /// Fsyncs a directory so that file creations and deletions in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
+    crate::common::fs::sync_dir(dir).map_err(|e| Error::io(dir, e))
 }
 
 impl MappedFile {

@@ -413,3 +413,18 @@ impl StoredMessage {
         crate::storage::message_id::offset_msg_id(&self.store_host, self.physical_offset)
     }
 }
+
+/// Splits a pull body (stored records back to back) into messages.
+pub fn decode_records(body: &bytes::Bytes) -> Result<Vec<StoredMessage>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let len = peek_total_size(&body[pos..]).map_err(|e| e.to_string())?;
+        if len == 0 || pos + len > body.len() {
+            return Err(format!("record at {pos} claims {len} bytes"));
+        }
+        out.push(StoredMessage::decode(body.slice(pos..pos + len)).map_err(|e| e.to_string())?);
+        pos += len;
+    }
+    Ok(out)
+}

@@ -43,7 +43,8 @@ use crate::storage::error::MessageIllegal;
 mod decode;
 
 pub use decode::{
-    check_stored, decode, peek, peek_total_size, reencode, Peek, RecordView, StoredMessage, Verify,
+    check_stored, decode, decode_records, peek, peek_total_size, reencode, Peek, RecordView,
+    StoredMessage, Verify,
 };
 
 /// Magic of a message record (RocketMQ's V1 code: topic length in one byte).
@@ -68,16 +69,10 @@ pub const SYSFLAG_POSITION: usize = 36;
 /// Byte offset of the born host field.
 pub const BORN_HOST_POSITION: usize = 48;
 
-/// Property separator between a name and its value.
-pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
-/// Property separator after each value.
-pub const PROPERTY_SEPARATOR: char = '\u{2}';
-/// Property holding the message's single tag.
-pub const PROPERTY_TAGS: &str = "TAGS";
-/// Property holding space-separated business keys (indexed).
-pub const PROPERTY_KEYS: &str = "KEYS";
-/// Property holding the producer's unique message id (indexed).
-pub const PROPERTY_UNIQ_KEY: &str = "UNIQ_KEY";
+pub use crate::common::properties::{
+    encode_properties, parse_properties, property, NAME_VALUE_SEPARATOR, PROPERTY_KEYS,
+    PROPERTY_SEPARATOR, PROPERTY_TAGS, PROPERTY_UNIQ_KEY,
+};
 /// Property that ends every record this store writes: CRC32 of the record before the value.
 pub const PROPERTY_RECORD_CRC: &str = "__CRC32#";
 /// Bytes the record-CRC property adds: name, separator, ten digits, separator.
@@ -312,48 +307,6 @@ pub fn tag_hash(tag: &str) -> i64 {
         h = h.wrapping_mul(31).wrapping_add(unit as i32);
     }
     h as i64
-}
-
-/// Builds a RocketMQ properties string.
-pub fn encode_properties<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = String::new();
-    for (name, value) in props {
-        out.push_str(name);
-        out.push(NAME_VALUE_SEPARATOR);
-        out.push_str(value);
-        out.push(PROPERTY_SEPARATOR);
-    }
-    out
-}
-
-/// Iterates the name/value pairs of a properties string, skipping malformed fragments as
-/// RocketMQ's parser does.
-pub fn parse_properties(props: &str) -> impl Iterator<Item = (&str, &str)> {
-    // Scans bytes rather than `str::split`: this runs two or three times per stored
-    // message, and a byte loop over these short strings costs a fraction of the char
-    // searcher's set-up. Both separators are ASCII, so every cut is a char boundary.
-    let position = |s: &str, sep: char| s.bytes().position(|b| b == sep as u8);
-    let mut rest = props;
-    std::iter::from_fn(move || {
-        while !rest.is_empty() {
-            let (pair, tail) = match position(rest, PROPERTY_SEPARATOR) {
-                Some(i) => (&rest[..i], &rest[i + 1..]),
-                None => (rest, ""),
-            };
-            rest = tail;
-            if let Some(i) = position(pair, NAME_VALUE_SEPARATOR) {
-                return Some((&pair[..i], &pair[i + 1..]));
-            }
-        }
-        None
-    })
-}
-
-/// The value of one property.
-pub fn property<'a>(props: &'a str, name: &str) -> Option<&'a str> {
-    parse_properties(props)
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 fn put_host(buf: &mut [u8], pos: usize, host: &SocketAddr) -> usize {

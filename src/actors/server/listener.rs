@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::actors::connection::{Connection, ConnectionClosed, ConnectionLimits, InboundBatch};
-use crate::actors::log_throttle::LogThrottle;
+use crate::actors::server::connection::{
+    Connection, ConnectionClosed, ConnectionLimits, InboundBatch,
+};
+use crate::actors::server::log_throttle::LogThrottle;
 
 /// Wait after a failed accept before the next: the usual cause (no file descriptor left)
 /// only clears when a connection closes, and retrying at once would spin a core.

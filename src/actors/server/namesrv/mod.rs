@@ -6,7 +6,7 @@
 //! DeleteTopicInNamesrv. Timer: every `scan_not_active_broker_interval` it drops brokers not
 //! heard from within `broker_channel_expired_time`; a broker whose connection closes is
 //! dropped at once; a connection silent for `channel_expired_timeout` is closed (see
-//! [`Connection`](crate::actors::connection::Connection)). Several name servers run side by side and never talk to each other.
+//! [`Connection`](crate::actors::server::connection::Connection)). Several name servers run side by side and never talk to each other.
 //!
 //! Supervised: a restart starts from empty tables, which the brokers' periodic
 //! registrations refill (RocketMQ's name server keeps no state on disk either).
@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::actors::connection::{
+use crate::actors::server::connection::{
     ConnId, ConnectionClosed, ConnectionLimits, Inbound, InboundBatch,
 };
-use crate::actors::listener::{Listener, StopAccepting};
+use crate::actors::server::listener::{Listener, StopAccepting};
 use crate::config::NamesrvConfig;
 use crate::protocol::{encode_body, Frame, NoHeader, Request, ResponseCode};
 use route_table::RouteTable;

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::actors::client_instance::{ClientInstance, GetClientId, UnregisterConsumer};
-use crate::actors::consumer_support::{self, Pulled};
-use crate::actors::rebalancer::allocate::AllocateAveragely;
-use crate::actors::rebalancer::{Assign, Rebalancer, StopRebalancer};
+use crate::actors::client::client_instance::{ClientInstance, GetClientId, UnregisterConsumer};
+use crate::actors::client::consumer_support::{self, Pulled};
+use crate::actors::client::rebalancer::allocate::AllocateAveragely;
+use crate::actors::client::rebalancer::{Assign, Rebalancer, StopRebalancer};
 use crate::client::{ClientError, ConsumeFromWhere, MessageExt, MessageModel};
 use crate::protocol::group::{ConsumeType, ConsumerData, SubscriptionData};
 use crate::protocol::{MessageQueue, ResponseCode};

@@ -11,9 +11,8 @@ use std::time::Duration;
 use actix::Addr;
 use bytes::Bytes;
 
-use crate::actors::client_instance::{ClientInstance, GetLink, GetRoute};
+use crate::actors::client::client_instance::{ClientInstance, GetLink, GetRoute};
 use crate::actors::remote_link::{self, RemoteLink};
-use crate::admin::decode_records;
 use crate::client::{ClientError, ConsumeFromWhere, MessageExt};
 use crate::protocol::group::{
     GetConsumerListByGroupRequestHeader, GetConsumerListByGroupResponseBody,
@@ -27,6 +26,7 @@ use crate::protocol::message::{
 };
 use crate::protocol::topic::is_readable;
 use crate::protocol::{encode_body, Frame, MessageQueue, NoHeader, RequestCode, ResponseCode};
+use crate::storage::record::decode_records;
 
 /// How long one plain request to a broker may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -103,7 +103,7 @@ async fn request<H: serde::Serialize>(
         .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
     remote_link::call(&link.1, &link.0, frame, timeout)
         .await
-        .map_err(ClientError::from_link)
+        .map_err(crate::actors::client::from_link)
 }
 
 fn refused(link: &BrokerLink, f: &Frame) -> ClientError {
@@ -176,9 +176,9 @@ pub async fn commit_offset(
 pub async fn join_group(
     client: &Addr<ClientInstance>,
     data: crate::protocol::group::ConsumerData,
-    rebalancer: &Addr<crate::actors::rebalancer::Rebalancer>,
+    rebalancer: &Addr<crate::actors::client::rebalancer::Rebalancer>,
 ) -> Result<(), ClientError> {
-    use crate::actors::client_instance::{HeartbeatNow, RebalanceNow, RegisterConsumer};
+    use crate::actors::client::client_instance::{HeartbeatNow, RebalanceNow, RegisterConsumer};
     client
         .send(RegisterConsumer {
             data,
@@ -203,7 +203,7 @@ async fn request_with_body<B: serde::Serialize>(
         .map_err(illegal)?;
     let f = remote_link::call(&link.1, &link.0, frame, REQUEST_TIMEOUT)
         .await
-        .map_err(ClientError::from_link)?;
+        .map_err(crate::actors::client::from_link)?;
     if f.response_code() == Some(ResponseCode::Success) {
         Ok(f)
     } else {
@@ -462,11 +462,11 @@ impl LocalOffsets {
             all.insert(key(mq), *o);
         }
         let text = toml::to_string(&all).map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
-        crate::actors::broker::topic_table::write_atomically(&self.path, text.as_bytes()).map_err(
-            |e| ClientError::BrokerUnavailable {
+        crate::common::fs::write_atomically(&self.path, text.as_bytes()).map_err(|e| {
+            ClientError::BrokerUnavailable {
                 broker: "local offset store".into(),
                 reason: e.to_string(),
-            },
-        )
+            }
+        })
     }
 }

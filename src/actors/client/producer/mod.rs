@@ -27,14 +27,14 @@ use actix::prelude::*;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::actors::broker::AUTO_CREATE_TOPIC_KEY;
-use crate::actors::client_instance::{ClientInstance, GetLink, GetRoute, RegisterProducer};
+use crate::actors::client::client_instance::{ClientInstance, GetLink, GetRoute, RegisterProducer};
 use crate::actors::remote_link::{self, RemoteLink};
 use crate::client::{ClientError, Message, SendResult, SendStatus};
 use crate::protocol::batch::{encode_batch, BatchEntry};
 use crate::protocol::message::{SendMessageRequestHeader, SendMessageResponseHeader};
 use crate::protocol::route::TopicRouteData;
 use crate::protocol::topic::is_writeable;
+use crate::protocol::topic::AUTO_CREATE_TOPIC_KEY;
 use crate::protocol::{Frame, MessageQueue, RequestCode, ResponseCode};
 
 mod send;

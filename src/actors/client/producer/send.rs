@@ -7,8 +7,7 @@
 use super::*;
 
 fn validate(msg: &Message, max: usize) -> Result<(), ClientError> {
-    crate::actors::broker::topic_table::validate_topic_name(&msg.topic)
-        .map_err(ClientError::MessageIllegal)?;
+    crate::common::names::validate_topic_name(&msg.topic).map_err(ClientError::MessageIllegal)?;
     if msg.body.is_empty() {
         return Err(ClientError::MessageIllegal(format!(
             "message to '{}' has an empty body",
@@ -63,12 +62,7 @@ fn unique_id(prefix: &str, n: u64) -> String {
     id
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::common::clock::now_ms;
 
 impl Shared {
     fn unique_id(&self) -> String {
@@ -212,7 +206,7 @@ impl Shared {
                 .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
             return match link.send(remote_link::Send(frame)).await {
                 Ok(Ok(())) => Ok(None),
-                Ok(Err(e)) => Err(ClientError::from_link(e)),
+                Ok(Err(e)) => Err(crate::actors::client::from_link(e)),
                 Err(_) => Err(ClientError::Shutdown),
             };
         }
@@ -220,7 +214,7 @@ impl Shared {
             .map_err(|e| ClientError::MessageIllegal(e.to_string()))?;
         let answer = remote_link::call_until(&link, &target.broker_addr, frame, left, deadline)
             .await
-            .map_err(ClientError::from_link)?;
+            .map_err(crate::actors::client::from_link)?;
         match answer.response_code() {
             Some(ResponseCode::Success) => SendMessageResponseHeader::from_frame(&answer)
                 .map(Some)

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::actors::client_instance::{ClientInstance, HeartbeatNow, RebalanceNow};
-use crate::actors::consumer_support::{consumer_ids, read_queues};
+use crate::actors::client::client_instance::{ClientInstance, HeartbeatNow, RebalanceNow};
+use crate::actors::client::consumer_support::{consumer_ids, read_queues};
 use crate::client::MessageModel;
 use crate::protocol::MessageQueue;
 use allocate::AllocateStrategy;

@@ -2,7 +2,7 @@
 //!
 //! Owns the topic table, the broker's registration with every name server, and the maps from
 //! (topic, queue) to [`MessageQueue`] actors and from group name to [`ConsumerGroup`]
-//! actors. Each request from a [`Connection`](crate::actors::connection::Connection) is
+//! actors. Each request from a [`Connection`](crate::actors::server::connection::Connection) is
 //! routed to the actor that owns its state. Sends are the exception: the sends of one
 //! connection read are appended here, together, with one commit-log write, answered, and the
 //! queue actors of the touched queues are told so that they answer held pulls. Pulls are
@@ -25,13 +25,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 
-use crate::actors::connection::{
+use crate::actors::remote_link::{self, LinkConfig, RemoteLink};
+use crate::actors::server::connection::{
     ConnId, ConnectionClosed, ConnectionLimits, Inbound, InboundBatch, Outbound, OutboundBatch,
 };
-use crate::actors::consumer_group::{self, ConsumerGroup, GroupTimings};
-use crate::actors::listener::{Listener, StopAccepting};
-use crate::actors::message_queue::{self, tag_filter, Appended, MessageQueue, Pull};
-use crate::actors::remote_link::{self, LinkConfig, RemoteLink};
+use crate::actors::server::consumer_group::{self, ConsumerGroup, GroupTimings};
+use crate::actors::server::listener::{Listener, StopAccepting};
+use crate::actors::server::message_queue::{self, tag_filter, Appended, MessageQueue, Pull};
 use crate::config::BrokerConfig;
 use crate::protocol::group::{GetConsumerListByGroupResponseBody, MessageQueue as Mq};
 use crate::protocol::message::{
@@ -50,8 +50,7 @@ use topic_table::{validate_topic_name, TopicTable, TopicTableError};
 const PULL_FLAG_SUSPEND: i32 = 0x2;
 /// Pull request flag: the request carries the group's committed offset.
 const PULL_FLAG_COMMIT_OFFSET: i32 = 0x1;
-/// The topic whose route tells producers which brokers create topics on first send.
-pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+pub use crate::protocol::topic::AUTO_CREATE_TOPIC_KEY;
 /// Most consumer groups one broker keeps actors for.
 const MAX_CONSUMER_GROUPS: usize = 10_000;
 /// How long a name-server call may take.
@@ -272,7 +271,7 @@ impl Broker {
         if let Some(g) = self.groups.get(name) {
             return Ok(g.clone());
         }
-        validate_topic_name(name).map_err(|e| e.replace("topic name", "consumer group name"))?;
+        crate::common::names::validate_group_name(name)?;
         if self.groups.len() >= MAX_CONSUMER_GROUPS {
             return Err(format!(
                 "this broker already serves {MAX_CONSUMER_GROUPS} consumer groups"

@@ -12,8 +12,8 @@ use actix::prelude::*;
 use futures_util::future::BoxFuture;
 
 use super::ConsumeMessages;
-use crate::actors::queue_puller::ListenerFn;
-use crate::actors::rebalancer::allocate::{AllocateAveragely, AllocateStrategy};
+use crate::actors::client::queue_puller::ListenerFn;
+use crate::actors::client::rebalancer::allocate::{AllocateAveragely, AllocateStrategy};
 use crate::client::{ConsumeFromWhere, ConsumeResult, MessageExt, MessageModel};
 
 /// What consumes messages: a function or an actor.

@@ -16,10 +16,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::actors::client_instance::{ClientInstance, GetClientId, GetRoute, UnregisterConsumer};
-use crate::actors::consumer_support::{self, LocalOffsets};
-use crate::actors::queue_puller::{ListenerFn, Progress, PullerSettings, QueuePuller, StopPulling};
-use crate::actors::rebalancer::{Assign, Rebalancer, StopRebalancer};
+use crate::actors::client::client_instance::{
+    ClientInstance, GetClientId, GetRoute, UnregisterConsumer,
+};
+use crate::actors::client::consumer_support::{self, LocalOffsets};
+use crate::actors::client::queue_puller::{
+    ListenerFn, Progress, PullerSettings, QueuePuller, StopPulling,
+};
+use crate::actors::client::rebalancer::{Assign, Rebalancer, StopRebalancer};
 use crate::client::{ClientError, ConsumeResult, MessageExt, MessageModel};
 use crate::protocol::group::{ConsumeType, ConsumerData, SubscriptionData};
 use crate::protocol::MessageQueue;
@@ -97,9 +101,8 @@ impl PushConsumer {
                 config.consumer_group
             )));
         }
-        crate::actors::broker::topic_table::validate_topic_name(&config.consumer_group).map_err(
-            |e| ClientError::MessageIllegal(e.replace("topic name", "consumer group name")),
-        )?;
+        crate::common::names::validate_group_name(&config.consumer_group)
+            .map_err(ClientError::MessageIllegal)?;
         let client_id = client
             .send(GetClientId)
             .await

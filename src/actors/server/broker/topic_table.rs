@@ -5,7 +5,6 @@
 //! one; this module never talks to anyone.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -50,29 +49,8 @@ pub struct TopicTable {
     version: DataVersion,
 }
 
-/// Checks a topic name the way RocketMQ does: 1..=127 bytes of letters, digits, `%`, `|`,
-/// `_` and `-`.
-pub fn validate_topic_name(topic: &str) -> Result<(), String> {
-    if topic.is_empty() || topic.len() > 127 {
-        return Err(format!("topic name '{topic}' must be 1..=127 characters"));
-    }
-    if !topic
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
-    {
-        return Err(format!(
-            "topic name '{topic}' may only hold letters, digits, %, |, _ and -"
-        ));
-    }
-    Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::common::clock::now_ms;
+pub use crate::common::names::validate_topic_name;
 
 impl TopicTable {
     /// Loads the table kept under `store_root`, or an empty one.
@@ -170,20 +148,10 @@ impl TopicTable {
 
 /// Replaces `path` with `data` so that a crash leaves either the old or the new file.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), TopicTableError> {
-    let io = |source| TopicTableError::Io {
+    crate::common::fs::write_atomically(path, data).map_err(|source| TopicTableError::Io {
         path: path.to_owned(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    })
 }
 
 #[cfg(test)]
@@ -203,13 +171,5 @@ mod tests {
         assert!(t2.get("A").is_none());
         assert_eq!(t2.get("B").unwrap().write_queue_nums, 8);
         assert_eq!(t2.wrapper().data_version.counter, v);
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(validate_topic_name("TopicTest_1-%|").is_ok());
-        assert!(validate_topic_name("").is_err());
-        assert!(validate_topic_name("a/b").is_err());
-        assert!(validate_topic_name(&"x".repeat(128)).is_err());
     }
 }

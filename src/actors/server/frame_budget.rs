@@ -29,8 +29,8 @@ use bytes::BytesMut;
 use parking_lot::{Mutex, MutexGuard};
 use tokio_util::codec::Decoder;
 
-use crate::actors::connection::{ConnId, Evict};
-use crate::actors::log_throttle::LogThrottle;
+use crate::actors::server::connection::{ConnId, Evict};
+use crate::actors::server::log_throttle::LogThrottle;
 use crate::protocol::{self, Frame, FrameCodec};
 
 /// What one connection's reader shares with the budget and with its connection actor.

@@ -28,7 +28,7 @@ use tokio::io::WriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
-use crate::actors::frame_budget::{FrameBudget, Meter, MeteredCodec};
+use crate::actors::server::frame_budget::{FrameBudget, Meter, MeteredCodec};
 use crate::protocol::{
     self, decode_request, Frame, FrameCodec, Request, ResponseCode, READ_BUFFER_CAPACITY,
 };
@@ -344,7 +344,7 @@ impl Actor for Connection {
 
 impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
     fn handle(&mut self, items: Vec<Result<Frame, protocol::Error>>, ctx: &mut Self::Context) {
-        super::busy_poll::note_activity();
+        crate::actors::busy_poll::note_activity();
         if self.closing {
             return;
         }

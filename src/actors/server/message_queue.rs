@@ -19,7 +19,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 
-use crate::actors::connection::Outbound;
+use crate::actors::server::connection::Outbound;
 use crate::protocol::message::PullMessageResponseHeader;
 use crate::protocol::{Frame, ResponseCode};
 use crate::storage::record::tag_hash;

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::actors::broker::topic_table::write_atomically;
-use crate::actors::connection::{ConnId, Outbound};
+use crate::actors::server::connection::{ConnId, Outbound};
+use crate::common::fs::write_atomically;
 use crate::protocol::group::{ConsumerData, NotifyConsumerIdsChangedRequestHeader};
 use crate::protocol::{Frame, MessageQueue, RequestCode};
 

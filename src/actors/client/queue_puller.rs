@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::actors::client_instance::ClientInstance;
-use crate::actors::consumer_support::{self, BrokerLink};
+use crate::actors::client::client_instance::ClientInstance;
+use crate::actors::client::consumer_support::{self, BrokerLink};
 use crate::client::{ConsumeResult, MessageExt};
 use crate::protocol::{MessageQueue, ResponseCode};
 
