@@ -59,6 +59,31 @@ struct Prepared {
     /// The new segment arrives here as soon as its file exists and its blocks are reserved;
     /// the thread then goes on reading its pages into the page cache.
     ready: std::sync::mpsc::Receiver<Result<Arc<MappedFile>>>,
+    /// What `ready` delivered, once a readiness check received it.
+    got: Option<Result<Arc<MappedFile>>>,
+}
+
+impl Prepared {
+    /// Whether the segment (or its failure) has arrived; never waits.
+    fn is_ready(&mut self) -> bool {
+        if self.got.is_none() {
+            match self.ready.try_recv() {
+                Ok(r) => self.got = Some(r),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return false,
+                // The thread died without an answer: creating in line is all that is left.
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// The segment, waiting for it if it has not arrived.
+    fn take(self) -> std::result::Result<Result<Arc<MappedFile>>, std::sync::mpsc::RecvError> {
+        match self.got {
+            Some(r) => Ok(r),
+            None => self.ready.recv(),
+        }
+    }
 }
 
 impl CommitLog {
@@ -245,7 +270,7 @@ impl CommitLog {
                 std::fs::remove_file(&stray).map_err(|e| Error::io(&stray, e))?;
             }
         }
-        let seg = match prepared.map(|p| (p.start, p.ready.recv())) {
+        let seg = match prepared.map(|p| (p.start, p.take())) {
             Some((at, Ok(Ok(seg)))) if at == start => seg,
             Some((at, received)) => {
                 if let Ok(Ok(stray)) = received {
@@ -312,7 +337,11 @@ impl CommitLog {
     fn prepare(&self, start: u64) {
         if self.warm {
             if let Some(ready) = self.spawn_segment(start) {
-                *self.prepared.lock() = Some(Prepared { start, ready });
+                *self.prepared.lock() = Some(Prepared {
+                    start,
+                    ready,
+                    got: None,
+                });
             }
         }
     }
@@ -337,13 +366,81 @@ impl CommitLog {
     /// Waits for a pending pre-allocation and removes its file (at shutdown: an unused
     /// segment past the end would only be deleted again by the next open).
     pub fn discard_prepared(&self) -> Result<()> {
-        if let Some(p) = self.prepared.lock().take() {
-            if let Ok(Ok(seg)) = p.ready.recv() {
+        let prepared = self.prepared.lock().take();
+        if let Some(p) = prepared {
+            if let Ok(Ok(seg)) = p.take() {
                 seg.delete()?;
                 sync_dir(&self.dir)?;
             }
         }
         Ok(())
+    }
+
+    /// Whether appending `bytes` more now would have to create a segment file, or wait for
+    /// the pre-allocation thread: true when they do not fit in the active segment and the
+    /// next one is not ready. Never waits and makes no system call.
+    pub(crate) fn roll_would_block(&self, bytes: usize) -> bool {
+        let next = match self.segments.read().last() {
+            Some(seg) if seg.remaining() >= bytes + END_FILE_MIN_BLANK_LENGTH => return false,
+            Some(seg) => seg.from_offset() + seg.size() as u64,
+            None => 0,
+        };
+        match self.prepared.lock().as_mut() {
+            Some(p) if p.start == next => !p.is_ready(),
+            _ => true,
+        }
+    }
+
+    /// Makes the segment after the active one ready for [`Self::append_chunk`]: waits for
+    /// the pre-allocation thread, or creates the file here if none is preparing it. Blocking;
+    /// the caller runs it on a blocking thread while no append is under way.
+    pub(crate) fn prepare_next_segment(&self) -> Result<()> {
+        let next = match self.segments.read().last() {
+            Some(seg) => seg.from_offset() + seg.size() as u64,
+            None => 0,
+        };
+        // Taken out so that the lock is not held while waiting: a readiness check from the
+        // event loop must never wait on this thread.
+        let pending = self.prepared.lock().take();
+        let got = match pending {
+            Some(p) if p.start == next => match p.take() {
+                Ok(Ok(seg)) => Ok(seg),
+                _ => self.create_unprepared(next),
+            },
+            Some(p) => {
+                if let Ok(Ok(stray)) = p.take() {
+                    stray.delete()?;
+                }
+                self.create_unprepared(next)
+            }
+            None => self.create_unprepared(next),
+        };
+        let seg = got?;
+        let (tx, ready) = std::sync::mpsc::channel();
+        let _ = tx.send(Ok(Arc::clone(&seg)));
+        *self.prepared.lock() = Some(Prepared {
+            start: next,
+            ready,
+            got: Some(Ok(seg)),
+        });
+        Ok(())
+    }
+
+    /// Creates segment `start` on this thread, first removing a file a failed attempt left.
+    fn create_unprepared(&self, start: u64) -> Result<Arc<MappedFile>> {
+        let stray = self
+            .dir
+            .join(crate::storage::mapped_file::segment_name(start));
+        if stray.exists() {
+            tracing::warn!(path = %stray.display(), "removing a segment file left by a failed creation");
+            std::fs::remove_file(&stray).map_err(|e| Error::io(&stray, e))?;
+        }
+        Ok(Arc::new(MappedFile::create(
+            &self.dir,
+            start,
+            self.segment_size,
+            self.warm,
+        )?))
     }
 
     /// Closes the active segment with a blank marker so the next append starts a new one.

@@ -210,6 +210,7 @@ impl ConsumeQueue {
         segment_size: usize,
         files: Arc<QueueFiles>,
     ) -> Result<Self> {
+        crate::common::fs::slow_disk::pause_if_held(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
@@ -522,6 +523,30 @@ impl ConsumeQueue {
             .last()
             .cloned()
             .ok_or_else(|| self.bad("no consume-queue segment after creation".into()))
+    }
+
+    /// Whether storing entries up to queue offset `last` would have to create a segment
+    /// file. No system call.
+    pub fn needs_segment_for(&self, last: u64) -> bool {
+        let byte = last.saturating_mul(self.unit());
+        let seg_start = byte - byte % self.segment_size as u64;
+        self.segments
+            .read()
+            .last()
+            .is_none_or(|s| s.start < seg_start)
+    }
+
+    /// Creates the segment files entries up to queue offset `last` need. Blocking; only the
+    /// store's writer calls it, off the event loop.
+    pub fn create_segments_for(&self, last: u64) -> Result<()> {
+        let byte = last
+            .checked_mul(self.unit())
+            .ok_or_else(|| self.bad(format!("queue offset {last} is out of range")))?;
+        if !self.needs_segment_for(last) {
+            return Ok(());
+        }
+        self.segment_for_write(byte - byte % self.segment_size as u64)
+            .map(|_| ())
     }
 
     /// Has the next flush make `dir` durable first (a new file or folder in it).

@@ -297,6 +297,46 @@ impl IndexService {
         }
     }
 
+    /// Whether storing `keys` more keys now would have to create an index file (the newest
+    /// has less room than that). False while a failed creation waits out
+    /// [`RETRY_CREATE_AFTER`]: keys then go unindexed, as [`Self::put`] says. No system call.
+    pub fn needs_new_file(&self, keys: usize) -> bool {
+        if self
+            .create_failed_at
+            .lock()
+            .is_some_and(|t| t.elapsed() < RETRY_CREATE_AFTER)
+        {
+            return false;
+        }
+        match self.files.lock().last() {
+            Some(f) => !f.writable || f.max_entries.saturating_sub(f.count()) < keys,
+            None => true,
+        }
+    }
+
+    /// Creates the next index file (blocks allocated) and makes it the one written to.
+    /// Blocking; the caller runs it off the event loop while no append is under way.
+    pub fn add_file(&self) -> Result<()> {
+        let seq = self
+            .files
+            .lock()
+            .last()
+            .map(|f| f.file.from_offset() + 1)
+            .unwrap_or(0)
+            .max(crate::common::clock::now_ms() as u64);
+        match self.create(seq) {
+            Ok(file) => {
+                *self.create_failed_at.lock() = None;
+                self.files.lock().push(file);
+                Ok(())
+            }
+            Err(e) => {
+                *self.create_failed_at.lock() = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
     /// Records that `key` of `topic` is stored at `phy`. Fails only when a new file was
     /// needed and could not be created: the key is then not indexed, and the next file is
     /// tried again after [`RETRY_CREATE_AFTER`] (keys in between are skipped too).

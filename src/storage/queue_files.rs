@@ -45,6 +45,9 @@ pub struct SegFile {
 impl SegFile {
     /// Opens (or with `create`, creates; it must not exist) the segment at `path`.
     pub fn open(path: &Path, capacity: usize, create: bool) -> Result<Self> {
+        if create {
+            crate::common::fs::slow_disk::pause_if_held(path);
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -11,14 +11,13 @@
 //! heartbeat.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::actors::server::connection::{ConnId, Outbound};
-use crate::common::fs::write_atomically;
+use crate::common::fs::{Snapshot, SnapshotFile};
 use crate::protocol::group::{ConsumerData, NotifyConsumerIdsChangedRequestHeader};
 use crate::protocol::{Frame, MessageQueue, RequestCode};
 
@@ -129,7 +128,7 @@ pub struct GroupTimings {
 /// One consumer group.
 pub struct ConsumerGroup {
     name: String,
-    file: PathBuf,
+    file: SnapshotFile,
     timings: GroupTimings,
     members: HashMap<String, Member>,
     offsets: BTreeMap<(String, i32), i64>,
@@ -151,7 +150,7 @@ impl ConsumerGroup {
             .join(format!("{name}.toml"));
         let mut g = ConsumerGroup {
             name,
-            file,
+            file: SnapshotFile::new(file),
             timings,
             members: HashMap::new(),
             offsets: BTreeMap::new(),
@@ -163,11 +162,11 @@ impl ConsumerGroup {
     }
 
     fn load(&mut self) {
-        let text = match std::fs::read_to_string(&self.file) {
+        let text = match std::fs::read_to_string(self.file.path()) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
-                tracing::error!(file = %self.file.display(), error = %e, "cannot read consumer offsets");
+                tracing::error!(file = %self.file.path().display(), error = %e, "cannot read consumer offsets");
                 return;
             }
         };
@@ -182,30 +181,63 @@ impl ConsumerGroup {
                     .collect();
             }
             Err(e) => {
-                tracing::error!(file = %self.file.display(), error = %e, "consumer offsets file is damaged; starting empty")
+                tracing::error!(file = %self.file.path().display(), error = %e, "consumer offsets file is damaged; starting empty")
             }
         }
     }
 
-    fn persist(&mut self) {
+    /// The offsets as they are now, if they changed since the last snapshot (which marks
+    /// them clean; a failed write marks them changed again).
+    fn offsets_snapshot(&mut self) -> Option<Snapshot> {
         if !self.dirty {
-            return;
+            return None;
         }
         let map: BTreeMap<String, i64> = self
             .offsets
             .iter()
             .map(|((t, q), o)| (offset_key(t, *q), *o))
             .collect();
-        let written = toml::to_string(&map)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                write_atomically(&self.file, text.as_bytes()).map_err(|e| e.to_string())
-            });
-        match written {
-            Ok(()) => self.dirty = false,
-            Err(e) => {
-                tracing::error!(group = %self.name, error = %e, "cannot persist consumer offsets")
+        match toml::to_string(&map) {
+            Ok(text) => {
+                self.dirty = false;
+                Some(self.file.snapshot(text.into_bytes()))
             }
+            Err(e) => {
+                tracing::error!(group = %self.name, error = %e, "cannot serialise consumer offsets");
+                None
+            }
+        }
+    }
+
+    /// Writes changed offsets on a blocking thread (never on the event loop: a slow disk
+    /// must not stall the broker's other actors).
+    fn persist(&mut self, ctx: &mut Context<Self>) {
+        if let Some(snapshot) = self.offsets_snapshot() {
+            ctx.spawn(
+                snapshot
+                    .write_off_thread()
+                    .into_actor(self)
+                    .map(|written, act, _| act.after_write(written)),
+            );
+        }
+    }
+
+    /// Writes changed offsets on a blocking thread that outlives this actor (stop, restart).
+    fn persist_detached(&mut self) {
+        if let Some(snapshot) = self.offsets_snapshot() {
+            let name = self.name.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = snapshot.write() {
+                    tracing::error!(group = %name, error = %e, "cannot persist consumer offsets");
+                }
+            });
+        }
+    }
+
+    fn after_write(&mut self, written: std::io::Result<()>) {
+        if let Err(e) = written {
+            self.dirty = true;
+            tracing::error!(group = %self.name, error = %e, "cannot persist consumer offsets; retrying at the next interval");
         }
     }
 
@@ -254,21 +286,21 @@ impl Actor for ConsumerGroup {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.timings.flush_consumer_offset_interval, |act, _| {
-            act.persist()
+        ctx.run_interval(self.timings.flush_consumer_offset_interval, |act, ctx| {
+            act.persist(ctx)
         });
         let scan = (self.timings.channel_expired_timeout / 4).max(Duration::from_millis(50));
         ctx.run_interval(scan, |act, _| act.expire());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.persist();
+        self.persist_detached();
     }
 }
 
 impl Supervised for ConsumerGroup {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.persist();
+        self.persist_detached();
         self.load();
     }
 }
@@ -401,9 +433,18 @@ impl Handler<UnlockQueues> for ConsumerGroup {
 }
 
 impl Handler<PersistOffsets> for ConsumerGroup {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _msg: PersistOffsets, _ctx: &mut Self::Context) {
-        self.persist();
+    /// Answers once the offsets are written (the broker's shutdown waits for it).
+    fn handle(&mut self, _msg: PersistOffsets, _ctx: &mut Self::Context) -> Self::Result {
+        match self.offsets_snapshot() {
+            Some(snapshot) => Box::pin(
+                snapshot
+                    .write_off_thread()
+                    .into_actor(self)
+                    .map(|written, act, _| act.after_write(written)),
+            ),
+            None => Box::pin(actix::fut::ready(())),
+        }
     }
 }

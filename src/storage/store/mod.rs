@@ -10,8 +10,11 @@
 //! dispatch internals, `read` the lookups, `background` the flush and housekeeping threads.
 
 mod background;
+mod prepare;
 mod read;
 mod write;
+
+pub use prepare::Preparation;
 
 use background::{join_quietly, StopSignal};
 

@@ -13,6 +13,7 @@
 //! Supervised: its state (topic table, actor maps, links) survives a restart unchanged.
 //! `requests` routes each request; `send_pull` holds the send and pull paths.
 
+mod deferred;
 mod requests;
 mod send_pull;
 pub mod topic_table;
@@ -146,6 +147,11 @@ pub struct Broker {
     registration_retry: bool,
     /// Sends of the batch being handled, appended together at its end.
     pending: send_pull::PendingSends,
+    /// Sends waiting for disk work done off the event loop, in arrival order.
+    deferred: deferred::DeferredSends,
+    /// A topic was created on first send and the table is not yet saved: the sends that
+    /// created it are answered only after it is.
+    topics_unsaved: bool,
 }
 
 /// A queue actor and its wake-up flag (see [`MessageQueue::wake_flag`]).
@@ -190,7 +196,8 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             perm: crate::protocol::topic::PERM_READ_WRITE | crate::protocol::topic::PERM_INHERIT,
             topic_sys_flag: 0,
             order: false,
-        })?;
+        });
+        topics.snapshot()?.save().await?;
     }
     let mailbox = config.send_message_queue_capacity;
     let limits = ConnectionLimits::new(
@@ -215,6 +222,8 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             shutting_down: false,
             registration_retry: false,
             pending: send_pull::PendingSends::default(),
+            deferred: deferred::DeferredSends::default(),
+            topics_unsaved: false,
             config,
         }
     });
@@ -391,7 +400,7 @@ impl Handler<InboundBatch> for Broker {
         for inb in batch.0 {
             self.handle_request(inb, ctx);
         }
-        self.append_pending();
+        self.append_pending(ctx);
     }
 }
 
@@ -452,8 +461,14 @@ impl Handler<Shutdown> for Broker {
                 for g in groups {
                     let _ = g.send(consumer_group::PersistOffsets).await;
                 }
-                if let Err(e) = store.shutdown() {
-                    tracing::error!(error = %e, "store did not close cleanly");
+                // Closing flushes and syncs: on a blocking thread, not the event loop.
+                let closed = tokio::task::spawn_blocking(move || store.shutdown()).await;
+                match closed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "store did not close cleanly"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the thread closing the store stopped early")
+                    }
                 }
             }
             .into_actor(self),

@@ -269,25 +269,20 @@ impl Broker {
                         "read and write queue counts must be in 1..=1024",
                     );
                 }
-                match self.topics.upsert(h.to_topic_config()) {
-                    Ok(()) => {
-                        tracing::info!(topic = %h.topic, read = h.read_queue_nums, write = h.write_queue_nums, "topic updated");
-                        self.register_all(ctx);
-                        response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
-                    }
-                    Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
-                }
+                self.topics.upsert(h.to_topic_config());
+                tracing::info!(topic = %h.topic, read = h.read_queue_nums, write = h.write_queue_nums, "topic updated");
+                self.register_all(ctx);
+                self.answer_once_saved(inb);
             }
-            Request::DeleteTopicInBroker(h) => match self.topics.remove(&h.topic) {
-                Ok(existed) => {
+            Request::DeleteTopicInBroker(h) => {
+                if self.topics.remove(&h.topic) {
                     self.queues.remove(&h.topic);
-                    if existed {
-                        self.register_all(ctx);
-                    }
+                    self.register_all(ctx);
+                    self.answer_once_saved(inb);
+                } else {
                     response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
                 }
-                Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
-            },
+            }
             Request::LockBatchMq(body) => {
                 let group = match self.group(&body.consumer_group) {
                     Ok(g) => g,

@@ -73,8 +73,21 @@ impl Answers {
 /// The validated sends of the batch being handled.
 #[derive(Default)]
 pub(super) struct PendingSends {
-    msgs: Vec<MessageToStore>,
+    pub(super) msgs: Vec<MessageToStore>,
     sends: Vec<PendingSend>,
+}
+
+impl PendingSends {
+    /// Answers every send that wants an answer with `code` and `why` (nothing was stored).
+    pub(super) fn fail_all(self, code: ResponseCode, why: &str) {
+        let mut answers = Answers::default();
+        for s in &self.sends {
+            if s.reply.is_some() {
+                answers.push(&s.replies, Frame::error(s.opaque, code, why.to_owned()));
+            }
+        }
+        answers.send();
+    }
 }
 
 impl Broker {
@@ -99,10 +112,9 @@ impl Broker {
         } else {
             self.config.default_topic_queue_nums as i32
         };
-        let t = self
-            .topics
-            .auto_create(&h.topic, queues)
-            .map_err(|e| (ResponseCode::SystemError, e.to_string()))?;
+        let t = self.topics.auto_create(&h.topic, queues);
+        // Saved off the event loop before any send to it is answered (see `deferred`).
+        self.topics_unsaved = true;
         tracing::info!(topic = %h.topic, queues, "topic created on first send");
         self.register_all(ctx);
         Ok(SendTarget::of(&t))
@@ -215,14 +227,21 @@ impl Broker {
         });
     }
 
-    /// Appends the sends collected from one batch of requests with one store call (one
-    /// commit-log write per segment touched), answers each, and tells the queue actors of
-    /// the touched queues so that they answer the pulls they hold.
-    pub(super) fn append_pending(&mut self) {
+    /// Hands the sends collected from one batch of requests to the append, now or after
+    /// the disk work they need (see `deferred`).
+    pub(super) fn append_pending(&mut self, ctx: &mut Context<Self>) {
         if self.pending.sends.is_empty() {
             return;
         }
-        let PendingSends { msgs, sends } = std::mem::take(&mut self.pending);
+        let sends = std::mem::take(&mut self.pending);
+        self.append_or_defer(sends, ctx);
+    }
+
+    /// Appends the sends with one store call (one commit-log write per segment touched),
+    /// answers each, and tells the queue actors of the touched queues so that they answer
+    /// the pulls they hold.
+    pub(super) fn append_now(&mut self, pending: PendingSends) {
+        let PendingSends { msgs, sends } = pending;
         // A failure part-way (a write error) stores a prefix: the requests wholly in it are
         // stored and answered as such; only the others get the error.
         let (results, failure) = self.store.append_batch_partial(&msgs);

@@ -1,8 +1,10 @@
 //! The broker's topic table: which topics it serves, with queue counts and permissions.
 //!
-//! Plain data with a file behind it (`<store root>/config/topics.toml`), replaced atomically
-//! on every change so a topic created or deleted survives a restart. The broker actor owns
-//! one; this module never talks to anyone.
+//! Plain data with a file behind it (`<store root>/config/topics.toml`). Every change bumps
+//! the version in memory; the broker then takes a [`TopicTable::snapshot`] and has it
+//! written off its event loop (atomically, newest snapshot wins) before it answers the
+//! request that made the change, so a topic created or deleted survives a restart. The
+//! broker actor owns one; this module never talks to anyone and never writes on its own.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,12 +46,13 @@ struct OnDisk {
 /// Topics served by this broker.
 #[derive(Debug)]
 pub struct TopicTable {
-    path: PathBuf,
+    file: SnapshotFile,
     topics: HashMap<String, TopicConfig>,
     version: DataVersion,
 }
 
 use crate::common::clock::now_ms;
+use crate::common::fs::{Snapshot, SnapshotFile};
 pub use crate::common::names::validate_topic_name;
 
 impl TopicTable {
@@ -65,7 +68,7 @@ impl TopicTable {
             Err(source) => return Err(TopicTableError::Io { path, source }),
         };
         Ok(TopicTable {
-            path,
+            file: SnapshotFile::new(path),
             topics: on_disk
                 .topics
                 .into_iter()
@@ -98,18 +101,14 @@ impl TopicTable {
         }
     }
 
-    /// Creates or replaces a topic and saves the table.
-    pub fn upsert(&mut self, config: TopicConfig) -> Result<(), TopicTableError> {
+    /// Creates or replaces a topic (in memory: save a [`Self::snapshot`]).
+    pub fn upsert(&mut self, config: TopicConfig) {
         self.topics.insert(config.topic_name.clone(), config);
-        self.bump_and_save()
+        self.bump();
     }
 
     /// A topic created on first send (`auto_create_topic_enable`).
-    pub fn auto_create(
-        &mut self,
-        topic: &str,
-        queues: i32,
-    ) -> Result<TopicConfig, TopicTableError> {
+    pub fn auto_create(&mut self, topic: &str, queues: i32) -> TopicConfig {
         let config = TopicConfig {
             topic_name: topic.to_owned(),
             read_queue_nums: queues,
@@ -118,40 +117,60 @@ impl TopicTable {
             topic_sys_flag: 0,
             order: false,
         };
-        self.upsert(config.clone())?;
-        Ok(config)
+        self.upsert(config.clone());
+        config
     }
 
-    /// Deletes a topic and saves the table; false if it did not exist.
-    pub fn remove(&mut self, topic: &str) -> Result<bool, TopicTableError> {
+    /// Deletes a topic (in memory: save a [`Self::snapshot`]); false if it did not exist.
+    pub fn remove(&mut self, topic: &str) -> bool {
         if self.topics.remove(topic).is_none() {
-            return Ok(false);
+            return false;
         }
-        self.bump_and_save()?;
-        Ok(true)
+        self.bump();
+        true
     }
 
-    fn bump_and_save(&mut self) -> Result<(), TopicTableError> {
+    fn bump(&mut self) {
         self.version.counter += 1;
         self.version.timestamp = now_ms();
+    }
+
+    /// The table as it is now, ready to be written off the event loop
+    /// ([`TopicSnapshot::save`]). Cheap: a few hundred bytes per topic.
+    pub fn snapshot(&self) -> Result<TopicSnapshot, TopicTableError> {
         let on_disk = OnDisk {
             counter: self.version.counter,
             topics: self.all(),
         };
         let text = toml::to_string(&on_disk).map_err(|e| TopicTableError::Damaged {
-            path: self.path.clone(),
+            path: self.file.path().to_owned(),
             reason: e.to_string(),
         })?;
-        write_atomically(&self.path, text.as_bytes())
+        Ok(TopicSnapshot(self.file.snapshot(text.into_bytes())))
     }
 }
 
-/// Replaces `path` with `data` so that a crash leaves either the old or the new file.
-pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), TopicTableError> {
-    crate::common::fs::write_atomically(path, data).map_err(|source| TopicTableError::Io {
-        path: path.to_owned(),
-        source,
-    })
+/// A numbered copy of the topic table waiting to be written.
+#[derive(Debug)]
+pub struct TopicSnapshot(Snapshot);
+
+impl TopicSnapshot {
+    /// Writes it on a blocking thread (a newer snapshot already written wins).
+    pub async fn save(self) -> Result<(), TopicTableError> {
+        let path = self.0.path().to_owned();
+        self.0
+            .write_off_thread()
+            .await
+            .map_err(|source| TopicTableError::Io { path, source })
+    }
+
+    /// Writes it on this thread; for tests and tools, never an event loop.
+    pub fn save_blocking(self) -> Result<(), TopicTableError> {
+        let path = self.0.path().to_owned();
+        self.0
+            .write()
+            .map_err(|source| TopicTableError::Io { path, source })
+    }
 }
 
 #[cfg(test)]
@@ -162,10 +181,11 @@ mod tests {
     fn survives_reload_and_versions_grow() {
         let dir = tempfile::tempdir().unwrap();
         let mut t = TopicTable::load(dir.path()).unwrap();
-        t.auto_create("A", 4).unwrap();
-        t.auto_create("B", 8).unwrap();
-        assert!(t.remove("A").unwrap());
-        assert!(!t.remove("A").unwrap());
+        t.auto_create("A", 4);
+        t.auto_create("B", 8);
+        assert!(t.remove("A"));
+        assert!(!t.remove("A"));
+        t.snapshot().unwrap().save_blocking().unwrap();
         let v = t.wrapper().data_version.counter;
         let t2 = TopicTable::load(dir.path()).unwrap();
         assert!(t2.get("A").is_none());
