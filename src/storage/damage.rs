@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::storage::error::{Error, Result};
+
 
 /// Ranges kept in the file. Older ones are dropped past this (their count is kept), so a
 /// disk that keeps failing cannot grow the file or the broker's memory without bound.
@@ -74,6 +74,7 @@ struct DamageFile {
 #[derive(Debug)]
 pub struct DamageLog {
     path: PathBuf,
+    file: crate::common::fs::SnapshotFile,
     state: Mutex<DamageFile>,
     /// Start offsets already recorded, so a record every consumer trips over is logged once.
     seen: Mutex<HashSet<u64>>,
@@ -98,6 +99,7 @@ impl DamageLog {
         };
         let seen = state.ranges.iter().map(|r| r.from).collect();
         DamageLog {
+            file: crate::common::fs::SnapshotFile::new(path.clone()),
             path,
             state: Mutex::new(state),
             seen: Mutex::new(seen),
@@ -105,8 +107,18 @@ impl DamageLog {
     }
 
     /// Records a range unless one starting at the same offset is already recorded, logs
-    /// it, and rewrites the file. Returns whether it was new.
+    /// it, and has the file rewritten on a thread of its own: this runs on the read path,
+    /// which may be an event loop. Returns whether it was new.
     pub fn record(&self, range: DamagedRange) -> bool {
+        self.record_with(range, false)
+    }
+
+    /// [`Self::record`] that rewrites the file before it returns (recovery, tests).
+    pub fn record_blocking(&self, range: DamagedRange) -> bool {
+        self.record_with(range, true)
+    }
+
+    fn record_with(&self, range: DamagedRange, wait: bool) -> bool {
         {
             let mut seen = self.seen.lock();
             if !seen.insert(range.from) {
@@ -136,8 +148,26 @@ impl DamageLog {
             state.ranges.drain(..excess);
             state.dropped += excess as u64;
         }
-        if let Err(e) = self.store(&state) {
-            tracing::warn!(error = %e, "could not write the damage log; the damage is only in the broker's log");
+        let snapshot = match serde_json::to_vec_pretty(&*state) {
+            Ok(data) => self.file.snapshot(data),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not encode the damage log");
+                return true;
+            }
+        };
+        drop(state);
+        let write = move || {
+            if let Err(e) = snapshot.write() {
+                tracing::warn!(error = %e, "could not write the damage log; the damage is only in the broker's log");
+            }
+        };
+        if wait {
+            write();
+        } else if let Err(e) = std::thread::Builder::new()
+            .name("actimq-damage-log".into())
+            .spawn(write)
+        {
+            tracing::warn!(error = %e, "could not start the damage-log writer; the damage is only in the broker's log");
         }
         true
     }
@@ -147,19 +177,6 @@ impl DamageLog {
         let state = self.state.lock();
         (state.ranges.clone(), state.dropped)
     }
-
-    fn store(&self, state: &DamageFile) -> Result<()> {
-        let data = serde_json::to_vec_pretty(state).map_err(|e| Error::BadFile {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
-        write_atomically(&self.path, &data)
-    }
-}
-
-/// Replaces `path` with `data` so a crash leaves the old file or the new one, never a mix.
-pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    crate::common::fs::write_atomically(path, data).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]
@@ -181,13 +198,13 @@ mod tests {
     fn ranges_survive_reload_once_each_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let log = DamageLog::load(dir.path());
-        assert!(log.record(range(100)));
-        assert!(!log.record(range(100)), "the same record is logged once");
+        assert!(log.record_blocking(range(100)));
+        assert!(!log.record_blocking(range(100)), "the same record is logged once");
         let reloaded = DamageLog::load(dir.path());
         assert_eq!(reloaded.snapshot().0, vec![range(100)]);
-        assert!(!reloaded.record(range(100)), "known after a reload too");
+        assert!(!reloaded.record_blocking(range(100)), "known after a reload too");
         for i in 0..(MAX_DAMAGE_RANGES as u64 + 5) {
-            reloaded.record(range(1000 + i));
+            reloaded.record_blocking(range(1000 + i));
         }
         let (ranges, dropped) = DamageLog::load(dir.path()).snapshot();
         assert_eq!(ranges.len(), MAX_DAMAGE_RANGES);
@@ -200,7 +217,7 @@ mod tests {
         std::fs::write(DamageLog::path(dir.path()), b"{not json").unwrap();
         let log = DamageLog::load(dir.path());
         assert!(log.snapshot().0.is_empty());
-        assert!(log.record(range(7)));
+        assert!(log.record_blocking(range(7)));
         assert_eq!(DamageLog::load(dir.path()).snapshot().0.len(), 1);
     }
 }

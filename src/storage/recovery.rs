@@ -118,7 +118,7 @@ fn replay(shared: &Shared, start: u64, limit: u64, index_from: u64) -> Result<(u
         .open_segments_scanned
         .fetch_add(outcome.segments, Ordering::Relaxed);
     for damage in &outcome.damaged {
-        shared.damage.record(DamagedRange {
+        shared.damage.record_blocking(DamagedRange {
             from: damage.from,
             to: damage.to,
             kind: if damage.torn_tail {
