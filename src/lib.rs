@@ -10,14 +10,14 @@
 //! - [`common`]: clock, durable-file helpers, name rules, the properties format.
 //! - [`storage`]: the durable store (commit log, consume queues, index, recovery). Plain
 //!   Rust, no actors and no sockets. [`protocol`]: the wire format and request types.
+//! - [`config`] (typed configs) and [`client`] (the client's plain vocabulary).
 //! - [`actors`]: `actors::server` (name server, broker, queue and group actors,
 //!   connections) and `actors::client` (client instance, producer, consumers, rebalancer),
 //!   which never import each other.
-//! - [`client`] (the client's plain vocabulary), [`config`], [`admin`], [`server`], and the
-//!   binaries `mqnamesrv`, `mqbroker`, `mqadmin`, `mqbench`.
+//! - [`admin`], [`server`], and the binaries `mqnamesrv`, `mqbroker`, `mqadmin`, `mqbench`.
 //!
-//! The map (actor tree, threads, message paths, file formats) is `docs/ARCHITECTURE.md` in
-//! the repository.
+//! The map (layers and their import rules, actor tree, threads, message paths, file
+//! formats) is `docs/ARCHITECTURE.md` in the repository.
 
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
