@@ -6,8 +6,9 @@
 //! topic table after a topic was created on first send), that work runs on tokio's
 //! blocking pool and the batch waits here; so do the batches after it, so that sends are
 //! appended in the order they arrived. Everything else the broker does (pulls, heartbeats,
-//! offsets, admin requests) goes on meanwhile. It never appends on another thread and never
-//! waits on the disk itself.
+//! offsets, admin requests) goes on meanwhile. At most `send_message_queue_capacity` batches
+//! wait; sends past that are answered SYSTEM_BUSY. It never appends on another thread and
+//! never waits on the disk itself.
 
 use std::collections::VecDeque;
 
@@ -55,6 +56,15 @@ impl Broker {
     /// queues it and, if nothing is running, starts the work for the oldest batch.
     pub(super) fn append_or_defer(&mut self, batch: PendingSends, ctx: &mut Context<Self>) {
         if self.deferred.working || !self.deferred.waiting.is_empty() {
+            // Bounded like the request mailbox (same unit: one socket read's sends), so a
+            // slow disk turns a flood into "system busy" answers, not memory.
+            if self.deferred.waiting.len() >= self.config.send_message_queue_capacity {
+                batch.fail_all(
+                    ResponseCode::SystemBusy,
+                    "broker busy: earlier sends are waiting for the disk to create a file; retry or use another broker",
+                );
+                return;
+            }
             self.deferred.waiting.push_back(batch);
             return;
         }
