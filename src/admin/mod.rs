@@ -1,28 +1,67 @@
-//! A small request/response client over [`RemoteLink`] actors, for operators' tools
-//! (`mqadmin`) and tests: name-server queries, topic administration, broker status, and
-//! single sends and pulls. Applications use the producer and consumer actors instead.
+//! The admin client: every request operators' tools make, behind methods that take and
+//! return plain Rust types. `mqadmin` is a thin front end over it (it parses arguments and
+//! prints); tests and embedding applications use it too. Applications that produce and
+//! consume use the producer and consumer actors at the crate root instead.
 //!
-//! Every call names the peer it talked to in its error, and never panics on an answer.
+//! This module owns building admin requests and reading their answers. It must never
+//! panic on an answer, never hold a lock or block the actix thread, and never print: the
+//! caller decides what a person sees. Every error names the peer (or the cluster, group or
+//! topic) involved, so its message says what to check.
+//!
+//! # Layout
+//! - `transport`: the raw request/response calls ([`AdminClient::call`],
+//!   [`AdminClient::call_ok`]) and the name-server fan-out every query uses.
+//! - `topic`: clusters, routes and topics ([`TopicSpec`], [`AdminClient::create_topic`],
+//!   [`AdminClient::delete_topic`], [`AdminClient::topic_status`], ...).
+//! - `group`: consumer groups: progress per queue and who holds which queue.
+//! - `message`: single sends and pulls, and sending or reading messages as a tool does.
+//! - `broker`: one broker's runtime state ([`AdminClient::broker_status`]).
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), actimq::admin::AdminError> {
+//! use std::time::Duration;
+//! use actimq::admin::{AdminClient, TopicSpec};
+//!
+//! let mut admin = AdminClient::new("127.0.0.1:9876", Duration::from_secs(3));
+//! let brokers = admin
+//!     .create_topic_in_cluster("DefaultCluster", &TopicSpec::new("Orders").queues(8))
+//!     .await?;
+//! for q in admin.topic_status("Orders").await? {
+//!     println!("{} {} {}", q.queue.broker_name, q.queue.queue_id, q.max_offset);
+//! }
+//! # let _ = brokers;
+//! # Ok(())
+//! # }
+//! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::Addr;
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::actors::remote_link::{self, LinkConfig, LinkError, RemoteLink};
-use crate::protocol::message::{
-    PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeader,
-    SendMessageResponseHeader,
+use crate::actors::remote_link::{LinkError, RemoteLink};
+use crate::{ClientConfig, ClientError, ClientInstance, Producer};
+
+mod broker;
+mod group;
+mod message;
+mod topic;
+mod transport;
+
+pub use broker::{BrokerStatus, DamageRange};
+pub use group::{ConsumerAssignment, GroupProgress, QueueProgress};
+pub use message::{ConsumeOptions, ConsumedMessage, PullOutcome, PRODUCER_GROUP};
+pub use topic::{ClusterBroker, QueueStatus, TopicRequest, TopicSpec};
+
+// The protocol types the client's methods return, so that callers name them from here.
+pub use crate::protocol::group::MessageQueue;
+pub use crate::protocol::route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
+pub use crate::protocol::topic::{
+    ConsumeStats, CreateTopicRequestHeader, OffsetWrapper, TopicOffset, TopicStatsTable, PERM_READ,
+    PERM_READ_WRITE, PERM_WRITE,
 };
-use crate::protocol::route::{ClusterInfo, GetRouteInfoRequestHeader, TopicList, TopicRouteData};
-use crate::protocol::topic::{
-    CreateTopicRequestHeader, GetTopicStatsInfoRequestHeader, KvTable, TopicStatsTable,
-};
-use crate::protocol::{Frame, NoHeader, RequestCode, ResponseCode};
-use crate::storage::StoredMessage;
+pub use crate::storage::record::decode_records;
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,26 +93,59 @@ pub enum AdminError {
         /// What was wrong.
         reason: String,
     },
+    /// The request could not be encoded (a header or body the wire format cannot carry).
+    #[error("could not encode the request to {peer}: {reason}")]
+    Encode {
+        /// Who the request was for.
+        peer: String,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The name servers know no cluster of that name.
+    #[error("cluster '{cluster}' is not known to the name servers")]
+    UnknownCluster {
+        /// The cluster asked for.
+        cluster: String,
+    },
+    /// The cluster has no master broker registered, so nothing can be written to it.
+    #[error(
+        "cluster '{cluster}' has no master broker registered; start one or check its namesrv_addr"
+    )]
+    NoMaster {
+        /// The cluster.
+        cluster: String,
+    },
+    /// No consumer of the group is connected to any master broker.
+    #[error("no consumer of group '{group}' is connected")]
+    NoConsumer {
+        /// The group.
+        group: String,
+    },
+    /// A send or pull through the client (producer, pull consumer) failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
-/// Outcome of one pull.
-#[derive(Debug, Clone)]
-pub struct PullOutcome {
-    /// The broker's response code.
-    pub code: ResponseCode,
-    /// Offsets from the response header.
-    pub header: PullMessageResponseHeader,
-    /// Decoded messages (empty unless `code` is success).
-    pub messages: Vec<StoredMessage>,
-}
-
-pub use crate::storage::record::decode_records;
-
-/// An admin client.
+/// An admin client: one connection per peer, opened on first use and kept.
+///
+/// Must be used inside an actix system. Methods take `&mut self` because they open
+/// connections lazily; one client serves one task at a time.
 pub struct AdminClient {
+    /// The name-server list as given, for the client instance
+    /// ([`AdminClient::send_message`] and [`AdminClient::consume_messages`]).
+    namesrv_addr: String,
+    /// The same list split on `;`, asked in order by name-server queries.
     namesrvs: Vec<String>,
+    /// One link per peer address, so repeated calls reuse the connection.
     links: HashMap<String, Addr<RemoteLink>>,
+    /// How long one request may take.
     timeout: Duration,
+    /// The client instance behind sends and consumes through the client, started on first
+    /// use: queries and raw calls never need it.
+    client: Option<Addr<ClientInstance>>,
+    /// The producer of [`PRODUCER_GROUP`], started on the first
+    /// [`AdminClient::send_message`].
+    producer: Option<Producer>,
 }
 
 impl AdminClient {
@@ -81,6 +153,7 @@ impl AdminClient {
     /// Must be used inside an actix system.
     pub fn new(namesrv_addr: &str, timeout: Duration) -> Self {
         AdminClient {
+            namesrv_addr: namesrv_addr.to_owned(),
             namesrvs: namesrv_addr
                 .split(';')
                 .map(str::trim)
@@ -89,226 +162,49 @@ impl AdminClient {
                 .collect(),
             links: HashMap::new(),
             timeout,
+            client: None,
+            producer: None,
         }
     }
 
-    fn link(&mut self, addr: &str) -> Addr<RemoteLink> {
-        self.links
-            .entry(addr.to_owned())
-            .or_insert_with(|| RemoteLink::start(addr, LinkConfig::default(), None))
+    /// The name servers this client asks, in order.
+    pub fn namesrv_addrs(&self) -> &[String] {
+        &self.namesrvs
+    }
+
+    /// The client instance, started on first use.
+    fn client_instance(&mut self) -> Addr<ClientInstance> {
+        self.client
+            .get_or_insert_with(|| {
+                ClientInstance::start(ClientConfig::new(self.namesrv_addr.clone()))
+            })
             .clone()
     }
+}
 
-    /// Sends a request to `addr` and returns the successful answer.
-    pub async fn call<H: Serialize>(
-        &mut self,
-        addr: &str,
-        code: RequestCode,
-        header: &H,
-        body: Bytes,
-    ) -> Result<Frame, AdminError> {
-        let frame = Frame::request(code, 0, header, body).map_err(|e| AdminError::BadAnswer {
-            peer: addr.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let link = self.link(addr);
-        let answer = remote_link::call(&link, addr, frame, self.timeout).await?;
-        Ok(answer)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_namesrv_list_is_split_on_semicolons_and_blanks_dropped() {
+        let admin = AdminClient::new(" a:1 ; ;b:2;", Duration::from_secs(1));
+        assert_eq!(admin.namesrv_addrs(), ["a:1", "b:2"]);
+        assert!(AdminClient::new("", Duration::from_secs(1))
+            .namesrv_addrs()
+            .is_empty());
     }
 
-    /// Like [`AdminClient::call`], but an answer other than success is an error.
-    pub async fn call_ok<H: Serialize>(
-        &mut self,
-        addr: &str,
-        code: RequestCode,
-        header: &H,
-        body: Bytes,
-    ) -> Result<Frame, AdminError> {
-        let f = self.call(addr, code, header, body).await?;
-        match f.response_code() {
-            Some(ResponseCode::Success) => Ok(f),
-            other => Err(AdminError::Refused {
-                peer: addr.to_owned(),
-                code: other
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| f.code.to_string()),
-                remark: f.remark.clone().unwrap_or_default(),
-            }),
-        }
-    }
-
-    fn body<T: DeserializeOwned>(addr: &str, f: &Frame) -> Result<T, AdminError> {
-        f.decode_body().map_err(|e| AdminError::BadAnswer {
-            peer: addr.to_owned(),
-            reason: e.to_string(),
-        })
-    }
-
-    /// Asks each name server in turn until one answers successfully.
-    async fn namesrv<H: Serialize, T: DeserializeOwned>(
-        &mut self,
-        code: RequestCode,
-        header: &H,
-    ) -> Result<T, AdminError> {
-        if self.namesrvs.is_empty() {
-            return Err(AdminError::NoNamesrv);
-        }
-        let mut errors = Vec::new();
-        for addr in self.namesrvs.clone() {
-            match self.call_ok(&addr, code, header, Bytes::new()).await {
-                Ok(f) => return Self::body(&addr, &f),
-                Err(e @ AdminError::Refused { .. }) => return Err(e),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        Err(AdminError::NamesrvUnreachable(errors.join("; ")))
-    }
-
-    /// Brokers and clusters known to the name servers.
-    pub async fn cluster_info(&mut self) -> Result<ClusterInfo, AdminError> {
-        self.namesrv(RequestCode::GetBrokerClusterInfo, &NoHeader {})
-            .await
-    }
-
-    /// Every topic known to the name servers.
-    pub async fn topic_list(&mut self) -> Result<TopicList, AdminError> {
-        self.namesrv(RequestCode::GetAllTopicListFromNameserver, &NoHeader {})
-            .await
-    }
-
-    /// The route of one topic.
-    pub async fn route(&mut self, topic: &str) -> Result<TopicRouteData, AdminError> {
-        let header = GetRouteInfoRequestHeader {
-            topic: topic.to_owned(),
+    #[test]
+    fn errors_name_what_to_check() {
+        let e = AdminError::UnknownCluster {
+            cluster: "C".into(),
         };
-        self.namesrv(RequestCode::GetRouteInfoByTopic, &header)
-            .await
-    }
-
-    /// Creates or updates a topic on one broker.
-    pub async fn update_topic(
-        &mut self,
-        broker: &str,
-        header: &CreateTopicRequestHeader,
-    ) -> Result<(), AdminError> {
-        self.call_ok(
-            broker,
-            RequestCode::UpdateAndCreateTopic,
-            header,
-            Bytes::new(),
-        )
-        .await
-        .map(|_| ())
-    }
-
-    /// Per-queue offsets of a topic on one broker.
-    pub async fn topic_stats(
-        &mut self,
-        broker: &str,
-        topic: &str,
-    ) -> Result<TopicStatsTable, AdminError> {
-        let header = GetTopicStatsInfoRequestHeader {
-            topic: topic.to_owned(),
-        };
-        let f = self
-            .call_ok(
-                broker,
-                RequestCode::GetTopicStatsInfo,
-                &header,
-                Bytes::new(),
-            )
-            .await?;
-        Self::body(broker, &f)
-    }
-
-    /// A consumer group's progress on one broker: per queue, the broker's max offset and the
-    /// group's committed offset.
-    pub async fn consume_stats(
-        &mut self,
-        broker: &str,
-        group: &str,
-        topic: Option<&str>,
-    ) -> Result<crate::protocol::topic::ConsumeStats, AdminError> {
-        let header = crate::protocol::topic::GetConsumeStatsRequestHeader {
-            consumer_group: group.to_owned(),
-            topic: topic.map(str::to_owned),
-        };
-        let f = self
-            .call_ok(broker, RequestCode::GetConsumeStats, &header, Bytes::new())
-            .await?;
-        Self::body(broker, &f)
-    }
-
-    /// One broker's runtime state (`GET_BROKER_RUNTIME_INFO`): RocketMQ-style keys such as
-    /// `commitLogMaxOffset`, `writeRefused` and `damage` mapped to their values as text.
-    pub async fn broker_runtime_info(
-        &mut self,
-        broker: &str,
-    ) -> Result<BTreeMap<String, String>, AdminError> {
-        let f = self
-            .call_ok(
-                broker,
-                RequestCode::GetBrokerRuntimeInfo,
-                &NoHeader {},
-                Bytes::new(),
-            )
-            .await?;
-        Self::body::<KvTable>(broker, &f).map(|kv| kv.table)
-    }
-
-    /// Sends one message (synchronously: returns once the broker stored it).
-    pub async fn send(
-        &mut self,
-        broker: &str,
-        header: &SendMessageRequestHeader,
-        body: Bytes,
-    ) -> Result<SendMessageResponseHeader, AdminError> {
-        let f = self
-            .call_ok(broker, RequestCode::SendMessage, header, body)
-            .await?;
-        f.decode_header().map_err(|e| AdminError::BadAnswer {
-            peer: broker.to_owned(),
-            reason: e.to_string(),
-        })
-    }
-
-    /// Pulls from one queue. Not-found and offset-moved answers are outcomes, not errors.
-    pub async fn pull(
-        &mut self,
-        broker: &str,
-        header: &PullMessageRequestHeader,
-    ) -> Result<PullOutcome, AdminError> {
-        let f = self
-            .call(broker, RequestCode::PullMessage, header, Bytes::new())
-            .await?;
-        let code = f.response_code().unwrap_or(ResponseCode::SystemError);
-        let bad = |reason: String| AdminError::BadAnswer {
-            peer: broker.to_owned(),
-            reason,
-        };
-        match code {
-            ResponseCode::Success
-            | ResponseCode::PullNotFound
-            | ResponseCode::PullRetryImmediately
-            | ResponseCode::PullOffsetMoved => {
-                let header: PullMessageResponseHeader =
-                    f.decode_header().map_err(|e| bad(e.to_string()))?;
-                let messages = if code == ResponseCode::Success {
-                    decode_records(&f.body).map_err(bad)?
-                } else {
-                    Vec::new()
-                };
-                Ok(PullOutcome {
-                    code,
-                    header,
-                    messages,
-                })
-            }
-            _ => Err(AdminError::Refused {
-                peer: broker.to_owned(),
-                code: code.to_string(),
-                remark: f.remark.unwrap_or_default(),
-            }),
-        }
+        assert_eq!(
+            e.to_string(),
+            "cluster 'C' is not known to the name servers"
+        );
+        let e = AdminError::NoConsumer { group: "g".into() };
+        assert_eq!(e.to_string(), "no consumer of group 'g' is connected");
     }
 }
