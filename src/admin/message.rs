@@ -3,7 +3,8 @@
 //! does, through the client's producer and pull consumer (routes, retries, offsets).
 //!
 //! This file owns those requests and [`ConsumedMessage`], the plain form of a message read.
-//! It must never print.
+//! It must never print, and never commit a group's offset past a message it has not
+//! handed to the caller.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -162,7 +163,8 @@ impl AdminClient {
                     offset = r.next_begin_offset;
                     continue;
                 }
-                for m in r.messages.iter().take(count - read) {
+                let handed = r.messages.len().min(count - read);
+                for m in &r.messages[..handed] {
                     read += 1;
                     offset = m.queue_offset + 1;
                     each(&ConsumedMessage {
@@ -174,7 +176,9 @@ impl AdminClient {
                         body: m.body().clone(),
                     });
                 }
-                if r.status != PullStatus::Found {
+                // A batch cut short by `count` leaves the rest for the next call: the
+                // offset stays just past the last message handed over.
+                if r.status != PullStatus::Found || handed < r.messages.len() {
                     break;
                 }
                 offset = offset.max(r.next_begin_offset);
