@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actimq::admin::AdminClient;
-use actimq::protocol::topic::CreateTopicRequestHeader;
+use actimq::admin::{AdminClient, TopicSpec};
 use actimq::server::{start_broker, start_namesrv, BrokerConfig, NamesrvConfig, StoreConfig};
 use actimq::{
     ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, Message, MessageListener,
@@ -61,14 +60,9 @@ async fn run(store_dir: std::path::PathBuf) -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "the broker did not register");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let topic = CreateTopicRequestHeader {
-        topic: TOPIC.into(),
-        read_queue_nums: 4,
-        write_queue_nums: 4,
-        perm: actimq::protocol::topic::PERM_READ_WRITE,
-        ..Default::default()
-    };
-    admin.update_topic(&broker.addr.to_string(), &topic).await?;
+    admin
+        .create_topic(&broker.addr.to_string(), &TopicSpec::new(TOPIC).queues(4))
+        .await?;
 
     // 3. A push consumer that counts what it gets.
     let client = ClientInstance::start(ClientConfig::new(ns.clone()));

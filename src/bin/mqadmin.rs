@@ -1,17 +1,18 @@
 //! `mqadmin`: the operator's command line, with RocketMQ's sub-command names and short flags.
 //! Tables for people by default, `--json` for scripts.
+//!
+//! A thin front end over [`actimq::admin::AdminClient`]: this file owns parsing arguments
+//! and printing answers. It must never build a request itself; every request lives in the
+//! library's admin client, where tests and other tools share it.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use actimq::admin::{AdminClient, AdminError};
-use actimq::protocol::route::ClusterInfo;
-use actimq::protocol::topic::{
-    CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
-    PERM_READ_WRITE,
+use actimq::admin::{
+    AdminClient, BrokerStatus, ConsumeOptions, ConsumedMessage, TopicSpec, PERM_READ_WRITE,
 };
-use actimq::protocol::RequestCode;
-use bytes::Bytes;
+use actimq::Message;
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 /// actimq admin tool.
@@ -49,10 +50,10 @@ enum Command {
         #[arg(short = 'b', long = "brokerAddr")]
         broker: Option<String>,
         /// Read queues.
-        #[arg(short = 'r', long = "readQueueNums", default_value_t = 8)]
+        #[arg(short = 'r', long = "readQueueNums", default_value_t = TopicSpec::DEFAULT_QUEUES)]
         read: i32,
         /// Write queues.
-        #[arg(short = 'w', long = "writeQueueNums", default_value_t = 8)]
+        #[arg(short = 'w', long = "writeQueueNums", default_value_t = TopicSpec::DEFAULT_QUEUES)]
         write: i32,
         /// Permission: 2 write, 4 read, 6 both.
         #[arg(short = 'p', long = "perm", default_value_t = PERM_READ_WRITE)]
@@ -151,65 +152,23 @@ enum Command {
     },
 }
 
-fn all_masters(info: &ClusterInfo) -> Vec<String> {
-    let mut v: Vec<String> = info
-        .broker_addr_table
-        .values()
-        .filter_map(|b| b.master_addr().map(str::to_owned))
-        .collect();
-    v.sort();
-    v
-}
-
-fn masters(info: &ClusterInfo, cluster: &str) -> Result<Vec<String>, String> {
-    let names = info
-        .cluster_addr_table
-        .get(cluster)
-        .ok_or_else(|| format!("cluster '{cluster}' is not known to the name servers"))?;
-    Ok(names
-        .iter()
-        .filter_map(|n| {
-            info.broker_addr_table
-                .get(n)?
-                .master_addr()
-                .map(str::to_owned)
-        })
-        .collect())
-}
-
-/// One damaged commit-log range as the broker's `damage` value lists it. Every field has a
-/// default so a broker that adds or drops one still prints.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct DamageLine {
-    from: u64,
-    to: u64,
-    bytes: u64,
-    kind: String,
-    found_by: String,
-    found_at: i64,
-    reason: String,
-}
-
 /// `key : value` lines sorted by key (as RocketMQ's `brokerStatus`), then what an operator
 /// must act on spelled out: refused writes, and each damaged range on its own line.
-fn print_broker_status(table: &std::collections::BTreeMap<String, String>) {
+fn print_broker_status(status: &BrokerStatus) {
+    let table = &status.table;
     let width = table.keys().map(String::len).max().unwrap_or(0);
     for (key, value) in table {
         println!("{key:<width$} : {value}");
     }
-    if let Some(why) = table.get("writeRefused").filter(|v| v.as_str() != "false") {
+    if let Some(why) = status.write_refused() {
         println!();
         println!("WRITES REFUSED: {why}");
     }
-    let Some(raw) = table
-        .get("damage")
-        .filter(|v| !v.is_empty() && v.as_str() != "[]")
-    else {
+    let Some(damage) = status.damage() else {
         return;
     };
     println!();
-    let ranges: Vec<DamageLine> = match serde_json::from_str(raw) {
+    let ranges = match damage {
         Ok(r) => r,
         Err(e) => {
             println!("commit-log damage: the broker's list does not parse ({e}); raw value above");
@@ -232,7 +191,7 @@ fn print_broker_status(table: &std::collections::BTreeMap<String, String>) {
             r.reason
         );
     }
-    if let Some(n) = table.get("damageDropped").filter(|v| v.as_str() != "0") {
+    if let Some(n) = status.damage_dropped() {
         println!("  ({n} older range(s) no longer fit the damage log; see the broker's log)");
     }
 }
@@ -261,15 +220,37 @@ fn utc(ms: i64) -> String {
     )
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
-    serde_json::to_string_pretty(v)
-        .map(|s| println!("{s}"))
-        .map_err(|e| e.to_string())
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// One message `consumeMessage` read, as a line for people or a JSON object for scripts.
+fn print_consumed(m: &ConsumedMessage, json: bool) {
+    let body = String::from_utf8_lossy(&m.body);
+    if json {
+        // `{:#}` on a JSON value is `to_string_pretty`, and cannot fail.
+        println!(
+            "{:#}",
+            serde_json::json!({"broker_name": m.queue.broker_name, "queue_id": m.queue.queue_id, "queue_offset": m.queue_offset, "msg_id": m.msg_id, "tags": m.tags, "keys": m.keys, "body": body})
+        );
+    } else {
+        println!(
+            "{}:{} offset {} id {} tags {:?} keys {:?} body {}",
+            m.queue.broker_name,
+            m.queue.queue_id,
+            m.queue_offset,
+            m.msg_id,
+            m.tags.as_deref().unwrap_or(""),
+            m.keys,
+            body
+        );
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let mut admin = AdminClient::new(&args.namesrv, Duration::from_secs(5));
-    let e = |e: AdminError| e.to_string();
+    let json = args.json;
     match args.command {
         Command::UpdateTopic {
             topic,
@@ -280,64 +261,46 @@ async fn run(args: Args) -> Result<(), String> {
             perm,
             order,
         } => {
-            let header = CreateTopicRequestHeader {
-                topic: topic.clone(),
-                default_topic: "TBW102".into(),
-                read_queue_nums: read,
-                write_queue_nums: write,
+            let spec = TopicSpec {
+                name: topic,
+                read_queues: read,
+                write_queues: write,
                 perm,
-                topic_sys_flag: 0,
                 order,
             };
             let targets = match (broker, cluster) {
                 (Some(b), _) => vec![b],
-                (None, Some(c)) => masters(&admin.cluster_info().await.map_err(e)?, &c)?,
-                (None, None) => return Err("updateTopic needs -b BROKER_ADDR or -c CLUSTER".into()),
+                (None, Some(c)) => admin.cluster_masters(&c).await?,
+                (None, None) => bail!("updateTopic needs -b BROKER_ADDR or -c CLUSTER"),
             };
             if targets.is_empty() {
-                return Err("no master broker to create the topic on".into());
+                bail!("no master broker to create the topic on");
             }
             for addr in targets {
-                admin.update_topic(&addr, &header).await.map_err(e)?;
-                if !args.json {
+                admin.create_topic(&addr, &spec).await?;
+                if !json {
                     println!("create topic to {addr} success.");
                 }
             }
-            if args.json {
-                print_json(&header)?;
+            if json {
+                print_json(&spec)?;
             }
         }
         Command::DeleteTopic { topic, cluster } => {
-            for addr in masters(&admin.cluster_info().await.map_err(e)?, &cluster)? {
-                let h = DeleteTopicRequestHeader {
-                    topic: topic.clone(),
-                };
-                admin
-                    .call_ok(&addr, RequestCode::DeleteTopicInBroker, &h, Bytes::new())
-                    .await
-                    .map_err(e)?;
+            for addr in admin.cluster_masters(&cluster).await? {
+                admin.delete_topic_in_broker(&addr, &topic).await?;
                 println!("delete topic [{topic}] from cluster [{cluster}] broker {addr} success.");
             }
-            let h = DeleteTopicFromNamesrvRequestHeader {
-                topic: topic.clone(),
-                cluster_name: Some(cluster),
-            };
-            for ns in args
-                .namesrv
-                .split(';')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
+            for ns in admin.namesrv_addrs().to_vec() {
                 admin
-                    .call_ok(ns, RequestCode::DeleteTopicInNamesrv, &h, Bytes::new())
-                    .await
-                    .map_err(e)?;
+                    .delete_topic_in_namesrv(&ns, &topic, Some(&cluster))
+                    .await?;
                 println!("delete topic [{topic}] from NameServer {ns} success.");
             }
         }
         Command::TopicList => {
-            let list = admin.topic_list().await.map_err(e)?;
-            if args.json {
+            let list = admin.topic_list().await?;
+            if json {
                 print_json(&list)?;
             } else {
                 for t in list.topic_list {
@@ -346,8 +309,8 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
         Command::TopicRoute { topic } => {
-            let route = admin.route(&topic).await.map_err(e)?;
-            if args.json {
+            let route = admin.route(&topic).await?;
+            if json {
                 print_json(&route)?;
             } else {
                 println!(
@@ -372,19 +335,11 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
         Command::TopicStatus { topic } => {
-            let route = admin.route(&topic).await.map_err(e)?;
-            let mut rows = Vec::new();
-            for b in &route.broker_datas {
-                let Some(master) = b.master_addr() else {
-                    continue;
-                };
-                let stats = admin.topic_stats(master, &topic).await.map_err(e)?;
-                rows.extend(stats.offset_table);
-            }
-            if args.json {
+            let rows = admin.topic_status(&topic).await?;
+            if json {
                 let v: Vec<_> = rows
                     .iter()
-                    .map(|(mq, o)| serde_json::json!({"broker_name": mq.broker_name, "queue_id": mq.queue_id, "min_offset": o.min_offset, "max_offset": o.max_offset, "last_update_timestamp": o.last_update_timestamp}))
+                    .map(|q| serde_json::json!({"broker_name": q.queue.broker_name, "queue_id": q.queue.queue_id, "min_offset": q.min_offset, "max_offset": q.max_offset, "last_update_timestamp": q.last_update_timestamp}))
                     .collect();
                 print_json(&v)?;
             } else {
@@ -392,50 +347,25 @@ async fn run(args: Args) -> Result<(), String> {
                     "{:<20} {:<5} {:<14} {:<14} #Last Updated (ms)",
                     "#Broker Name", "#QID", "#Min Offset", "#Max Offset"
                 );
-                for (mq, o) in rows {
+                for q in rows {
                     println!(
                         "{:<20} {:<5} {:<14} {:<14} {}",
-                        mq.broker_name,
-                        mq.queue_id,
-                        o.min_offset,
-                        o.max_offset,
-                        o.last_update_timestamp
+                        q.queue.broker_name,
+                        q.queue.queue_id,
+                        q.min_offset,
+                        q.max_offset,
+                        q.last_update_timestamp
                     );
                 }
             }
         }
-        Command::BrokerStatus { broker } => {
-            let table = admin.broker_runtime_info(&broker).await.map_err(e)?;
-            if args.json {
-                print_json(&table)?;
-            } else {
-                print_broker_status(&table);
-            }
-        }
-        Command::SendMessage { .. }
-        | Command::ConsumeMessage { .. }
-        | Command::ConsumerProgress { .. }
-        | Command::ConsumerConnection { .. } => {
-            return Err("internal: client command routed to the admin runner".into());
-        }
         Command::ClusterList => {
-            let info = admin.cluster_info().await.map_err(e)?;
-            let mut rows = Vec::new();
-            let mut clusters: Vec<_> = info.cluster_addr_table.iter().collect();
-            clusters.sort();
-            for (cluster, names) in clusters {
-                for name in names {
-                    if let Some(b) = info.broker_addr_table.get(name) {
-                        for (id, addr) in &b.broker_addrs {
-                            rows.push((cluster.clone(), name.clone(), *id, addr.clone()));
-                        }
-                    }
-                }
-            }
-            if args.json {
+            let rows = admin.cluster_list().await?;
+            let version = env!("CARGO_PKG_VERSION");
+            if json {
                 let v: Vec<_> = rows
                     .iter()
-                    .map(|(c, n, id, a)| serde_json::json!({"cluster": c, "broker_name": n, "broker_id": id, "addr": a, "version": env!("CARGO_PKG_VERSION")}))
+                    .map(|b| serde_json::json!({"cluster": b.cluster, "broker_name": b.broker_name, "broker_id": b.broker_id, "addr": b.addr, "version": version}))
                     .collect();
                 print_json(&v)?;
             } else {
@@ -443,43 +373,35 @@ async fn run(args: Args) -> Result<(), String> {
                     "{:<20} {:<20} {:<5} {:<24} #Version",
                     "#Cluster Name", "#Broker Name", "#BID", "#Addr"
                 );
-                for (c, n, id, a) in rows {
+                for b in rows {
                     println!(
                         "{:<20} {:<20} {:<5} {:<24} actimq {}",
-                        c,
-                        n,
-                        id,
-                        a,
-                        env!("CARGO_PKG_VERSION")
+                        b.cluster, b.broker_name, b.broker_id, b.addr, version
                     );
                 }
             }
         }
-    }
-    Ok(())
-}
-
-async fn run_client(args: Args) -> Result<(), String> {
-    use actimq::actors::pull_consumer::{PullConsumer, PullStatus};
-    use actimq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig};
-    let mut admin = AdminClient::new(&args.namesrv, Duration::from_secs(5));
-    let e = |e: AdminError| e.to_string();
-    match args.command {
+        Command::BrokerStatus { broker } => {
+            let status = admin.broker_status(&broker).await?;
+            if json {
+                print_json(&status.table)?;
+            } else {
+                print_broker_status(&status);
+            }
+        }
         Command::SendMessage {
             topic,
             body,
             keys,
             tags,
         } => {
-            let client = ClientInstance::start(ClientConfig::new(args.namesrv.clone()));
-            let producer = Producer::start(client, ProducerConfig::new("mqadmin-producer"));
             let mut msg = Message::new(topic, body);
             msg.tags = tags;
             msg.keys = keys
                 .map(|k| k.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default();
-            let r = producer.send(msg).await.map_err(|e| e.to_string())?;
-            if args.json {
+            let r = admin.send_message(msg).await?;
+            if json {
                 print_json(
                     &serde_json::json!({"msg_id": r.msg_id, "unique_id": r.unique_id, "broker_name": r.message_queue.broker_name, "queue_id": r.message_queue.queue_id, "queue_offset": r.queue_offset}),
                 )?;
@@ -500,148 +422,59 @@ async fn run_client(args: Args) -> Result<(), String> {
             count,
             from_beginning,
         } => {
-            let client = ClientInstance::start(ClientConfig::new(args.namesrv.clone()));
-            let consumer = PullConsumer::new(client, group);
-            let mut printed = 0;
-            for mq in consumer
-                .fetch_queues(&topic)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                let mut offset = if from_beginning {
-                    0
-                } else {
-                    consumer
-                        .fetch_offset(&mq)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .unwrap_or(0)
-                };
-                while printed < count {
-                    let r = consumer
-                        .pull(&mq, "*", offset, 32)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if r.status == PullStatus::OffsetIllegal {
-                        offset = r.next_begin_offset;
-                        continue;
-                    }
-                    for m in r.messages.iter().take(count - printed) {
-                        printed += 1;
-                        offset = m.queue_offset + 1;
-                        if args.json {
-                            print_json(
-                                &serde_json::json!({"broker_name": mq.broker_name, "queue_id": mq.queue_id, "queue_offset": m.queue_offset, "msg_id": m.stored.offset_msg_id(), "tags": m.tags(), "keys": m.keys(), "body": String::from_utf8_lossy(m.body())}),
-                            )?;
-                        } else {
-                            println!(
-                                "{}:{} offset {} id {} tags {:?} keys {:?} body {}",
-                                mq.broker_name,
-                                mq.queue_id,
-                                m.queue_offset,
-                                m.stored.offset_msg_id(),
-                                m.tags().unwrap_or(""),
-                                m.keys(),
-                                String::from_utf8_lossy(m.body())
-                            );
-                        }
-                    }
-                    if r.status != PullStatus::Found {
-                        break;
-                    }
-                    offset = offset.max(r.next_begin_offset);
-                }
-                consumer
-                    .commit_offset(&mq, offset)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            if !args.json {
-                println!("consumed {printed} message(s) from '{topic}'");
+            let options = ConsumeOptions {
+                topic,
+                group,
+                count,
+                from_beginning,
+            };
+            let read = admin
+                .consume_messages(&options, |m| print_consumed(m, json))
+                .await?;
+            if !json {
+                println!("consumed {read} message(s) from '{}'", options.topic);
             }
         }
         Command::ConsumerProgress { group } => {
-            let info = admin.cluster_info().await.map_err(e)?;
-            let mut rows = Vec::new();
-            for b in all_masters(&info) {
-                if let Ok(stats) = admin.consume_stats(&b, &group, None).await {
-                    rows.extend(stats.offset_table);
-                }
-            }
-            let lag: i64 = rows
-                .iter()
-                .map(|(_, o)| (o.broker_offset - o.consumer_offset).max(0))
-                .sum();
-            if args.json {
-                let v: Vec<_> = rows.iter().map(|(mq, o)| serde_json::json!({"topic": mq.topic, "broker_name": mq.broker_name, "queue_id": mq.queue_id, "broker_offset": o.broker_offset, "consumer_offset": o.consumer_offset, "lag": o.broker_offset - o.consumer_offset})).collect();
+            let progress = admin.consumer_progress(&group).await?;
+            let lag = progress.total_lag();
+            if json {
+                let v: Vec<_> = progress.queues.iter().map(|q| serde_json::json!({"topic": q.queue.topic, "broker_name": q.queue.broker_name, "queue_id": q.queue.queue_id, "broker_offset": q.broker_offset, "consumer_offset": q.consumer_offset, "lag": q.lag()})).collect();
                 print_json(&serde_json::json!({"queues": v, "total_lag": lag}))?;
             } else {
                 println!(
                     "{:<24} {:<20} {:<5} {:>14} {:>16} {:>8}",
                     "#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Diff"
                 );
-                for (mq, o) in &rows {
+                for q in &progress.queues {
                     println!(
                         "{:<24} {:<20} {:<5} {:>14} {:>16} {:>8}",
-                        mq.topic,
-                        mq.broker_name,
-                        mq.queue_id,
-                        o.broker_offset,
-                        o.consumer_offset,
-                        o.broker_offset - o.consumer_offset
+                        q.queue.topic,
+                        q.queue.broker_name,
+                        q.queue.queue_id,
+                        q.broker_offset,
+                        q.consumer_offset,
+                        q.lag()
                     );
                 }
                 println!("Diff Total: {lag}");
             }
         }
         Command::ConsumerConnection { group } => {
-            use actimq::actors::rebalancer::allocate::{AllocateAveragely, AllocateStrategy};
-            use actimq::protocol::group::{
-                GetConsumerListByGroupRequestHeader, GetConsumerListByGroupResponseBody,
-            };
-            let info = admin.cluster_info().await.map_err(e)?;
-            let mut members = std::collections::BTreeSet::new();
-            let mut queues = std::collections::BTreeSet::new();
-            for b in all_masters(&info) {
-                let h = GetConsumerListByGroupRequestHeader {
-                    consumer_group: group.clone(),
-                };
-                if let Ok(f) = admin
-                    .call_ok(&b, RequestCode::GetConsumerListByGroup, &h, Bytes::new())
-                    .await
-                {
-                    if let Ok(body) = f.decode_body::<GetConsumerListByGroupResponseBody>() {
-                        members.extend(body.consumer_id_list);
-                    }
-                }
-                if let Ok(stats) = admin.consume_stats(&b, &group, None).await {
-                    queues.extend(stats.offset_table.into_keys());
-                }
-            }
-            let members: Vec<String> = members.into_iter().collect();
-            let queues: Vec<_> = queues.into_iter().collect();
-            if members.is_empty() {
-                return Err(format!("no consumer of group '{group}' is connected"));
-            }
-            for m in &members {
-                let mine = AllocateAveragely.allocate(&group, m, &queues, &members);
-                let list: Vec<String> = mine
+            for member in admin.consumer_connection(&group).await? {
+                let list: Vec<String> = member
+                    .queues
                     .iter()
                     .map(|q| format!("{}:{}:{}", q.topic, q.broker_name, q.queue_id))
                     .collect();
-                if args.json {
-                    print_json(&serde_json::json!({"client_id": m, "queues": list}))?;
+                if json {
+                    print_json(
+                        &serde_json::json!({"client_id": member.client_id, "queues": list}),
+                    )?;
                 } else {
-                    println!("{m}  queues: {}", list.join(" "));
+                    println!("{}  queues: {}", member.client_id, list.join(" "));
                 }
             }
-        }
-        other => {
-            return run(Args {
-                command: other,
-                ..args
-            })
-            .await
         }
     }
     Ok(())
@@ -650,7 +483,7 @@ async fn run_client(args: Args) -> Result<(), String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     let system = actix_rt::System::new();
-    match system.block_on(run_client(args)) {
+    match system.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mqadmin: {e}");
