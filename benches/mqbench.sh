@@ -3,6 +3,7 @@
 # name server and one broker on 127.0.0.1, a topic with 8 queues, 1 KiB bodies.
 #   bash benches/mqbench.sh [async|sync_flush|batch|drain|latency|latency_busy|e2e|e2e_busy|startup|all] [RUNS=3]
 #   BIN_DIR=/path/to/other/release bash benches/mqbench.sh async 3   (compare another build)
+#   BROKER_EXTRA='server_worker_threads = 2' bash benches/mqbench.sh async 3 (extra broker keys)
 #   bash benches/mqbench.sh all 3 | tee bench.txt; python3 benches/mqbench_summary.py bench.txt
 #     (medians per row beside the targets of docs/BENCHMARKS.md)
 #   NS_PORT / BROKER_PORT choose the ports (default 39876 / 39911); a port already in use stops
@@ -57,6 +58,7 @@ store_path_root_dir = "$store"
 # Keeps retention from deleting a run's data on a crowded shared disk.
 disk_max_used_space_ratio = 95
 disk_space_warning_level_ratio = 98
+${BROKER_EXTRA:-}
 EOT
   "$bin/mqnamesrv" --listen-port $ns_port 2>"$dir/ns.log" & pids+=($!)
   await_listening "$dir/ns.log" "${pids[-1]}"

@@ -326,6 +326,11 @@ pub struct BrokerConfig {
     /// instead of sleeping: lower latency at light load (no wake-up per request), at the
     /// cost of a busy core while traffic flows. 0 (the default) turns it off.
     pub busy_poll_us: u64,
+    /// Threads the broker's connections run on (decoding and encoding frames) besides the
+    /// broker's own thread. 0 (the default) keeps them on the broker's thread: on a small
+    /// machine a hand-off between threads costs more than the decoding it spreads (see
+    /// `docs/BENCHMARKS.md`, "The house").
+    pub server_worker_threads: usize,
     /// The message store's settings; their keys sit at the top level of the file.
     #[serde(flatten, skip_deserializing)]
     pub store: StoreConfig,
@@ -352,6 +357,7 @@ impl Default for BrokerConfig {
             max_incomplete_frame_bytes: DEFAULT_MAX_INCOMPLETE_FRAME_BYTES,
             send_message_queue_capacity: 10_000,
             busy_poll_us: 0,
+            server_worker_threads: 0,
             store: StoreConfig::default(),
         }
     }
@@ -498,6 +504,15 @@ impl BrokerConfig {
                 format!(
                     "{} µs is more than a second; use 0 (off) to 1000000 (polling up to 1 s after each frame)",
                     self.busy_poll_us
+                ),
+            ));
+        }
+        if self.server_worker_threads > 64 {
+            return Err(invalid(
+                "server_worker_threads",
+                format!(
+                    "{} threads is more than 64; use 0 (connections on the broker's thread) to 64",
+                    self.server_worker_threads
                 ),
             ));
         }

@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-
-
 /// Ranges kept in the file. Older ones are dropped past this (their count is kept), so a
 /// disk that keeps failing cannot grow the file or the broker's memory without bound.
 pub const MAX_DAMAGE_RANGES: usize = 256;
@@ -199,10 +197,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = DamageLog::load(dir.path());
         assert!(log.record_blocking(range(100)));
-        assert!(!log.record_blocking(range(100)), "the same record is logged once");
+        assert!(
+            !log.record_blocking(range(100)),
+            "the same record is logged once"
+        );
         let reloaded = DamageLog::load(dir.path());
         assert_eq!(reloaded.snapshot().0, vec![range(100)]);
-        assert!(!reloaded.record_blocking(range(100)), "known after a reload too");
+        assert!(
+            !reloaded.record_blocking(range(100)),
+            "known after a reload too"
+        );
         for i in 0..(MAX_DAMAGE_RANGES as u64 + 5) {
             reloaded.record_blocking(range(1000 + i));
         }

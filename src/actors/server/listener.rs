@@ -36,6 +36,9 @@ pub struct StopAccepting;
 /// Accepts connections for one server.
 pub struct Listener {
     local: SocketAddr,
+    /// Threads connections are started on, in turn; empty: this thread.
+    workers: Vec<ArbiterHandle>,
+    next_worker: usize,
     limits: ConnectionLimits,
     owner: Recipient<InboundBatch>,
     on_close: Recipient<ConnectionClosed>,
@@ -44,11 +47,24 @@ pub struct Listener {
 
 impl Listener {
     /// Starts accepting on `listener`; requests go to `owner`, closures to `on_close`.
+    /// Connections run on this thread.
     pub fn start(
         listener: TcpListener,
         limits: ConnectionLimits,
         owner: Recipient<InboundBatch>,
         on_close: Recipient<ConnectionClosed>,
+    ) -> io::Result<Addr<Listener>> {
+        Self::start_with_workers(listener, limits, owner, on_close, Vec::new())
+    }
+
+    /// [`Listener::start`] with connections spread over `workers` in turn (each an actix
+    /// arbiter: a thread with its own event loop).
+    pub fn start_with_workers(
+        listener: TcpListener,
+        limits: ConnectionLimits,
+        owner: Recipient<InboundBatch>,
+        on_close: Recipient<ConnectionClosed>,
+        workers: Vec<ArbiterHandle>,
     ) -> io::Result<Addr<Listener>> {
         let local = listener.local_addr()?;
         Ok(Listener::create(move |ctx| {
@@ -62,12 +78,47 @@ impl Listener {
             ctx.add_stream(accepts);
             Listener {
                 local,
+                workers,
+                next_worker: 0,
                 limits,
                 owner,
                 on_close,
                 accept_log: LogThrottle::new(ACCEPT_LOG_EVERY),
             }
         }))
+    }
+}
+
+impl Listener {
+    fn start_connection(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let (owner, on_close) = (self.owner.clone(), self.on_close.clone());
+        if self.workers.is_empty() {
+            Connection::start(stream, peer, &self.limits, owner, on_close);
+            return;
+        }
+        let worker = &self.workers[self.next_worker % self.workers.len()];
+        self.next_worker = self.next_worker.wrapping_add(1);
+        // A tokio socket belongs to the event loop that registered it: hand the worker the
+        // OS socket, which it registers with its own loop.
+        let socket = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot hand a connection to a worker thread; closing it");
+                return;
+            }
+        };
+        let limits = self.limits.clone();
+        let sent = worker.spawn_fn(move || match TcpStream::from_std(socket) {
+            Ok(stream) => {
+                Connection::start(stream, peer, &limits, owner, on_close);
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "a worker thread cannot take a connection; closing it")
+            }
+        });
+        if !sent {
+            tracing::warn!(%peer, "a worker thread is gone; the connection is closed");
+        }
     }
 }
 
@@ -82,15 +133,7 @@ impl Actor for Listener {
 impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
     fn handle(&mut self, item: io::Result<(TcpStream, SocketAddr)>, _ctx: &mut Self::Context) {
         match item {
-            Ok((stream, peer)) => {
-                Connection::start(
-                    stream,
-                    peer,
-                    &self.limits,
-                    self.owner.clone(),
-                    self.on_close.clone(),
-                );
-            }
+            Ok((stream, peer)) => self.start_connection(stream, peer),
             // Running out of file descriptors and the like: keep serving the others.
             Err(e) => {
                 if let Some(suppressed) = self.accept_log.allow(Instant::now()) {

@@ -200,6 +200,7 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
         topics.snapshot()?.save().await?;
     }
     let mailbox = config.send_message_queue_capacity;
+    let config_workers = config.server_worker_threads;
     let limits = ConnectionLimits::new(
         config.max_frame_size,
         Duration::from_millis(config.channel_expired_timeout),
@@ -227,11 +228,17 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             config,
         }
     });
-    let accept = Listener::start(
+    // Connections on worker threads, if configured; the Broker and its queue actors stay on
+    // this one. The arbiters stop with the process.
+    let workers = (0..config_workers)
+        .map(|_| Arbiter::new().handle())
+        .collect();
+    let accept = Listener::start_with_workers(
         listener,
         limits,
         broker.clone().recipient(),
         broker.clone().recipient(),
+        workers,
     )
     .map_err(|source| BrokerError::Bind { addr: bind, source })?;
     broker.do_send(SetListener(accept));
