@@ -260,15 +260,7 @@ impl CommitLog {
     fn create_segment(&self, start: u64) -> Result<Arc<MappedFile>> {
         let prepared = self.prepared.lock().take();
         if prepared.as_ref().is_none_or(|p| p.start != start) {
-            // A file left at this name by an attempt that failed part-way (a full disk) is
-            // not part of the log: remove it so this attempt does not fail with "exists".
-            let stray = self
-                .dir
-                .join(crate::storage::mapped_file::segment_name(start));
-            if stray.exists() {
-                tracing::warn!(path = %stray.display(), "removing a segment file left by a failed creation");
-                std::fs::remove_file(&stray).map_err(|e| Error::io(&stray, e))?;
-            }
+            self.remove_stray(start)?;
         }
         let seg = match prepared.map(|p| (p.start, p.take())) {
             Some((at, Ok(Ok(seg)))) if at == start => seg,
@@ -426,8 +418,9 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Creates segment `start` on this thread, first removing a file a failed attempt left.
-    fn create_unprepared(&self, start: u64) -> Result<Arc<MappedFile>> {
+    /// A file left at segment `start`'s name by an attempt that failed part-way (a full
+    /// disk) is not part of the log: removes it so this attempt does not fail with "exists".
+    fn remove_stray(&self, start: u64) -> Result<()> {
         let stray = self
             .dir
             .join(crate::storage::mapped_file::segment_name(start));
@@ -435,6 +428,12 @@ impl CommitLog {
             tracing::warn!(path = %stray.display(), "removing a segment file left by a failed creation");
             std::fs::remove_file(&stray).map_err(|e| Error::io(&stray, e))?;
         }
+        Ok(())
+    }
+
+    /// Creates segment `start` on this thread, first removing a file a failed attempt left.
+    fn create_unprepared(&self, start: u64) -> Result<Arc<MappedFile>> {
+        self.remove_stray(start)?;
         Ok(Arc::new(MappedFile::create(
             &self.dir,
             start,
