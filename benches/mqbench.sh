@@ -145,7 +145,8 @@ if [[ $what == sync_flush || $what == all ]]; then
 fi
 # The batch row's target fixes no in-flight bound, and -w counts messages: 1024 keeps 32
 # batches in flight, where 256 would leave 8 (one per queue) and the row would measure round
-# trips rather than the broker. Session 6 measured both; docs/BENCHMARKS.md gives the figures.
+# trips rather than the broker. Both were measured on 2026-11-26; docs/BENCHMARKS.md gives
+# the figures.
 if [[ $what == batch || $what == all ]]; then
   for i in $(seq "$runs"); do
     start_cluster async_flush

@@ -177,7 +177,7 @@ impl MappedFile {
     /// inside the appender's writes. Nothing is dirtied and nothing is mapped: the pages
     /// enter no page table, so neither this call nor their later writeback has page-table
     /// entries to set up or clean. That made it cheaper than `MADV_POPULATE_READ`, which
-    /// this replaced: 1–2 µs less machine CPU per message, see docs/BENCHMARKS.md, session 6.
+    /// this replaced: 1–2 µs less machine CPU per message, see docs/BENCHMARKS.md, 2026-11-26.
     /// Returns `false` if the kernel refuses; pages are then allocated by the writes
     /// themselves.
     pub fn prefetch(&self, at: usize, len: usize) -> bool {
@@ -256,7 +256,7 @@ impl MappedFile {
     /// Chooses how page faults on this mapping fill the page cache. While a segment is
     /// being appended to, only readers fault on it (consumers close behind the writer, on
     /// pages the writes have just filled), and each fault brings in single pages. Measured
-    /// against the default with the drain row (three alternating runs, session 6): 412–494k
+    /// against the default with the drain row (three alternating runs, 2026-11-26): 412–494k
     /// against 341–495k msgs/s. It was first chosen when the warmer faulted pages in
     /// through the mapping: with read-ahead, one such fault filled and zeroed a large folio
     /// and held a core for tens of milliseconds. Once the segment is full it is only read,
