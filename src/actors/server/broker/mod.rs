@@ -10,9 +10,12 @@
 //! at once after a topic change). On [`Shutdown`] it stops accepting, unregisters, persists
 //! offsets and closes the store cleanly.
 //!
-//! Supervised: its state (topic table, actor maps, links) survives a restart unchanged.
-//! `requests` routes each request; `send_pull` holds the send and pull paths.
+//! Supervised: a poisoned store stops it, and the restart reopens the store (recovery runs)
+//! while sends are refused; its other state (topic table, actor maps, links) survives the
+//! restart unchanged (see `reopen`). `requests` routes each request; `send_pull` holds the
+//! send and pull paths.
 
+mod reopen;
 mod requests;
 mod send_pull;
 pub mod topic_table;
@@ -146,6 +149,8 @@ pub struct Broker {
     registration_retry: bool,
     /// Sends of the batch being handled, appended together at its end.
     pending: send_pull::PendingSends,
+    /// Whether sends are taken, or refused while a poisoned store is reopened.
+    write_side: reopen::WriteSide,
 }
 
 /// A queue actor and its wake-up flag (see [`MessageQueue::wake_flag`]).
@@ -215,6 +220,7 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             shutting_down: false,
             registration_retry: false,
             pending: send_pull::PendingSends::default(),
+            write_side: reopen::WriteSide::default(),
             config,
         }
     });
@@ -375,8 +381,6 @@ impl Actor for Broker {
     }
 }
 
-impl Supervised for Broker {}
-
 impl Handler<SetListener> for Broker {
     type Result = ();
     fn handle(&mut self, msg: SetListener, _: &mut Context<Self>) {
@@ -392,6 +396,7 @@ impl Handler<InboundBatch> for Broker {
             self.handle_request(inb, ctx);
         }
         self.append_pending();
+        self.stop_if_store_poisoned(ctx);
     }
 }
 

@@ -394,7 +394,7 @@ impl Broker {
             ),
             (
                 "writeRefused",
-                store.write_refusal().unwrap_or_else(|| "false".to_owned()),
+                self.write_refusal().unwrap_or_else(|| "false".to_owned()),
             ),
             ("damagedRanges", ranges.len().to_string()),
             (
