@@ -8,8 +8,12 @@
 //! It never touches consumer-group state or sockets; answers go back through the
 //! connection's `Recipient`.
 //!
-//! Supervised by the broker: it keeps no state the store does not have, so a restart only
-//! answers held pulls with "not found" (the clients pull again).
+//! Supervised: it keeps no state the store does not have. Its fatal path is the broker
+//! reopening a poisoned store ([`StoreReopened`]): the pulls it holds wait on the old
+//! handle's queue and their deadline timers live in its context, so it takes the new handle
+//! and stops. The restart answers every held pull at once from the new store (what recovery
+//! made readable, else "not found", and the clients pull again) and drops the old timers
+//! with the old context.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +37,12 @@ pub const MAX_PULL_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Appended;
+
+/// The broker reopened its poisoned store: read from this handle from now on. Stops the
+/// actor, whose restart answers the pulls it held (see the module doc).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StoreReopened(pub Arc<MessageStore>);
 
 /// Read messages and answer the puller, possibly after holding the request.
 #[derive(Message)]
@@ -201,7 +211,10 @@ pub fn store_error_code(e: &storage::Error) -> ResponseCode {
     match e {
         storage::Error::MessageIllegal(_) => ResponseCode::MessageIllegal,
         storage::Error::FlushTimeout { .. } => ResponseCode::FlushDiskTimeout,
+        // A poisoned store is reopened by the broker: the producer should go elsewhere
+        // meanwhile, as for the states that pass by themselves.
         storage::Error::Closed
+        | storage::Error::Poisoned(_)
         | storage::Error::DiskFull { .. }
         | storage::Error::NoSpace { .. } => ResponseCode::ServiceNotAvailable,
         _ => ResponseCode::SystemError,
@@ -218,12 +231,23 @@ impl Actor for MessageQueue {
 
 impl Supervised for MessageQueue {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Their deadline timers went with the old context: answer them now rather than
+        // never (the clients pull again on a "not found").
         for (_, w) in std::mem::take(&mut self.waiters) {
             let _ = self.try_answer(Pull {
                 hold: Duration::ZERO,
                 ..w.pull
             });
         }
+    }
+}
+
+impl Handler<StoreReopened> for MessageQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: StoreReopened, ctx: &mut Self::Context) {
+        self.store = msg.0;
+        ctx.stop();
     }
 }
 

@@ -7,9 +7,11 @@
 //! `flush` as blocking.
 //!
 //! Split by concern: this file opens, appends and shuts down; `write` holds the append and
-//! dispatch internals, `read` the lookups, `background` the flush and housekeeping threads.
+//! dispatch internals, `read` the lookups, `background` the flush and housekeeping threads,
+//! `handover` what replacing a poisoned handle takes.
 
 mod background;
+mod handover;
 mod prepare;
 mod read;
 mod write;

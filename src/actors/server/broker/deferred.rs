@@ -136,6 +136,18 @@ impl Broker {
         }
     }
 
+    /// Refuses every waiting send (SERVICE_NOT_AVAILABLE: the producer tries another
+    /// broker). For a restart: the disk work was spawned in the old context and went with it.
+    pub(super) fn refuse_deferred_sends(&mut self, why: &str) {
+        if std::mem::take(&mut self.deferred.working) {
+            // The lost work may have been saving the topic table: save it again next time.
+            self.topics_unsaved = true;
+        }
+        for batch in self.deferred.waiting.drain(..) {
+            batch.fail_all(ResponseCode::ServiceNotAvailable, why);
+        }
+    }
+
     /// Saves the topic table off the event loop, then answers `inb` (an admin request that
     /// changed it) with success or the reason it could not be saved.
     pub(super) fn answer_once_saved(&mut self, inb: Inbound) {

@@ -10,10 +10,13 @@
 //! at once after a topic change). On [`Shutdown`] it stops accepting, unregisters, persists
 //! offsets and closes the store cleanly.
 //!
-//! Supervised: its state (topic table, actor maps, links) survives a restart unchanged.
-//! `requests` routes each request; `send_pull` holds the send and pull paths.
+//! Supervised: a poisoned store stops it, and the restart reopens the store (recovery runs)
+//! while sends are refused; its other state (topic table, actor maps, links) survives the
+//! restart unchanged (see `reopen`). `requests` routes each request; `send_pull` holds the
+//! send and pull paths.
 
 mod deferred;
+mod reopen;
 mod requests;
 mod send_pull;
 pub mod topic_table;
@@ -152,6 +155,8 @@ pub struct Broker {
     /// A topic was created on first send and the table is not yet saved: the sends that
     /// created it are answered only after it is.
     topics_unsaved: bool,
+    /// Whether sends are taken, or refused while a poisoned store is reopened.
+    write_side: reopen::WriteSide,
 }
 
 /// A queue actor and its wake-up flag (see [`MessageQueue::wake_flag`]).
@@ -225,6 +230,7 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             pending: send_pull::PendingSends::default(),
             deferred: deferred::DeferredSends::default(),
             topics_unsaved: false,
+            write_side: reopen::WriteSide::default(),
             config,
         }
     });
@@ -391,8 +397,6 @@ impl Actor for Broker {
     }
 }
 
-impl Supervised for Broker {}
-
 impl Handler<SetListener> for Broker {
     type Result = ();
     fn handle(&mut self, msg: SetListener, _: &mut Context<Self>) {
@@ -408,6 +412,7 @@ impl Handler<InboundBatch> for Broker {
             self.handle_request(inb, ctx);
         }
         self.append_pending(ctx);
+        self.stop_if_store_poisoned(ctx);
     }
 }
 

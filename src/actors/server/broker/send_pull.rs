@@ -131,6 +131,9 @@ impl Broker {
         if self.shutting_down {
             return inb.fail(ResponseCode::ServiceNotAvailable, "broker is shutting down");
         }
+        if let Some(why) = self.write_side.refusal() {
+            return inb.fail(ResponseCode::ServiceNotAvailable, why.to_owned());
+        }
         if !self.config.is_master() {
             return inb.fail(
                 ResponseCode::ServiceNotAvailable,
