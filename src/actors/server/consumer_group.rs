@@ -7,8 +7,13 @@
 //! Offsets are written to `<store root>/config/consumer_offsets/<group>.toml` every
 //! `flush_consumer_offset_interval` and when the broker stops. It never reads messages.
 //!
-//! Supervised: a restart reloads offsets from its file; members come back with their next
-//! heartbeat.
+//! Supervised. Its fatal path is an offsets file it cannot read (damaged, or a read error
+//! other than "not found"): the group's committed offsets are then unknown, so it answers
+//! offset queries with an error (consumers wait instead of starting from the wrong place)
+//! and writes nothing (the file is the operator's to repair), and it stops itself every
+//! `flush_consumer_offset_interval`. Each restart reads the file again; once it reads, the
+//! group serves again, offsets committed meanwhile taking precedence over the file's (see
+//! `reload`). Members and queue locks live in the struct and survive a restart.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -21,6 +26,9 @@ use crate::actors::server::connection::{ConnId, Outbound};
 use crate::common::fs::write_atomically;
 use crate::protocol::group::{ConsumerData, NotifyConsumerIdsChangedRequestHeader};
 use crate::protocol::{Frame, MessageQueue, RequestCode};
+
+mod reload;
+pub use reload::OffsetsUnavailable;
 
 /// A client's heartbeat for this group.
 #[derive(Message)]
@@ -49,9 +57,9 @@ pub struct Leave {
 #[rtype(result = "()")]
 pub struct ConnectionGone(pub ConnId);
 
-/// The committed offset of a queue, if any.
+/// The committed offset of a queue, if any; an error while the offsets file cannot be read.
 #[derive(Message)]
-#[rtype(result = "Option<i64>")]
+#[rtype(result = "Result<Option<i64>, OffsetsUnavailable>")]
 pub struct QueryOffset {
     /// Topic.
     pub topic: String,
@@ -136,6 +144,9 @@ pub struct ConsumerGroup {
     dirty: bool,
     /// Orderly consumption: which member holds which queue, and since when.
     locks: HashMap<MessageQueue, (String, Instant)>,
+    /// Why the offsets file could not be read. While set, the committed offsets are unknown:
+    /// none is answered and none is written (see the module doc).
+    damaged: Option<String>,
 }
 
 fn offset_key(topic: &str, queue_id: i32) -> String {
@@ -157,38 +168,38 @@ impl ConsumerGroup {
             offsets: BTreeMap::new(),
             dirty: false,
             locks: HashMap::new(),
+            damaged: None,
         };
         g.load();
         g
     }
 
+    /// Reads the offsets file. Offsets already in memory are newer than the file (committed
+    /// while it could not be read) and win. A file that cannot be read marks the group
+    /// damaged; a missing one is a group that never persisted.
     fn load(&mut self) {
         let text = match std::fs::read_to_string(&self.file) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => {
-                tracing::error!(file = %self.file.display(), error = %e, "cannot read consumer offsets");
-                return;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.loaded(),
+            Err(e) => return self.unreadable(format!("cannot read it: {e}")),
         };
         match toml::from_str::<BTreeMap<String, i64>>(&text) {
             Ok(map) => {
-                self.offsets = map
-                    .into_iter()
-                    .filter_map(|(k, v)| {
-                        let (topic, q) = k.rsplit_once('@')?;
-                        Some(((topic.to_owned(), q.parse().ok()?), v))
-                    })
-                    .collect();
+                for (k, v) in map {
+                    let Some((topic, q)) = k.rsplit_once('@') else {
+                        continue;
+                    };
+                    let Ok(q) = q.parse() else { continue };
+                    self.offsets.entry((topic.to_owned(), q)).or_insert(v);
+                }
+                self.loaded();
             }
-            Err(e) => {
-                tracing::error!(file = %self.file.display(), error = %e, "consumer offsets file is damaged; starting empty")
-            }
+            Err(e) => self.unreadable(format!("it is damaged: {e}")),
         }
     }
 
     fn persist(&mut self) {
-        if !self.dirty {
+        if !self.dirty || self.damaged.is_some() {
             return;
         }
         let map: BTreeMap<String, i64> = self
@@ -259,17 +270,11 @@ impl Actor for ConsumerGroup {
         });
         let scan = (self.timings.channel_expired_timeout / 4).max(Duration::from_millis(50));
         ctx.run_interval(scan, |act, _| act.expire());
+        self.stop_to_reload_if_damaged(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.persist();
-    }
-}
-
-impl Supervised for ConsumerGroup {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.persist();
-        self.load();
     }
 }
 
@@ -330,10 +335,13 @@ impl Handler<ConnectionGone> for ConsumerGroup {
 }
 
 impl Handler<QueryOffset> for ConsumerGroup {
-    type Result = Option<i64>;
+    type Result = Result<Option<i64>, OffsetsUnavailable>;
 
     fn handle(&mut self, msg: QueryOffset, _ctx: &mut Self::Context) -> Self::Result {
-        self.offsets.get(&(msg.topic, msg.queue_id)).copied()
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        Ok(self.offsets.get(&(msg.topic, msg.queue_id)).copied())
     }
 }
 

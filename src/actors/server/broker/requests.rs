@@ -90,7 +90,7 @@ impl Broker {
                         })
                         .await
                     {
-                        Ok(Some(o)) => response(
+                        Ok(Ok(Some(o))) => response(
                             &inb,
                             ResponseCode::Success,
                             &OffsetResponseHeader { offset: o },
@@ -98,7 +98,7 @@ impl Broker {
                         ),
                         // RocketMQ answers 0 for a group that never committed while the queue
                         // still holds its first message, unless the client asks otherwise.
-                        Ok(None)
+                        Ok(Ok(None))
                             if h.set_zero_if_not_found != Some(false) && queue_starts_at_zero =>
                         {
                             response(
@@ -108,13 +108,15 @@ impl Broker {
                                 Bytes::new(),
                             )
                         }
-                        Ok(None) => inb.fail(
+                        Ok(Ok(None)) => inb.fail(
                             ResponseCode::QueryNotFound,
                             format!(
                                 "group '{}' has no committed offset for {}:{}",
                                 h.consumer_group, h.topic, h.queue_id
                             ),
                         ),
+                        // Not "not found": the consumer must wait, not start elsewhere.
+                        Ok(Err(e)) => inb.fail(ResponseCode::SystemError, e.to_string()),
                         Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
                     }
                 });
