@@ -8,8 +8,12 @@
 //! dropped at once; a connection silent for `channel_expired_timeout` is closed (see
 //! [`Connection`](crate::actors::server::connection::Connection)). Several name servers run side by side and never talk to each other.
 //!
-//! Supervised: a restart starts from empty tables, which the brokers' periodic
-//! registrations refill (RocketMQ's name server keeps no state on disk either).
+//! Supervised. Its fatal path is tables it cannot trust: on every scan it also audits the
+//! route tables' invariants ([`RouteTable::audit`]), and a violation (a bug) stops it
+//! rather than go on serving routes to brokers that are gone or missing ones that are
+//! there. The restart starts from empty tables, which the brokers' periodic registrations
+//! refill (RocketMQ's name server keeps no state on disk either); the scan timer is armed
+//! again by `started()` in the new context, once.
 
 pub mod route_table;
 
@@ -105,10 +109,14 @@ impl Actor for NameServer {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16 * 1024);
         let scan = Duration::from_millis(self.config.scan_not_active_broker_interval);
-        ctx.run_interval(scan, |act, _| {
+        ctx.run_interval(scan, |act, ctx| {
             let idle = Duration::from_millis(act.config.broker_channel_expired_time);
             for addr in act.routes.expire(Instant::now(), idle) {
                 tracing::warn!(broker = %addr, "broker expired: not heard from within broker_channel_expired_time");
+            }
+            if let Err(e) = act.routes.audit() {
+                tracing::error!(error = %e, "dropping every route: the tables cannot be trusted; brokers register again within register_broker_interval");
+                ctx.stop();
             }
         });
     }
@@ -116,9 +124,29 @@ impl Actor for NameServer {
 
 impl Supervised for NameServer {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        // Routes come back with the brokers' next registrations.
+        // Nothing of the old tables can be trusted. Routes come back with the brokers' next
+        // registrations; a broker connection that closes meanwhile has nothing to drop.
         self.routes = RouteTable::new();
         self.conn_brokers.clear();
+    }
+}
+
+/// Breaks the route tables on purpose (see [`RouteTable::corrupt_with_ghost_topic`]), so a
+/// test can watch the next audit stop the name server and its restart start clean. Never
+/// send it otherwise.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CorruptRoutes {
+    /// A topic that gets queue data of a broker set that does not exist.
+    pub ghost_topic: String,
+}
+
+impl Handler<CorruptRoutes> for NameServer {
+    type Result = ();
+
+    fn handle(&mut self, msg: CorruptRoutes, _ctx: &mut Self::Context) {
+        self.routes.corrupt_with_ghost_topic(&msg.ghost_topic);
     }
 }
 

@@ -18,6 +18,8 @@
 //! - A topic is known only while some broker set has queue data for it.
 //! - Cluster membership is [`BrokerData::cluster`]; the cluster table is derived from it on
 //!   demand, so the two cannot drift apart.
+//!
+//! [`RouteTable::audit`] (in `audit`) checks them, for the actor's timer.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -27,6 +29,9 @@ use crate::protocol::route::{
     TopicList, TopicRouteData, UnregisterBrokerRequestHeader, MASTER_ID,
 };
 use crate::protocol::topic::{DataVersion, TopicConfig, TopicConfigWrapper};
+
+mod audit;
+pub use audit::Inconsistency;
 
 /// What a registration did: the reply the broker gets, and whether clients' routes moved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
