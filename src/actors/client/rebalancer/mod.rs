@@ -7,11 +7,18 @@
 //! its consumer as [`Assign`]; the consumer starts and stops its per-queue pullers. Runs are
 //! never concurrent: a request during a run schedules one more run after it.
 //!
-//! Supervised: it keeps no state beyond its settings.
+//! Supervised. Its fatal path is a run that is stuck: one that finishes no topic within
+//! its stall limit ([`STALL_LIMIT`] unless [`Rebalancer::with_stall_limit`] says
+//! otherwise), say because its consumer never answers an [`Assign`]. Runs never overlap, so
+//! a stuck run would stop every later one: the rebalancer stops instead, and the restart
+//! drops the stuck run with the old context, forgets it was running, and `started()`
+//! starts a fresh run and arms the periodic timer again (once: the old one went with the
+//! old context). It keeps no other state beyond its settings and the brokers it has met.
 
 pub mod allocate;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +32,12 @@ use allocate::AllocateStrategy;
 
 /// How soon an incomplete rebalance is tried again.
 const RETRY_SOON: Duration = Duration::from_secs(1);
+
+/// A run that finishes no topic for this long is stuck. Every step of a run is bounded
+/// (requests time out within seconds; a consumer gives a queue up within its stop grace),
+/// but a topic whose consumer hands over many queues can take minutes: generous, so that
+/// only a run that will never end trips it.
+pub const STALL_LIMIT: Duration = Duration::from_secs(300);
 
 /// The queues of one topic this member now owns. The answer says whether the consumer
 /// could take them all (an orderly consumer may have to wait for another member's lock).
@@ -51,6 +64,13 @@ pub struct Rebalancer {
     again: bool,
     stopped: bool,
     known_brokers: BTreeSet<String>,
+    /// See [`STALL_LIMIT`].
+    stall_limit: Duration,
+    /// Topics runs have finished (or given up on) so far; the watchdog compares it to
+    /// what it last saw.
+    progress: Arc<AtomicU64>,
+    /// The timer checking the run in progress for progress.
+    watchdog: Option<SpawnHandle>,
 }
 
 impl Rebalancer {
@@ -79,7 +99,35 @@ impl Rebalancer {
             again: false,
             stopped: false,
             known_brokers: BTreeSet::new(),
+            stall_limit: STALL_LIMIT,
+            progress: Arc::new(AtomicU64::new(0)),
+            watchdog: None,
         }
+    }
+
+    /// How long a run may go without finishing a topic before it counts as stuck.
+    pub fn with_stall_limit(mut self, limit: Duration) -> Self {
+        self.stall_limit = limit;
+        self
+    }
+
+    /// Stops the actor if the run in progress has finished no topic since `seen` by the
+    /// time the stall limit has passed; re-arms itself while the run moves.
+    fn arm_watchdog(&mut self, seen: u64, ctx: &mut Context<Self>) {
+        let handle = ctx.run_later(self.stall_limit, move |act, ctx| {
+            act.watchdog = None;
+            if !act.running {
+                return;
+            }
+            let now = act.progress.load(Ordering::Relaxed);
+            if now != seen {
+                return act.arm_watchdog(now, ctx);
+            }
+            tracing::error!(group = %act.group, stall_limit_ms = act.stall_limit.as_millis() as u64,
+                "rebalance stuck: no topic done within the stall limit; restarting the rebalancer");
+            ctx.stop();
+        });
+        self.watchdog = Some(handle);
     }
 
     fn run(&mut self, ctx: &mut Context<Self>) {
@@ -91,6 +139,8 @@ impl Rebalancer {
             return;
         }
         self.running = true;
+        let progress = Arc::clone(&self.progress);
+        self.arm_watchdog(progress.load(Ordering::Relaxed), ctx);
         let (client, group, me, model, topics, strategy, target) = (
             self.client.clone(),
             self.group.clone(),
@@ -104,7 +154,11 @@ impl Rebalancer {
         let work = async move {
             let mut brokers = BTreeSet::new();
             let mut incomplete = false;
-            for topic in topics {
+            for (i, topic) in topics.into_iter().enumerate() {
+                if i > 0 {
+                    // Reaching a topic means the one before it is done (or given up on).
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
                 let queues = match read_queues(&client, &topic, true).await {
                     Ok(q) => q,
                     Err(e) => {
@@ -148,6 +202,9 @@ impl Rebalancer {
                 .map(|(brokers, incomplete), act, ctx| {
                     act.known_brokers.extend(brokers);
                     act.running = false;
+                    if let Some(watchdog) = act.watchdog.take() {
+                        ctx.cancel_future(watchdog);
+                    }
                     if incomplete {
                         // A topic without a route yet (created by its first send) or a broker that
                         // does not list us yet: look again soon rather than a full interval later.
@@ -172,7 +229,10 @@ impl Actor for Rebalancer {
 
 impl Supervised for Rebalancer {
     fn restarting(&mut self, _: &mut Self::Context) {
+        // The stuck run and its watchdog went with the old context; `started()` runs anew.
         self.running = false;
+        self.again = false;
+        self.watchdog = None;
     }
 }
 
