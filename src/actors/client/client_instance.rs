@@ -9,7 +9,9 @@
 //! are tried in turn, so one dead name server stops nobody. A broker's
 //! NOTIFY_CONSUMER_IDS_CHANGED is forwarded to that group's rebalancer.
 //!
-//! Supervised: a restart keeps its links and registry; only in-flight lookups are failed.
+//! Not supervised: nothing it holds can go bad in a way a restart would mend (links
+//! reconnect by themselves, each under its own supervisor; routes are refreshed on a
+//! timer), so it has no path that stops it and lives as long as its addresses.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -119,10 +121,10 @@ pub struct ClientInstance {
 }
 
 impl ClientInstance {
-    /// Starts a supervised instance.
+    /// Starts an instance.
     pub fn start(config: ClientConfig) -> Addr<ClientInstance> {
         let client_id = format!("127.0.0.1@{}#{}", std::process::id(), config.instance_name);
-        Supervisor::start(move |_| ClientInstance {
+        Actor::start(ClientInstance {
             client_id,
             namesrvs: Vec::new(),
             preferred_namesrv: 0,
@@ -304,8 +306,6 @@ impl Actor for ClientInstance {
         });
     }
 }
-
-impl Supervised for ClientInstance {}
 
 impl Handler<GetRoute> for ClientInstance {
     type Result = ResponseActFuture<Self, Result<TopicRouteData, ClientError>>;

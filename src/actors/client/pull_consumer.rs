@@ -6,8 +6,9 @@
 //! consumer, and [`LitePullConsumer::poll`] returns the next batch from its queues, committing
 //! the offsets of what it returned every `persist_consumer_offset_interval` and at shutdown.
 //!
-//! The lite consumer is supervised; its queues and offsets survive a restart (they live in
-//! the struct), and a restart only fails the poll in progress.
+//! The lite consumer's actor is not supervised: it has no fatal path (a failed pull or
+//! commit is retried), so it lives until it is closed and its addresses are gone; its
+//! [`Rebalancer`] is supervised.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -225,7 +226,7 @@ impl LitePullConsumer {
                 .collect(),
         };
         let (c, cfg) = (client.clone(), config.clone());
-        let addr = Supervisor::start(move |_| LitePullActor {
+        let addr = Actor::start(LitePullActor {
             client: c,
             config: cfg,
             queues: BTreeMap::new(),
@@ -321,8 +322,6 @@ impl Actor for LitePullActor {
         });
     }
 }
-
-impl Supervised for LitePullActor {}
 
 impl Handler<SetRebalancer> for LitePullActor {
     type Result = ();

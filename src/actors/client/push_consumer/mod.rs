@@ -7,8 +7,9 @@
 //! clustering mode, to a local file in broadcasting mode. A new queue starts from the
 //! committed offset, or from `consume_from_where` when there is none.
 //!
-//! Supervised: a restart keeps its pullers and offsets (they live in the struct). Its settings
-//! and the listener type are in `config`.
+//! Not supervised: it has no fatal path (a failed commit is retried, a broker that fails
+//! costs its queues a retry), so it lives until it is shut down and its addresses are gone;
+//! its [`Rebalancer`] is supervised. Its settings and the listener type are in `config`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -142,7 +143,7 @@ impl PushConsumer {
         let local = (config.message_model == MessageModel::Broadcasting)
             .then(|| LocalOffsets::new(config.offset_store_dir.clone(), &config.consumer_group));
         let (c2, cfg2, id2) = (client.clone(), config.clone(), client_id.clone());
-        let addr = Supervisor::start(move |_| PushConsumerActor {
+        let addr = Actor::start(PushConsumerActor {
             client: c2,
             listener: listener.0,
             client_id: id2,
@@ -287,8 +288,6 @@ impl Actor for PushConsumerActor {
         }
     }
 }
-
-impl Supervised for PushConsumerActor {}
 
 impl Handler<SetRebalancer> for PushConsumerActor {
     type Result = ();
