@@ -1,4 +1,4 @@
-//! Producer actor: sends messages for one producer group.
+//! Producer: sends messages for one producer group.
 //!
 //! Owns the publish view of each topic (its writable queues on master brokers), the
 //! round-robin position, and the list of brokers that failed recently (latency fault
@@ -10,11 +10,12 @@
 //! [`Producer::send_batch`]. A failed send is retried on another broker up to
 //! `retry_times_when_send_failed` times within `send_msg_timeout`.
 //!
-//! Sends run concurrently, each in its caller's task, over state shared with the actor
-//! (routes, faults, links): a send is never a message to this actor, so the actor's mailbox
-//! and future set never sit on the send path. The actor registers the group with the client
-//! instance and marks the producer's life: once it has stopped, sends fail with
-//! [`ClientError::Shutdown`]. Supervised: a restart keeps routes and faults.
+//! Sends run concurrently, each in its caller's task, over state every clone of the
+//! [`Producer`] handle shares (routes, faults, links): a send is never an actor message, so
+//! no mailbox sits on the send path. There is no producer actor: the one there was had no
+//! handler and never stopped, so its address only ever served as a liveness token. The
+//! producer registers its group with the client instance when it starts, and a send fails
+//! with [`ClientError::Shutdown`] once that instance has stopped (with the actix system).
 //! `send` holds the send path itself (routes, queue choice, retries, validation).
 
 use std::collections::HashMap;
@@ -129,7 +130,7 @@ struct Outgoing {
     unique_id: String,
 }
 
-/// State shared between the actor and the send futures it starts.
+/// State shared by every clone of a [`Producer`] and the sends they run.
 struct Shared {
     config: ProducerConfig,
     client: Addr<ClientInstance>,
@@ -141,28 +142,9 @@ struct Shared {
     uniq_counter: AtomicU64,
 }
 
-/// The producer actor.
-pub struct ProducerActor {
-    shared: Arc<Shared>,
-}
-
-impl Actor for ProducerActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(64 * 1024);
-        self.shared
-            .client
-            .do_send(RegisterProducer(self.shared.config.producer_group.clone()));
-    }
-}
-
-impl Supervised for ProducerActor {}
-
 /// Handle to a producer; cheap to clone.
 #[derive(Clone)]
 pub struct Producer {
-    addr: Addr<ProducerActor>,
     shared: Arc<Shared>,
 }
 
@@ -180,9 +162,16 @@ impl Producer {
             uniq_prefix,
             uniq_counter: AtomicU64::new(0),
         });
-        let for_actor = Arc::clone(&shared);
-        let addr = Supervisor::start(move |_| ProducerActor { shared: for_actor });
-        Producer { addr, shared }
+        // Heartbeats announce the group to brokers from now on.
+        let group = shared.config.producer_group.clone();
+        shared.client.do_send(RegisterProducer(group));
+        Producer { shared }
+    }
+
+    /// Whether the client instance this producer sends through still runs (it stops with
+    /// the actix system): sends fail with [`ClientError::Shutdown`] once it has stopped.
+    fn alive(&self) -> bool {
+        self.shared.client.connected()
     }
 
     async fn send_one(
@@ -191,7 +180,7 @@ impl Producer {
         placement: Placement,
         oneway: bool,
     ) -> Result<SendResult, ClientError> {
-        if !self.addr.connected() {
+        if !self.alive() {
             return Err(ClientError::Shutdown);
         }
         Arc::clone(&self.shared)
@@ -245,7 +234,7 @@ impl Producer {
     /// Sends several messages of one topic as one request; they get consecutive offsets in
     /// one queue. The result names the first; its `msg_id` lists all, comma-separated.
     pub async fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult, ClientError> {
-        if !self.addr.connected() {
+        if !self.alive() {
             return Err(ClientError::Shutdown);
         }
         Arc::clone(&self.shared).send_many(msgs).await
