@@ -329,7 +329,7 @@ pub struct BrokerConfig {
     /// Threads the broker's connections run on (decoding and encoding frames) besides the
     /// broker's own thread. 0 (the default) keeps them on the broker's thread: on a small
     /// machine a hand-off between threads costs more than the decoding it spreads (see
-    /// `docs/BENCHMARKS.md`, "The house").
+    /// `docs/BENCHMARKS.md`, 2026-12-06, "the house").
     pub server_worker_threads: usize,
     /// The message store's settings; their keys sit at the top level of the file.
     #[serde(flatten, skip_deserializing)]
