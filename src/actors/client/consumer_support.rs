@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
@@ -427,6 +428,8 @@ pub async fn consumer_ids(
 #[derive(Debug, Clone)]
 pub struct LocalOffsets {
     path: PathBuf,
+    /// Serialises saves (read, merge, replace), which may run on different blocking threads.
+    saving: Arc<parking_lot::Mutex<()>>,
 }
 
 fn key(mq: &MessageQueue) -> String {
@@ -439,6 +442,7 @@ impl LocalOffsets {
     pub fn new(dir: PathBuf, group: &str) -> Self {
         LocalOffsets {
             path: dir.join(format!("{group}.toml")),
+            saving: Arc::new(parking_lot::Mutex::new(())),
         }
     }
 
@@ -455,8 +459,9 @@ impl LocalOffsets {
         self.load().get(&key(mq)).copied()
     }
 
-    /// Merges and saves offsets.
+    /// Merges and saves offsets. Blocking (it fsyncs): see [`LocalOffsets::save_off_thread`].
     pub fn save(&self, offsets: &BTreeMap<MessageQueue, u64>) -> Result<(), ClientError> {
+        let _one_at_a_time = self.saving.lock();
         let mut all = self.load();
         for (mq, o) in offsets {
             all.insert(key(mq), *o);
@@ -468,5 +473,20 @@ impl LocalOffsets {
                 reason: e.to_string(),
             }
         })
+    }
+
+    /// [`LocalOffsets::save`] on tokio's blocking pool, so the consumer's actor thread never
+    /// waits for the disk.
+    pub async fn save_off_thread(
+        &self,
+        offsets: BTreeMap<MessageQueue, u64>,
+    ) -> Result<(), ClientError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.save(&offsets))
+            .await
+            .map_err(|e| ClientError::BrokerUnavailable {
+                broker: "local offset store".into(),
+                reason: format!("the thread saving offsets stopped early: {e}"),
+            })?
     }
 }

@@ -228,7 +228,7 @@ impl PushConsumerActor {
             let mut done = Vec::new();
             if let Some(local) = local {
                 let map: BTreeMap<MessageQueue, u64> = changed.iter().cloned().collect();
-                match local.save(&map) {
+                match local.save_off_thread(map).await {
                     Ok(()) => done = changed,
                     Err(e) => tracing::warn!(error = %e, "cannot save local offsets"),
                 }
