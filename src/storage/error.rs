@@ -65,7 +65,7 @@ pub enum Error {
     },
     /// A flush failed earlier: the store no longer knows what is durable and refuses writes
     /// until it is reopened (see "fsyncgate": retrying a failed fsync can silently lose data).
-    #[error("store is poisoned by an earlier flush failure ({0}); restart the broker to recover")]
+    #[error("store is poisoned by an earlier write or flush failure ({0}); it refuses writes until it is reopened (a broker reopens it by itself; a failed reopen needs the cause fixed and a restart)")]
     Poisoned(String),
     /// Waiting for a flush took longer than `sync_flush_timeout`.
     #[error("flush did not reach offset {offset} within {timeout_ms} ms")]

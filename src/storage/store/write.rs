@@ -508,7 +508,7 @@ impl Shared {
     /// Refuses writes from now on. Waiters are failed by the flush thread, never here:
     /// this may run under the write lock, and callbacks must not.
     pub(super) fn poison(&self, why: String) {
-        tracing::error!(reason = %why, "message store poisoned; refusing writes until restart");
+        tracing::error!(reason = %why, "message store poisoned; refusing writes until it is reopened");
         self.poisoned.lock().get_or_insert(why);
         self.flush_queue.kick();
     }
