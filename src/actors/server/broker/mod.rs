@@ -95,11 +95,24 @@ async fn open_store_off_thread(
     store_host: SocketAddr,
 ) -> Result<MessageStore, crate::storage::Error> {
     let root = config.store_path_root_dir.clone();
+    on_store_thread("actimq-store-open", root, move || {
+        MessageStore::open(config, store_host)
+    })
+    .await
+}
+
+/// Runs `open` (which opens a store under `root`) on a new thread named `name` and awaits
+/// its answer, so that the event loop keeps serving while it blocks.
+pub(super) async fn on_store_thread(
+    name: &str,
+    root: std::path::PathBuf,
+    open: impl FnOnce() -> Result<MessageStore, crate::storage::Error> + Send + 'static,
+) -> Result<MessageStore, crate::storage::Error> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name("actimq-store-open".into())
+        .name(name.to_owned())
         .spawn(move || {
-            let _ = tx.send(MessageStore::open(config, store_host));
+            let _ = tx.send(open());
         })
         .map_err(|e| crate::storage::Error::Io {
             path: root.clone(),
@@ -107,7 +120,7 @@ async fn open_store_off_thread(
         })?;
     rx.await.map_err(|_| crate::storage::Error::Io {
         path: root,
-        source: std::io::Error::other("the store-opening thread ended without an answer"),
+        source: std::io::Error::other(format!("thread {name} ended without an answer")),
     })?
 }
 

@@ -189,23 +189,13 @@ async fn close_and_reopen(
     store_host: SocketAddr,
 ) -> Result<MessageStore, crate::storage::Error> {
     let root = config.store_path_root_dir.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("actimq-store-reopen".into())
-        .spawn(move || {
-            if let Err(e) = old.close_for_reopen() {
-                // Expected on the disk that poisoned it; recovery repairs what it left.
-                tracing::warn!(error = %e, "the poisoned store did not close cleanly");
-            }
-            drop(old);
-            let _ = tx.send(MessageStore::open(config, store_host));
-        })
-        .map_err(|e| crate::storage::Error::Io {
-            path: root.clone(),
-            source: e,
-        })?;
-    rx.await.map_err(|_| crate::storage::Error::Io {
-        path: root,
-        source: std::io::Error::other("the store-reopening thread ended without an answer"),
-    })?
+    super::on_store_thread("actimq-store-reopen", root, move || {
+        if let Err(e) = old.close_for_reopen() {
+            // Expected on the disk that poisoned it; recovery repairs what it left.
+            tracing::warn!(error = %e, "the poisoned store did not close cleanly");
+        }
+        drop(old);
+        MessageStore::open(config, store_host)
+    })
+    .await
 }
