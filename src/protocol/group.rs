@@ -45,7 +45,9 @@ pub enum MessageModel {
 /// Where a group with no committed offset starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ConsumeFromWhere {
-    /// At the end: only messages sent from now on.
+    /// Every message stored from the moment the consumer started, and nothing older: the
+    /// end of a queue that already held messages then, the start of a queue that appeared
+    /// later (a topic created after the consumer, a broker added, more queues).
     #[default]
     #[serde(rename = "CONSUME_FROM_LAST_OFFSET")]
     LastOffset,

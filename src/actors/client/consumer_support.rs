@@ -20,10 +20,9 @@ use crate::protocol::group::{
 };
 use crate::protocol::group::{LockBatchRequestBody, LockBatchResponseBody, UnlockBatchRequestBody};
 use crate::protocol::message::{
-    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, OffsetResponseHeader,
-    PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
-    SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader, PULL_FLAG_SUBSCRIPTION,
-    PULL_FLAG_SUSPEND,
+    GetMinOffsetRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
+    PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader,
+    UpdateConsumerOffsetRequestHeader, PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
 };
 use crate::protocol::topic::is_readable;
 use crate::protocol::{encode_body, Frame, MessageQueue, NoHeader, RequestCode, ResponseCode};
@@ -253,21 +252,63 @@ pub async fn unlock_queues(
         .map(|_| ())
 }
 
-/// Where a consumer with no committed offset starts.
+/// How much earlier than the consumer's start a `LastOffset` group starts reading, so that
+/// a broker clock slightly behind the client's does not skip messages stored just after
+/// the start (those stored in the margin before it are delivered too: at least once).
+pub const SUBSCRIBE_CLOCK_MARGIN_MS: i64 = 1_000;
+
+/// Where a consumer with no committed offset on `mq` starts. `LastOffset` means "what is
+/// stored from the moment the group subscribed" (`subscribed_at_ms`, the consumer's start):
+/// the end of a queue that already held messages then, and the start of one that appeared
+/// later (a topic created after the consumer, a broker added, more queues), so nothing sent
+/// after the subscription is skipped. `Timestamp` starts at `timestamp`, `FirstOffset` at
+/// the oldest message kept. A start that leaves stored messages undelivered is logged.
 pub async fn initial_offset(
+    link: &BrokerLink,
+    group: &str,
+    mq: &MessageQueue,
+    from: ConsumeFromWhere,
+    timestamp: i64,
+    subscribed_at_ms: i64,
+) -> Result<u64, ClientError> {
+    let start = start_offset(link, mq, from, timestamp, subscribed_at_ms).await?;
+    if from != ConsumeFromWhere::FirstOffset {
+        let h = GetMinOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+        };
+        let f = request(link, RequestCode::GetMinOffset, &h, REQUEST_TIMEOUT).await?;
+        let min = offset_of(link, &f)?;
+        if start > min {
+            tracing::info!(group, queue = ?mq, start, oldest = min, ?from,
+                "group starts this queue past stored messages: offsets {min}..{start} were stored before the group subscribed and are not delivered (consume_from_where)");
+        }
+    }
+    Ok(start)
+}
+
+async fn start_offset(
     link: &BrokerLink,
     mq: &MessageQueue,
     from: ConsumeFromWhere,
     timestamp: i64,
+    subscribed_at_ms: i64,
 ) -> Result<u64, ClientError> {
     let f = match from {
         ConsumeFromWhere::LastOffset => {
-            let h = GetMaxOffsetRequestHeader {
+            let h = SearchOffsetRequestHeader {
                 topic: mq.topic.clone(),
                 queue_id: mq.queue_id,
-                committed: false,
+                timestamp: subscribed_at_ms - SUBSCRIBE_CLOCK_MARGIN_MS,
+                ..Default::default()
             };
-            request(link, RequestCode::GetMaxOffset, &h, REQUEST_TIMEOUT).await?
+            request(
+                link,
+                RequestCode::SearchOffsetByTimestamp,
+                &h,
+                REQUEST_TIMEOUT,
+            )
+            .await?
         }
         ConsumeFromWhere::FirstOffset => {
             let h = GetMinOffsetRequestHeader {

@@ -179,6 +179,8 @@ pub struct LitePullActor {
     committed: BTreeMap<MessageQueue, u64>,
     rebalancer: Option<Addr<Rebalancer>>,
     cursor: usize,
+    /// When this consumer started (ms): where `LastOffset` starts queues without an offset.
+    subscribed_at_ms: i64,
 }
 
 #[derive(Message)]
@@ -233,6 +235,7 @@ impl LitePullConsumer {
             committed: BTreeMap::new(),
             rebalancer: None,
             cursor: 0,
+            subscribed_at_ms: crate::common::clock::now_ms(),
         });
         let topics: Vec<String> = config.subscriptions.keys().cloned().collect();
         let (c, g, target, every) = (
@@ -382,6 +385,7 @@ impl Handler<Poll> for LitePullActor {
         }
         let (client, group) = (self.client.clone(), self.config.consumer_group.clone());
         let (from, max) = (self.config.consume_from_where, self.config.pull_batch_size);
+        let since = self.subscribed_at_ms;
         let exprs = self.config.subscriptions.clone();
         let work = async move {
             let mut moved = Vec::new();
@@ -394,9 +398,11 @@ impl Handler<Poll> for LitePullActor {
                         Some(o) => *o,
                         None => match consumer_support::query_offset(&link, &group, mq).await {
                             Ok(Some(o)) => o,
-                            Ok(None) => consumer_support::initial_offset(&link, mq, from, 0)
-                                .await
-                                .unwrap_or(0),
+                            Ok(None) => {
+                                consumer_support::initial_offset(&link, &group, mq, from, 0, since)
+                                    .await
+                                    .unwrap_or(0)
+                            }
                             Err(_) => continue,
                         },
                     };

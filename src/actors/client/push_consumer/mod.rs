@@ -69,6 +69,8 @@ pub struct PushConsumerActor {
     rebalancer: Option<Addr<Rebalancer>>,
     local: Option<LocalOffsets>,
     stopping: bool,
+    /// When this consumer started (ms): where `LastOffset` starts queues without an offset.
+    subscribed_at_ms: i64,
 }
 
 /// Handle to a running push consumer.
@@ -153,6 +155,7 @@ impl PushConsumer {
             rebalancer: None,
             local,
             stopping: false,
+            subscribed_at_ms: crate::common::clock::now_ms(),
             config: cfg2,
         });
         let rebalancer = {
@@ -362,9 +365,10 @@ impl Handler<Assign> for PushConsumerActor {
             self.config.consumer_group.clone(),
             self.local.clone(),
         );
-        let (from, ts) = (
+        let (from, ts, since) = (
             self.config.consume_from_where,
             self.config.consume_timestamp,
+            self.subscribed_at_ms,
         );
         let offsets_before: BTreeMap<MessageQueue, u64> = gone
             .iter()
@@ -419,7 +423,10 @@ impl Handler<Assign> for PushConsumerActor {
                         Some(o) => Ok(o),
                         None => match consumer_support::broker_for(&client, &mq).await {
                             Ok(link) => {
-                                consumer_support::initial_offset(&link, &mq, from, ts).await
+                                consumer_support::initial_offset(
+                                    &link, &group, &mq, from, ts, since,
+                                )
+                                .await
                             }
                             Err(e) => Err(e),
                         },
@@ -429,7 +436,10 @@ impl Handler<Assign> for PushConsumerActor {
                             match consumer_support::query_offset(&link, &group, &mq).await {
                                 Ok(Some(o)) => Ok(o),
                                 Ok(None) => {
-                                    consumer_support::initial_offset(&link, &mq, from, ts).await
+                                    consumer_support::initial_offset(
+                                        &link, &group, &mq, from, ts, since,
+                                    )
+                                    .await
                                 }
                                 Err(e) => Err(e),
                             }
