@@ -7,10 +7,19 @@
 #[non_exhaustive]
 pub enum ClientError {
     /// No name server knows a route for the topic (and none could be auto-created).
-    #[error("no route for topic '{topic}': create it with `mqadmin updateTopic -t {topic}` or enable auto_create_topic_enable on a broker")]
+    #[error("no route for topic '{topic}': no name server knows it; create it with `mqadmin updateTopic -t {topic}` or enable auto_create_topic_enable on a broker (`mqadmin clusterList` shows the registered brokers)")]
     NoRoute {
         /// The topic.
         topic: String,
+    },
+    /// The topic had a route, but no broker serving it is registered or reachable now (its
+    /// brokers are down, or restarting): sends resume once one of them is back.
+    #[error("topic '{topic}' has no reachable broker: it was served by {brokers}, which the name servers no longer list; check that those brokers are running")]
+    TopicUnavailable {
+        /// The topic.
+        topic: String,
+        /// The brokers that served it when it was last routed (name and address).
+        brokers: String,
     },
     /// No name server answered.
     #[error("no name server reachable ({addrs}): {reason}")]
@@ -29,7 +38,8 @@ pub enum ClientError {
         reason: String,
     },
     /// Every attempt failed or the overall time ran out.
-    #[error("{what} failed after {attempts} attempt(s) in {elapsed_ms} ms; last error: {last}")]
+    #[error("{what} failed after {attempts} attempt(s) in {elapsed_ms} ms; last error: {}",
+        .last.as_deref().map_or_else(|| "none: the time budget ran out first".to_owned(), |e| e.to_string()))]
     Exhausted {
         /// What was attempted.
         what: String,
@@ -37,8 +47,9 @@ pub enum ClientError {
         attempts: u32,
         /// Time spent.
         elapsed_ms: u64,
-        /// The last attempt's error.
-        last: String,
+        /// The last attempt's error, to match on (`None` if the time ran out before any).
+        #[source]
+        last: Option<Box<ClientError>>,
     },
     /// The message breaks a rule (topic name, empty body, properties).
     #[error("message illegal: {0}")]

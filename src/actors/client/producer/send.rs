@@ -65,6 +65,27 @@ fn unique_id(prefix: &str, n: u64) -> String {
 use crate::common::clock::now_ms;
 
 impl Shared {
+    /// Why `topic` has no route now: never known (create it), or known before and now
+    /// without a live broker (they are down).
+    fn no_route(&self, topic: &str) -> ClientError {
+        let routes = self.routes.lock();
+        let Some(known) = routes.get(topic).filter(|p| !p.targets.is_empty()) else {
+            return ClientError::NoRoute {
+                topic: topic.to_owned(),
+            };
+        };
+        let mut brokers: Vec<String> = known
+            .targets
+            .iter()
+            .map(|t| format!("{} ({})", t.queue.broker_name, t.broker_addr))
+            .collect();
+        brokers.dedup();
+        ClientError::TopicUnavailable {
+            topic: topic.to_owned(),
+            brokers: brokers.join(", "),
+        }
+    }
+
     fn unique_id(&self) -> String {
         let n = self.uniq_counter.fetch_add(1, Ordering::Relaxed);
         unique_id(&self.uniq_prefix, n)
@@ -106,19 +127,13 @@ impl Shared {
                 .map_err(|_| ClientError::Shutdown)?
             {
                 Ok(route) => publish_info(&route, topic, Some(4)),
-                Err(_) => {
-                    return Err(ClientError::NoRoute {
-                        topic: topic.to_owned(),
-                    })
-                }
+                Err(_) => return Err(self.no_route(topic)),
             },
             Err(e) => return Err(e),
         };
         let targets: Arc<[Target]> = targets.into();
         if targets.is_empty() {
-            return Err(ClientError::NoRoute {
-                topic: topic.to_owned(),
-            });
+            return Err(self.no_route(topic));
         }
         self.routes.lock().insert(
             topic.to_owned(),
@@ -336,9 +351,7 @@ impl Shared {
             what: format!("send to topic '{}'", header.topic),
             attempts,
             elapsed_ms: started.elapsed().as_millis() as u64,
-            last: last
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "time budget spent".into()),
+            last: last.map(Box::new),
         })
     }
 }

@@ -1,0 +1,70 @@
+//! The causes a send reports are typed, and their advice fits the case: with the only
+//! broker of a topic stopped, a send ends in `Exhausted` whose `last` is the broker (or the
+//! topic) being unavailable, never the "create the topic" advice of a topic nobody knows.
+
+mod support;
+
+use std::time::Duration;
+
+use actimq::{ClientError, Message, Producer, ProducerConfig};
+use support::{eventually, TestCluster};
+
+#[test]
+fn a_send_to_a_topic_whose_only_broker_is_down_names_the_broker_not_the_topic() {
+    actix_rt::System::new().block_on(async {
+        const TOPIC: &str = "Orders";
+        let mut cluster = TestCluster::start(1, 1).await;
+        cluster.create_topic(TOPIC, 2).await;
+        let mut config = ProducerConfig::new("errors-producer");
+        config.send_msg_timeout = Duration::from_secs(2);
+        let producer = Producer::start(cluster.client(), config);
+        producer
+            .send(Message::new(TOPIC, "while the broker is up"))
+            .await
+            .expect("the broker is up");
+
+        let broker = cluster.brokers[0].clone();
+        broker.shutdown().await;
+        // The broker stopped accepting and unregistered: the send below meets it down,
+        // whether or not the name server has dropped its route yet.
+        let err = producer
+            .send(Message::new(TOPIC, "while the broker is down"))
+            .await
+            .expect_err("the only broker is down");
+        let ClientError::Exhausted { last, attempts, .. } = &err else {
+            panic!("expected Exhausted, got {err:?}");
+        };
+        assert!(*attempts >= 1);
+        let cause = last.as_deref().expect("a cause is kept");
+        assert!(
+            matches!(
+                cause,
+                ClientError::TopicUnavailable { .. } | ClientError::BrokerUnavailable { .. }
+            ),
+            "the cause is typed and says the broker is unavailable: {cause:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            !text.contains("create it"),
+            "a known topic whose broker is down must not get the create-topic advice: {text}"
+        );
+        // Once the name servers have dropped the broker, the cause names the topic's
+        // brokers as unreachable, still without the create-topic advice.
+        eventually(
+            Duration::from_secs(15),
+            "a send's cause is TopicUnavailable naming broker-a",
+            || {
+                let producer = producer.clone();
+                async move {
+                    match producer.send(Message::new(TOPIC, "again")).await {
+                        Err(ClientError::Exhausted { last: Some(cause), .. }) => {
+                            matches!(&*cause, ClientError::TopicUnavailable { brokers, .. } if brokers.contains("broker-a"))
+                        }
+                        _ => false,
+                    }
+                }
+            },
+        )
+        .await;
+    });
+}
