@@ -5,7 +5,7 @@
 //! answered before the hold ends. The assertions are about order, not time: each answer
 //! must arrive while the hold is still on and the held request still unanswered.
 //!
-//! The hold is `actimq::common::fs::slow_disk`, a test hook that sleeps on the thread doing
+//! The hold is `actimq::common::fs::disk_faults`, a test hook that sleeps on the thread doing
 //! the operation. Were that thread the broker's event loop, nothing else would be answered
 //! until it woke.
 
@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actimq::actors::remote_link::{self, LinkConfig, RemoteLink};
-use actimq::common::fs::slow_disk;
+use actimq::common::fs::disk_faults;
 use actimq::protocol::group::{ConsumerData, HeartbeatData, SubscriptionData};
 use actimq::protocol::message::{
     GetMaxOffsetRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader,
@@ -127,7 +127,7 @@ impl Broker {
                 "{what} was answered only after the held request: the disk work ran on the event loop"
             );
             assert_eq!(
-                slow_disk::holds_ended(),
+                disk_faults::holds_ended(),
                 holds_ended_before,
                 "{what} was answered only after the hold ended"
             );
@@ -140,7 +140,7 @@ async fn hold_begun(after: u64) {
     eventually(
         Duration::from_secs(10),
         "the held disk operation begins",
-        || async move { slow_disk::holds_begun() > after },
+        || async move { disk_faults::holds_begun() > after },
     )
     .await;
 }
@@ -162,9 +162,9 @@ async fn cluster_with_existing_topic() -> (TestCluster, Broker) {
 /// Holds the topic-table write of an `updateTopic`.
 async fn held_topic_table_write(broker: &Broker) {
     {
-        let begun = slow_disk::holds_begun();
-        let ended = slow_disk::holds_ended();
-        slow_disk::hold_next("topics.toml", HOLD);
+        let begun = disk_faults::holds_begun();
+        let ended = disk_faults::holds_ended();
+        disk_faults::hold_next("topics.toml", HOLD);
 
         let done = Rc::new(Cell::new(false));
         let update = {
@@ -194,7 +194,7 @@ async fn held_topic_table_write(broker: &Broker) {
             Some(ResponseCode::Success),
             "{answer:?}"
         );
-        assert!(slow_disk::holds_ended() > ended);
+        assert!(disk_faults::holds_ended() > ended);
         eprintln!(
             "served during the hold; updateTopic answered {:?} later",
             started.elapsed()
@@ -222,10 +222,10 @@ async fn held_queue_creation(broker: &Broker, namesrv: &str) {
             )
             .await
             .unwrap();
-        let begun = slow_disk::holds_begun();
-        let ended = slow_disk::holds_ended();
+        let begun = disk_faults::holds_begun();
+        let ended = disk_faults::holds_ended();
         // The first send to the topic creates `consumequeue/NewQueueTopic/0` and its file.
-        slow_disk::hold_next("NewQueueTopic", HOLD);
+        disk_faults::hold_next("NewQueueTopic", HOLD);
 
         let done = Rc::new(Cell::new(false));
         let send = {
@@ -245,7 +245,7 @@ async fn held_queue_creation(broker: &Broker, namesrv: &str) {
             Some(ResponseCode::Success),
             "{answer:?}"
         );
-        assert!(slow_disk::holds_ended() > ended);
+        assert!(disk_faults::holds_ended() > ended);
     }
 }
 

@@ -95,3 +95,28 @@ fn an_append_after_prepare_creates_no_file() {
     }
     store.shutdown().unwrap();
 }
+
+#[test]
+fn an_empty_file_left_where_a_queue_segment_goes_is_taken_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path(), 64 * 1024);
+    config.mapped_file_size_consume_queue = 20 * 4;
+    let store = MessageStore::open(config, host()).unwrap();
+    for seq in 0..4u64 {
+        store.append(&message("Stray", 0, seq, 64)).unwrap();
+    }
+    // What a creation interrupted after `open` and before any write leaves behind.
+    std::fs::File::create(dir.path().join("consumequeue/Stray/0/00000000000000000080")).unwrap();
+    let next = message("Stray", 0, 4, 64);
+    if let Some(prep) = store.preparation_for(std::slice::from_ref(&next)) {
+        store.prepare(&prep).unwrap();
+    }
+    store.append(&next).unwrap();
+    assert_eq!(store.max_offset("Stray", 0), 5);
+    assert!(store
+        .read_by_queue_offset("Stray", 0, 4)
+        .unwrap()
+        .body
+        .starts_with(b"msg-4-"));
+    store.shutdown().unwrap();
+}

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -230,12 +230,12 @@ async fn broker_with_small_queue_segments(
     (cluster, store)
 }
 
-/// Where queue 0's second consume-queue segment file goes.
-fn second_segment(root: &Path) -> PathBuf {
-    root.join("consumequeue")
-        .join(TOPIC)
-        .join("0")
-        .join(format!("{:020}", CQ_ENTRIES_PER_SEGMENT * 20))
+/// Arms a write failure for the next consume-queue entry of queue 0 in the store at `root`
+/// (`disk_faults`: an I/O error such as a failing disk gives). The pattern names this
+/// test's own store, so tests running beside it are not touched.
+fn poison_next_dispatch(root: &Path) {
+    let queue = root.join("consumequeue").join(TOPIC).join("0");
+    actimq::common::fs::disk_faults::fail_next(&queue.to_string_lossy());
 }
 
 async fn send(
@@ -338,10 +338,9 @@ fn broker_reopens_a_poisoned_store_and_takes_sends_again() {
         assert_eq!(runtime(&mut admin, &broker, "openedClean").await, "true");
         let mut acked = fill_first_segment(&mut admin, &broker).await;
 
-        // A file the store did not make, where the queue's next segment goes: the store
-        // cannot create that segment, so the next record reaches the log but not its queue,
-        // and the store poisons itself. (A fresh open takes the empty file as the segment.)
-        std::fs::File::create(second_segment(store.path())).unwrap();
+        // The next write into the queue fails (an I/O error): the record reaches the log
+        // but not its queue, and the store poisons itself.
+        poison_next_dispatch(store.path());
         let failed = send(&mut admin, &broker, "not-acknowledged").await;
         assert!(
             failed.is_err(),
@@ -378,9 +377,12 @@ fn broker_stays_read_only_when_its_store_cannot_be_reopened() {
         let mut admin = AdminClient::new("", ADMIN_TIMEOUT);
         let acked = fill_first_segment(&mut admin, &broker).await;
 
-        // A folder where the next segment goes: the running store cannot create it, and a
-        // fresh open cannot read it either, so the reopen fails.
-        std::fs::create_dir(second_segment(store.path())).unwrap();
+        // A write into the queue fails and poisons the store; a folder where another
+        // queue's segment file should be (a queue this broker does not use now) makes the
+        // fresh open fail, so the reopen fails.
+        let other_queue = store.path().join("consumequeue").join(TOPIC).join("1");
+        std::fs::create_dir_all(other_queue.join(format!("{:020}", 0))).unwrap();
+        poison_next_dispatch(store.path());
         assert!(send(&mut admin, &broker, "poisoner").await.is_err());
 
         eventually(
@@ -456,7 +458,7 @@ fn queue_actor_answers_its_held_pulls_and_reads_the_reopened_store() {
             .await
             .unwrap();
 
-        std::fs::File::create(second_segment(store.path())).unwrap();
+        poison_next_dispatch(store.path());
         assert!(send(&mut admin, &broker, "stored-not-acked").await.is_err());
 
         // The restart answers the held pull at once, from the reopened store, where

@@ -18,7 +18,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// never a mix: write a sibling `.tmp`, fsync it, rename it over `path`, fsync the folder.
 /// Creates the folder if needed.
 pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
-    slow_disk::pause_if_held(path);
+    disk_faults::pause_if_held(path);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -111,21 +111,24 @@ impl Snapshot {
     }
 }
 
-/// A test hook that holds chosen disk operations for a while, to show that a slow disk
-/// stalls nobody but the operation's own requester. Off unless a test arms it; then each
-/// held operation (file creation, atomic replacement) whose path contains the pattern
-/// sleeps once, on the thread that performs it.
+/// Test hooks for a disk that misbehaves: one holds chosen operations for a while (a slow
+/// disk stalls nobody but the operation's own requester), the other fails one (a write
+/// error the store must survive). Off unless a test arms them; then the next operation
+/// whose path contains the pattern is held or failed, once. Unarmed, each check is one
+/// atomic load.
 #[doc(hidden)]
-pub mod slow_disk {
+pub mod disk_faults {
     use std::path::Path;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Mutex;
     use std::time::Duration;
 
     static ARMED: AtomicBool = AtomicBool::new(false);
+    static HOLDS: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
     static BEGUN: AtomicU64 = AtomicU64::new(0);
     static ENDED: AtomicU64 = AtomicU64::new(0);
-    static HOLDS: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+    static FAIL_ARMED: AtomicBool = AtomicBool::new(false);
+    static FAILS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
     /// Holds the next disk operation on a path containing `pattern` for `duration`.
     pub fn hold_next(pattern: &str, duration: Duration) {
@@ -134,7 +137,7 @@ pub mod slow_disk {
         ARMED.store(true, Ordering::Release);
     }
 
-    /// Sleeps if a hold matches `path` (and disarms that hold). One atomic load otherwise.
+    /// Sleeps if a hold matches `path` (and disarms that hold).
     pub fn pause_if_held(path: &Path) {
         if !ARMED.load(Ordering::Acquire) {
             return;
@@ -163,6 +166,34 @@ pub mod slow_disk {
     /// Holds that have ended so far (a test checks answers came while its hold was on).
     pub fn holds_ended() -> u64 {
         ENDED.load(Ordering::Acquire)
+    }
+
+    /// Fails the next write whose path contains `pattern` with an I/O error.
+    pub fn fail_next(pattern: &str) {
+        let mut fails = FAILS.lock().unwrap_or_else(|p| p.into_inner());
+        fails.push(pattern.to_owned());
+        FAIL_ARMED.store(true, Ordering::Release);
+    }
+
+    /// The injected failure for a write to `path`, if one is armed for it (and disarms it).
+    pub fn injected_failure(path: &Path) -> std::io::Result<()> {
+        if !FAIL_ARMED.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut fails = FAILS.lock().unwrap_or_else(|p| p.into_inner());
+        let text = path.to_string_lossy();
+        let found = fails.iter().position(|p| text.contains(p.as_str()));
+        if let Some(i) = found {
+            fails.remove(i);
+        }
+        FAIL_ARMED.store(!fails.is_empty(), Ordering::Release);
+        match found {
+            Some(_) => {
+                tracing::warn!(path = %path.display(), "test hook: failing this write");
+                Err(std::io::Error::other("test hook: injected write failure"))
+            }
+            None => Ok(()),
+        }
     }
 }
 

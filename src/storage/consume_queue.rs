@@ -199,6 +199,26 @@ fn find_end(path: &Path, segment_size: usize, files: &QueueFiles) -> Result<usiz
     Ok(lo * CQ_STORE_UNIT_SIZE)
 }
 
+/// Creates segment file `path`. An empty file already there is taken as the segment: it
+/// holds no entry, and is what a creation that failed part-way (or was interrupted) leaves;
+/// refusing it would stop the queue for good. A non-empty one is an error.
+fn open_new_segment(path: &Path, segment_size: usize) -> Result<SegFile> {
+    match SegFile::open(path, segment_size, true) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            let existing = SegFile::open(path, segment_size, false)?;
+            if existing.known_len() != 0 {
+                return Err(Error::BadFile {
+                    path: path.to_owned(),
+                    reason: "a consume-queue segment that should be new already holds data".into(),
+                });
+            }
+            tracing::warn!(path = %path.display(), "taking an empty file left where a new consume-queue segment goes");
+            Ok(existing)
+        }
+        other => other,
+    }
+}
+
 impl ConsumeQueue {
     /// Opens the queue stored under `dir`, creating the folder if needed. Lists the folder
     /// and finds the end from the last segment's length; opens no segment file and reads no
@@ -210,7 +230,7 @@ impl ConsumeQueue {
         segment_size: usize,
         files: Arc<QueueFiles>,
     ) -> Result<Self> {
-        crate::common::fs::slow_disk::pause_if_held(&dir);
+        crate::common::fs::disk_faults::pause_if_held(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
@@ -405,6 +425,8 @@ impl ConsumeQueue {
     /// rewritten. Returns whether the entry was written. Only the store's writer may call it.
     /// The entry is readable by [`ConsumeQueue::get`] as soon as this returns.
     pub fn put(&self, n: u64, entry: CqEntry, replace: bool) -> Result<bool> {
+        crate::common::fs::disk_faults::injected_failure(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?;
         self.settle_min();
         let max = self.max_offset();
         if n < max {
@@ -508,7 +530,7 @@ impl ConsumeQueue {
         }
         while next <= seg_start {
             let path = self.dir.join(segment_name(next));
-            let f = Arc::new(SegFile::open(&path, self.segment_size, true)?);
+            let f = Arc::new(open_new_segment(&path, self.segment_size)?);
             segs.push(Arc::new(Segment {
                 start: next,
                 handle: Mutex::new(Arc::downgrade(&f)),

@@ -89,7 +89,7 @@ impl MappedFile {
     /// Creates a new zero-filled segment file of `size` bytes and maps it.
     pub fn create(dir: &Path, file_from_offset: u64, size: usize, warm: bool) -> Result<Self> {
         let path = dir.join(segment_name(file_from_offset));
-        crate::common::fs::slow_disk::pause_if_held(&path);
+        crate::common::fs::disk_faults::pause_if_held(&path);
         let file = OpenOptions::new()
             .read(true)
             .write(true)

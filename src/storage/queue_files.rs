@@ -46,7 +46,7 @@ impl SegFile {
     /// Opens (or with `create`, creates; it must not exist) the segment at `path`.
     pub fn open(path: &Path, capacity: usize, create: bool) -> Result<Self> {
         if create {
-            crate::common::fs::slow_disk::pause_if_held(path);
+            crate::common::fs::disk_faults::pause_if_held(path);
         }
         let file = OpenOptions::new()
             .read(true)
@@ -63,6 +63,11 @@ impl SegFile {
             len: AtomicU64::new(len),
             referenced: AtomicBool::new(true),
         })
+    }
+
+    /// The file's length when it was opened or last written.
+    pub fn known_len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
     }
 
     /// The file's path.

@@ -133,6 +133,9 @@ impl Broker {
                 return;
             }
             self.append_now(batch);
+            // Outside a request batch's handler, so its end-of-batch check does not see
+            // this append: a poisoned store must stop the broker here too.
+            self.stop_if_store_poisoned(ctx);
         }
     }
 
