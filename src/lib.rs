@@ -32,6 +32,9 @@ pub mod protocol;
 pub mod server;
 pub mod storage;
 
+/// The actix this crate is built on, so an application's actors and the client's always
+/// use the same version: `use actimq::actix::prelude::*;`.
+pub use actix;
 pub use actors::client_instance::{ClientConfig, ClientInstance};
 pub use actors::producer::{Producer, ProducerConfig};
 pub use actors::pull_consumer::{

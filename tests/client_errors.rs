@@ -1,12 +1,17 @@
 //! The causes a send reports are typed, and their advice fits the case: with the only
 //! broker of a topic stopped, a send ends in `Exhausted` whose `last` is the broker (or the
 //! topic) being unavailable, never the "create the topic" advice of a topic nobody knows.
+//! Tags, keys and properties are checked by the producer and the broker with one rule: a
+//! separator inside one is refused, never silently cut.
 
 mod support;
 
 use std::time::Duration;
 
+use actimq::admin::AdminClient;
+use actimq::protocol::message::SendMessageRequestHeader;
 use actimq::{ClientError, Message, Producer, ProducerConfig};
+use bytes::Bytes;
 use support::{eventually, TestCluster};
 
 #[test]
@@ -66,5 +71,59 @@ fn a_send_to_a_topic_whose_only_broker_is_down_names_the_broker_not_the_topic() 
             },
         )
         .await;
+    });
+}
+
+#[test]
+fn tags_keys_and_properties_with_separators_are_refused_by_producer_and_broker() {
+    actix_rt::System::new().block_on(async {
+        const TOPIC: &str = "Checked";
+        let mut cluster = TestCluster::start(1, 1).await;
+        cluster.create_topic(TOPIC, 1).await;
+        let producer = Producer::start(cluster.client(), ProducerConfig::new("checked-producer"));
+        let refused = [
+            Message::new(TOPIC, "x").with_tags("A\u{2}B"),
+            Message::new(TOPIC, "x").with_tags("A\u{1}B"),
+            Message::new(TOPIC, "x").with_tags("A||B"),
+            Message::new(TOPIC, "x").with_key("k\u{2}"),
+            Message::new(TOPIC, "x").with_key("two keys"),
+            Message::new(TOPIC, "x").with_key(""),
+            Message::new(TOPIC, "x").with_property("p", "v\u{2}w"),
+        ];
+        for m in refused {
+            let what = format!("{:?} {:?} {:?}", m.tags, m.keys, m.properties);
+            match producer.send(m).await {
+                Err(ClientError::MessageIllegal(why)) => {
+                    assert!(!why.is_empty(), "{what}");
+                }
+                other => panic!("{what}: expected MessageIllegal, got {other:?}"),
+            }
+        }
+        producer
+            .send(Message::new(TOPIC, "x").with_tags("TagA").with_key("k1"))
+            .await
+            .expect("a clean message is sent");
+
+        // A client that skips the check: the broker refuses what the producer would have.
+        let mut admin = AdminClient::new(&cluster.namesrv_addr(), Duration::from_secs(5));
+        let header = SendMessageRequestHeader {
+            producer_group: "raw".into(),
+            topic: TOPIC.into(),
+            queue_id: 0,
+            born_timestamp: 1,
+            properties: "TAGS\u{1}A\u{2}B\u{2}".into(),
+            ..Default::default()
+        };
+        let err = admin
+            .send(&cluster.broker_addr(0), &header, Bytes::from_static(b"raw"))
+            .await
+            .expect_err("the broker refuses a malformed properties string");
+        assert!(err.to_string().contains("MESSAGE_ILLEGAL"), "{err}");
+        assert_eq!(
+            cluster.stored_count(TOPIC).await,
+            1,
+            "only the clean message is stored"
+        );
+        cluster.shutdown().await;
     });
 }

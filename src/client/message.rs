@@ -187,6 +187,21 @@ pub enum ConsumeResult {
     ReconsumeLater,
 }
 
+/// So that an actor listener's handler can say `type Result = ConsumeResult;` and return
+/// the verdict directly (without wrapping it in `actix::MessageResult`).
+impl<A, M> actix::dev::MessageResponse<A, M> for ConsumeResult
+where
+    A: actix::Actor,
+    M: actix::Message<Result = ConsumeResult>,
+{
+    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<ConsumeResult>>) {
+        if let Some(tx) = tx {
+            // The asker may be gone (its consumer shut down): nothing to answer then.
+            let _ = tx.send(self);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

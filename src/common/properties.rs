@@ -54,3 +54,54 @@ pub fn property<'a>(props: &'a str, name: &str) -> Option<&'a str> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }
+
+/// Checks one property the way the producer and the broker both do: a non-empty name, and
+/// neither name nor value holding `\u{1}` or `\u{2}`, which delimit properties on the
+/// wire (a tag `A\u{2}B` would arrive as tag `A`).
+pub fn check_property(name: &str, value: &str) -> Result<(), String> {
+    let separator = |c| c == NAME_VALUE_SEPARATOR || c == PROPERTY_SEPARATOR;
+    if name.is_empty() {
+        return Err(format!("a property has an empty name (value {value:?})"));
+    }
+    if name.contains(separator) || value.contains(separator) {
+        return Err(format!(
+            "property {name:?} = {value:?} contains \\u{{1}} or \\u{{2}}, which delimit properties"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a whole properties string as a broker receives it: every fragment is a
+/// `name\u{1}value` pair with a non-empty name. A separator inside a name or value leaves a
+/// fragment that is not one, which a parser would silently drop.
+pub fn check_encoded(props: &str) -> Result<(), String> {
+    for fragment in props.split(PROPERTY_SEPARATOR).filter(|f| !f.is_empty()) {
+        match fragment.split_once(NAME_VALUE_SEPARATOR) {
+            Some((name, value)) => check_property(name, value)?,
+            None => {
+                return Err(format!(
+                    "properties hold a fragment {fragment:?} that is not name\\u{{1}}value: a name or value contained a separator"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_separator_in_a_value_is_refused_on_both_sides() {
+        assert!(check_property("TAGS", "TagA").is_ok());
+        assert!(check_property("TAGS", "A\u{2}B").is_err());
+        assert!(check_property("", "x").is_err());
+        let good = encode_properties([("TAGS", "TagA"), ("KEYS", "k1 k2")]);
+        assert!(check_encoded(&good).is_ok());
+        assert!(check_encoded("").is_ok());
+        // What a tag `A\u{2}B` encodes to: the broker sees the stray fragment `B`.
+        let bad = encode_properties([("TAGS", "A\u{2}B")]);
+        assert!(check_encoded(&bad).is_err());
+    }
+}

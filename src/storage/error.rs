@@ -150,6 +150,10 @@ pub enum MessageIllegal {
         /// The offending topic.
         topic: String,
     },
+    /// The properties string is not well formed (see
+    /// [`crate::common::properties::check_encoded`]).
+    #[error("properties are malformed: {0}")]
+    Properties(String),
     /// The properties string must fit a signed 16-bit length.
     #[error("properties are {len} bytes; at most 32767 are allowed")]
     PropertiesTooLong {

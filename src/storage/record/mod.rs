@@ -235,6 +235,8 @@ impl MessageToStore {
                 topic: self.topic.clone(),
             });
         }
+        crate::common::properties::check_encoded(&self.properties)
+            .map_err(MessageIllegal::Properties)?;
         if self.stored_properties_len() > i16::MAX as usize {
             return Err(MessageIllegal::PropertiesTooLong {
                 len: self.stored_properties_len(),

@@ -20,10 +20,31 @@ fn validate(msg: &Message, max: usize) -> Result<(), ClientError> {
             max,
         });
     }
+    use crate::common::properties::check_property;
     use crate::storage::record::{
-        NAME_VALUE_SEPARATOR, PROPERTY_KEYS, PROPERTY_RECORD_CRC, PROPERTY_SEPARATOR,
-        PROPERTY_TAGS, PROPERTY_UNIQ_KEY,
+        PROPERTY_KEYS, PROPERTY_RECORD_CRC, PROPERTY_TAGS, PROPERTY_UNIQ_KEY,
     };
+    // The broker applies the same rule to what it receives (`check_encoded`); checking here
+    // names the field the caller set.
+    if let Some(tags) = &msg.tags {
+        check_property(PROPERTY_TAGS, tags).map_err(|e| {
+            ClientError::MessageIllegal(format!("tag {tags:?} is not allowed: {e}"))
+        })?;
+        if tags.contains("||") {
+            return Err(ClientError::MessageIllegal(format!(
+                "tag {tags:?} contains \"||\", which separates tags in subscriptions: no consumer could select it"
+            )));
+        }
+    }
+    for key in &msg.keys {
+        check_property(PROPERTY_KEYS, key)
+            .map_err(|e| ClientError::MessageIllegal(format!("key {key:?} is not allowed: {e}")))?;
+        if key.is_empty() || key.contains(' ') {
+            return Err(ClientError::MessageIllegal(format!(
+                "key {key:?} is empty or contains a space, which separates keys: add each key with with_key"
+            )));
+        }
+    }
     for (name, value) in &msg.properties {
         // A second TAGS, KEYS or UNIQ_KEY would shadow the one the producer writes (lookups
         // take the first), as RocketMQ refuses user properties with system names.
@@ -39,12 +60,7 @@ fn validate(msg: &Message, max: usize) -> Result<(), ClientError> {
                 "property '{name}' is reserved: set tags with with_tags and keys with with_key"
             )));
         }
-        let separator = |c| c == NAME_VALUE_SEPARATOR || c == PROPERTY_SEPARATOR;
-        if name.is_empty() || name.contains(separator) || value.contains(separator) {
-            return Err(ClientError::MessageIllegal(format!(
-                "property {name:?} has an empty name or contains \\u{{1}} or \\u{{2}}, which delimit properties"
-            )));
-        }
+        check_property(name, value).map_err(ClientError::MessageIllegal)?;
     }
     Ok(())
 }
