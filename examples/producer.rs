@@ -35,9 +35,9 @@ fn main() -> anyhow::Result<()> {
                 .with_key(format!("order-{i}"));
             let r = producer.send(msg).await?;
             println!(
-                "{:?} msg_id={} queue={}:{} offset={}",
+                "{:?} offset_msg_id={} queue={}:{} offset={}",
                 r.status,
-                r.msg_id,
+                r.offset_msg_id,
                 r.message_queue.broker_name,
                 r.message_queue.queue_id,
                 r.queue_offset

@@ -396,8 +396,13 @@ fn batch_lands_in_one_queue_with_consecutive_offsets() {
                 assert_eq!(*o, before[mq], "the batch touched {mq:?}");
             }
         }
-        let ids: Vec<&str> = r.msg_id.split(',').collect();
-        assert_eq!(ids.len(), BATCH, "msg_id lists every message: {}", r.msg_id);
+        let ids: Vec<&str> = r.offset_msg_id.split(',').collect();
+        assert_eq!(
+            ids.len(),
+            BATCH,
+            "offset_msg_id lists every message: {}",
+            r.offset_msg_id
+        );
 
         eventually_sync(WAIT, "the batch consumed", || {
             (0..BATCH).all(|i| inbox.count(format!("batch-{i}").as_bytes()) >= 1)

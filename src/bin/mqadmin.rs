@@ -403,7 +403,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let r = admin.send_message(msg).await?;
             if json {
                 print_json(
-                    &serde_json::json!({"msg_id": r.msg_id, "unique_id": r.unique_id, "broker_name": r.message_queue.broker_name, "queue_id": r.message_queue.queue_id, "queue_offset": r.queue_offset}),
+                    &serde_json::json!({"msg_id": r.offset_msg_id, "unique_id": r.unique_id, "broker_name": r.message_queue.broker_name, "queue_id": r.message_queue.queue_id, "queue_offset": r.queue_offset}),
                 )?;
             } else {
                 println!(
@@ -412,7 +412,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 );
                 println!(
                     "{:<34} {:<20} {:<5} {}",
-                    r.msg_id, r.message_queue.broker_name, r.message_queue.queue_id, r.queue_offset
+                    r.offset_msg_id,
+                    r.message_queue.broker_name,
+                    r.message_queue.queue_id,
+                    r.queue_offset
                 );
             }
         }

@@ -106,8 +106,10 @@ fn push_property<'a>(out: &mut String, name: &str, parts: impl IntoIterator<Item
     out.push(PROPERTY_SEPARATOR);
 }
 
-/// Outcome of a successful send.
+/// Outcome of a successful send. More statuses come with replication (a slave that did not
+/// confirm in time), so a `match` needs a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendStatus {
     /// Stored (and flushed, under sync_flush).
     SendOk,
@@ -118,8 +120,10 @@ pub enum SendStatus {
 pub struct SendResult {
     /// Status.
     pub status: SendStatus,
-    /// Offset message id (broker address + commit-log offset).
-    pub msg_id: String,
+    /// The broker's offset message id (its address + the commit-log offset), RocketMQ's
+    /// `offsetMsgId`. (This field was called `msg_id`, which in RocketMQ names the unique
+    /// id; that name is not reused, so old code fails to compile rather than mix them up.)
+    pub offset_msg_id: String,
     /// The producer's unique id of the message (`UNIQ_KEY`).
     pub unique_id: String,
     /// Where it went.

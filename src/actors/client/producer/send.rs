@@ -343,12 +343,12 @@ impl Shared {
                 .await
             {
                 Ok(answer) => {
-                    let (msg_id, queue_offset) = answer
+                    let (offset_msg_id, queue_offset) = answer
                         .map(|a| (a.msg_id, a.queue_offset.max(0) as u64))
                         .unwrap_or_default();
                     return Ok(SendResult {
                         status: SendStatus::SendOk,
-                        msg_id,
+                        offset_msg_id,
                         unique_id,
                         message_queue: target.queue.clone(),
                         queue_offset,
