@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         let mut consumers = Vec::new();
         let mut counts = Vec::new();
         for i in 0..2 {
-            let client = ClientInstance::start(ClientConfig::new(ns.clone()));
+            let client = ClientInstance::start(ClientConfig::new(ns.clone()))?;
             let count = Arc::new(AtomicUsize::new(0));
             let c = Arc::clone(&count);
             let mut config =
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let producer = Producer::start(
-            ClientInstance::start(ClientConfig::new(ns)),
+            ClientInstance::start(ClientConfig::new(ns))?,
             ProducerConfig::new("example-broadcast-producers"),
         );
         for i in 0..10 {

@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     actimq::cli::init_tracing_with_default("warn");
     let ns = actimq::cli::namesrv_from_args();
     actix_rt::System::new().block_on(async move {
-        let client = ClientInstance::start(ClientConfig::new(ns));
+        let client = ClientInstance::start(ClientConfig::new(ns))?;
         let seen = Arc::new(AtomicUsize::new(0));
         let s = Arc::clone(&seen);
         let mut config =

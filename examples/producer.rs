@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     let (ns, rest) = namesrv_and_rest();
     let count: u64 = rest.first().map(|c| c.parse()).transpose()?.unwrap_or(10);
     actix_rt::System::new().block_on(async move {
-        let client = ClientInstance::start(ClientConfig::new(ns));
+        let client = ClientInstance::start(ClientConfig::new(ns))?;
         let producer = Producer::start(client, ProducerConfig::new("example-producers"));
         for i in 0..count {
             let msg = Message::new("TopicTest", format!("Hello actimq {i}"))

@@ -10,7 +10,7 @@ fn main() -> anyhow::Result<()> {
     actimq::cli::init_tracing_with_default("warn");
     let ns = actimq::cli::namesrv_from_args();
     actix_rt::System::new().block_on(async move {
-        let client = ClientInstance::start(ClientConfig::new(ns));
+        let client = ClientInstance::start(ClientConfig::new(ns))?;
         let consumer = PullConsumer::new(client, "example-pull-consumers");
         for mq in consumer.fetch_queues("TopicTest").await? {
             let mut offset = consumer.fetch_offset(&mq).await?.unwrap_or(0);

@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     actimq::cli::init_tracing_with_default("warn");
     let ns = actimq::cli::namesrv_from_args();
     actix_rt::System::new().block_on(async move {
-        let client = ClientInstance::start(ClientConfig::new(ns));
+        let client = ClientInstance::start(ClientConfig::new(ns))?;
         let mut config = PushConsumerConfig::new("example-consumers").subscribe("TopicTest", "*");
         config.consume_from_where = ConsumeFromWhere::FirstOffset;
         let listener = MessageListener::from_fn(|msgs| {

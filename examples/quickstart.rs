@@ -65,7 +65,7 @@ async fn run(store_dir: std::path::PathBuf) -> anyhow::Result<()> {
         .await?;
 
     // 3. A push consumer that counts what it gets.
-    let client = ClientInstance::start(ClientConfig::new(ns.clone()));
+    let client = ClientInstance::start(ClientConfig::new(ns.clone()))?;
     let received = Arc::new(AtomicU64::new(0));
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let (r, s) = (Arc::clone(&received), Arc::clone(&seen));

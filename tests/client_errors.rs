@@ -127,3 +127,11 @@ fn tags_keys_and_properties_with_separators_are_refused_by_producer_and_broker()
         cluster.shutdown().await;
     });
 }
+
+#[test]
+fn starting_the_client_outside_an_actix_system_is_an_error_not_a_panic() {
+    let err = actimq::ClientInstance::start(actimq::ClientConfig::new("127.0.0.1:9876"))
+        .expect_err("no actix system runs on this thread");
+    assert_eq!(err, ClientError::NoActixSystem);
+    assert!(err.to_string().contains("actix_rt::main"), "{err}");
+}

@@ -95,7 +95,7 @@ fn producer_sends_never_fail_when_a_master_broker_is_killed() {
     });
 
     let (before, after) = actix_rt::System::new().block_on(async {
-        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone()));
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
         let producer = Producer::start(client, producer_config("failover-producers"));
         let mut before: BTreeMap<String, u64> = BTreeMap::new();
         let mut after: BTreeMap<String, u64> = BTreeMap::new();
@@ -214,7 +214,7 @@ fn clients_survive_kill_9_of_the_first_name_server() {
     }
 
     actix_rt::System::new().block_on(async {
-        let client = ClientInstance::start(client_config(&both));
+        let client = ClientInstance::start(client_config(&both)).unwrap();
         let mut pc = producer_config("ns-failover-producers");
         // Ask the name servers for the route again on almost every send after the kill.
         pc.route_ttl = Duration::from_millis(100);
@@ -241,7 +241,7 @@ fn clients_survive_kill_9_of_the_first_name_server() {
         .await;
 
         // A new client instance whose list starts with the dead name server.
-        let fresh = ClientInstance::start(client_config(&both));
+        let fresh = ClientInstance::start(client_config(&both)).unwrap();
         let fresh_producer = Producer::start(fresh.clone(), producer_config("ns-failover-new"));
         let (listener, fresh_seen) = recording_listener();
         let _fresh_consumer = PushConsumer::start(

@@ -320,7 +320,7 @@ fn producer_errors_are_typed_and_name_the_cause() {
         // A name server address where nothing listens: the error names it.
         let dead = dead_addr();
         let lonely = Producer::start(
-            ClientInstance::start(actimq::ClientConfig::new(dead.clone())),
+            ClientInstance::start(actimq::ClientConfig::new(dead.clone())).unwrap(),
             ProducerConfig::new("lonely-producer"),
         );
         let t0 = Instant::now();

@@ -128,7 +128,7 @@ impl AdminClient {
             Some(p) => p.clone(),
             None => {
                 let p =
-                    Producer::start(self.client_instance(), ProducerConfig::new(PRODUCER_GROUP));
+                    Producer::start(self.client_instance()?, ProducerConfig::new(PRODUCER_GROUP));
                 self.producer = Some(p.clone());
                 p
             }
@@ -148,7 +148,7 @@ impl AdminClient {
         options: &ConsumeOptions,
         mut each: impl FnMut(&ConsumedMessage),
     ) -> Result<usize, AdminError> {
-        let consumer = PullConsumer::new(self.client_instance(), options.group.clone());
+        let consumer = PullConsumer::new(self.client_instance()?, options.group.clone());
         let count = options.count;
         let mut read = 0;
         for mq in consumer.fetch_queues(&options.topic).await? {

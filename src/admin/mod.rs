@@ -173,12 +173,13 @@ impl AdminClient {
     }
 
     /// The client instance, started on first use.
-    fn client_instance(&mut self) -> Addr<ClientInstance> {
-        self.client
-            .get_or_insert_with(|| {
-                ClientInstance::start(ClientConfig::new(self.namesrv_addr.clone()))
-            })
-            .clone()
+    fn client_instance(&mut self) -> Result<Addr<ClientInstance>, AdminError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let c = ClientInstance::start(ClientConfig::new(self.namesrv_addr.clone()))?;
+        self.client = Some(c.clone());
+        Ok(c)
     }
 }
 

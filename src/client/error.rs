@@ -82,6 +82,9 @@ pub enum ClientError {
         /// The broker's explanation.
         remark: String,
     },
+    /// The client was started outside an actix system, whose event loop its actors need.
+    #[error("the client must start inside an actix system: run it under #[actix_rt::main] (or #[actix_web::main]), or in actix_rt::System::new().block_on(async {{ … }})")]
+    NoActixSystem,
     /// The client or the actor was shut down.
     #[error("client is shut down")]
     Shutdown,

@@ -245,7 +245,7 @@ impl TestCluster {
 
     /// Starts a new [`ClientInstance`] with [`TestCluster::client_config`].
     pub fn client(&self) -> Addr<ClientInstance> {
-        ClientInstance::start(self.client_config())
+        ClientInstance::start(self.client_config()).expect("tests run inside an actix system")
     }
 
     /// Creates `topic` with `queues` read and write queues on every broker, and waits until

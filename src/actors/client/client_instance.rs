@@ -122,9 +122,15 @@ pub struct ClientInstance {
 
 impl ClientInstance {
     /// Starts an instance.
-    pub fn start(config: ClientConfig) -> Addr<ClientInstance> {
+    /// Fails with [`ClientError::NoActixSystem`] when called outside an actix system (its
+    /// actors need one's event loop), instead of panicking as spawning would.
+    pub fn start(config: ClientConfig) -> Result<Addr<ClientInstance>, ClientError> {
+        if actix::System::try_current().is_none() || tokio::runtime::Handle::try_current().is_err()
+        {
+            return Err(ClientError::NoActixSystem);
+        }
         let client_id = format!("127.0.0.1@{}#{}", std::process::id(), config.instance_name);
-        Actor::start(ClientInstance {
+        Ok(Actor::start(ClientInstance {
             client_id,
             namesrvs: Vec::new(),
             preferred_namesrv: 0,
@@ -133,7 +139,7 @@ impl ClientInstance {
             producer_groups: BTreeSet::new(),
             consumers: HashMap::new(),
             config,
-        })
+        }))
     }
 
     fn link(&mut self, addr: &str, ctx: &mut Context<Self>) -> Addr<RemoteLink> {

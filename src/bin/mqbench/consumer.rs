@@ -21,7 +21,7 @@ pub(super) async fn run_consumer(
     json: bool,
 ) -> Result<(), String> {
     let (count, duration) = limits(count, duration);
-    let client = ClientInstance::start(ClientConfig::new(namesrv));
+    let client = ClientInstance::start(ClientConfig::new(namesrv)).map_err(|e| e.to_string())?;
     let mut config = PushConsumerConfig::new(group).subscribe(topic, "*");
     config.message_model = if model == Model::Broadcasting {
         MessageModel::Broadcasting

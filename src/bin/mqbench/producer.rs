@@ -29,7 +29,7 @@ pub(super) async fn run_producer(
     json: bool,
 ) -> Result<(), String> {
     let (count, duration) = limits(count, duration);
-    let client = ClientInstance::start(ClientConfig::new(namesrv));
+    let client = ClientInstance::start(ClientConfig::new(namesrv)).map_err(|e| e.to_string())?;
     let mut config = ProducerConfig::new("benchmark_producer");
     config.max_message_size = config.max_message_size.max(size * batch_size.max(1));
     let producer = Producer::start(client, config);
