@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for c in &consumers {
-            c.shutdown().await;
+            c.shutdown().await?;
         }
         println!(
             "received: {:?}",

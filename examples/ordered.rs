@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        consumer.shutdown().await;
+        consumer.shutdown().await?;
         println!("received {} of {want}", seen.load(Ordering::Relaxed));
         Ok(())
     })

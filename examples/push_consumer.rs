@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
         let consumer = PushConsumer::start(client, config, listener).await?;
         println!("consuming; Ctrl-C to stop");
         let _ = tokio::signal::ctrl_c().await;
-        consumer.shutdown().await;
+        consumer.shutdown().await?;
         Ok(())
     })
 }

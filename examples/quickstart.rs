@@ -134,7 +134,7 @@ async fn run(store_dir: std::path::PathBuf) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Shutting the consumer down commits its offsets; the broker then shows its progress.
-    consumer.shutdown().await;
+    consumer.shutdown().await?;
     let progress = admin
         .consume_stats(
             &broker.addr.to_string(),

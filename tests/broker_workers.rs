@@ -60,7 +60,10 @@ fn connections_on_worker_threads_send_and_consume_every_message() {
             },
         )
         .await;
-        consumer.shutdown().await;
+        consumer
+            .shutdown()
+            .await
+            .expect("offsets saved at shutdown");
         cluster.shutdown().await;
     });
 }

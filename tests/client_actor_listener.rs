@@ -93,7 +93,10 @@ fn an_actor_listener_returns_consume_result_directly() {
             },
         )
         .await;
-        consumer.shutdown().await;
+        consumer
+            .shutdown()
+            .await
+            .expect("offsets saved at shutdown");
         cluster.shutdown().await;
     });
 }

@@ -99,7 +99,7 @@ fn clustering_shares_queues_and_consumes_each_message_once() {
 
         // One member leaves: the other two take over all 8 queues.
         let leaving = consumers.pop().expect("3 consumers");
-        leaving.shutdown().await;
+        leaving.shutdown().await.expect("offsets saved at shutdown");
         assert!(
             leaving.assignment().await.is_empty(),
             "a shut-down consumer owns nothing"
@@ -144,7 +144,7 @@ fn clustering_shares_queues_and_consumes_each_message_once() {
         assert!(dups < 1_000, "{dups} duplicates after one member left");
 
         for c in &consumers {
-            c.shutdown().await;
+            c.shutdown().await.expect("offsets saved at shutdown");
         }
         cluster.shutdown().await;
     });
@@ -211,7 +211,7 @@ fn broadcasting_delivers_every_message_to_every_member() {
             );
         }
         for c in &consumers {
-            c.shutdown().await;
+            c.shutdown().await.expect("offsets saved at shutdown");
         }
         cluster.shutdown().await;
     });
@@ -253,7 +253,7 @@ fn restarted_group_resumes_after_the_last_commit() {
             async move { first.unique() == N }
         })
         .await;
-        a.shutdown().await;
+        a.shutdown().await.expect("offsets saved at shutdown");
 
         // Shutdown committed everything consumed.
         let broker = cluster.broker_addr(0);
@@ -318,7 +318,7 @@ fn restarted_group_resumes_after_the_last_commit() {
             );
         }
         assert_eq!(second.deliveries(), M as u64);
-        b.shutdown().await;
+        b.shutdown().await.expect("offsets saved at shutdown");
         cluster.shutdown().await;
     });
 }

@@ -135,3 +135,50 @@ fn starting_the_client_outside_an_actix_system_is_an_error_not_a_panic() {
     assert_eq!(err, ClientError::NoActixSystem);
     assert!(err.to_string().contains("actix_rt::main"), "{err}");
 }
+
+#[test]
+fn a_push_consumer_reports_offsets_it_could_not_save_at_shutdown() {
+    actix_rt::System::new().block_on(async {
+        use actimq::{ConsumeFromWhere, MessageListener, PushConsumer, PushConsumerConfig};
+        const TOPIC: &str = "Unsaved";
+        let mut cluster = TestCluster::start(1, 1).await;
+        cluster.create_topic(TOPIC, 1).await;
+        let producer = Producer::start(cluster.client(), ProducerConfig::new("unsaved-producer"));
+        for i in 0..5 {
+            producer
+                .send(Message::new(TOPIC, format!("m{i}")))
+                .await
+                .unwrap();
+        }
+        let consumed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = consumed.clone();
+        let mut config = PushConsumerConfig::new("unsaved-group").subscribe(TOPIC, "*");
+        config.consume_from_where = ConsumeFromWhere::FirstOffset;
+        // No periodic commit before the shutdown's own.
+        config.persist_consumer_offset_interval = Duration::from_secs(600);
+        let consumer = PushConsumer::start(
+            cluster.client(),
+            config,
+            MessageListener::from_fn(move |msgs| {
+                seen.fetch_add(msgs.len(), std::sync::atomic::Ordering::SeqCst);
+                actimq::ConsumeResult::Success
+            }),
+        )
+        .await
+        .unwrap();
+        eventually(Duration::from_secs(20), "5 messages consumed", || {
+            let consumed = consumed.clone();
+            async move { consumed.load(std::sync::atomic::Ordering::SeqCst) == 5 }
+        })
+        .await;
+        // The broker goes away before the consumer can commit where it got to.
+        cluster.brokers[0].shutdown().await;
+        match consumer.shutdown().await {
+            Err(ClientError::OffsetsNotSaved { group, queues }) => {
+                assert_eq!(group, "unsaved-group");
+                assert_eq!(queues, 1);
+            }
+            other => panic!("expected OffsetsNotSaved, got {other:?}"),
+        }
+    });
+}

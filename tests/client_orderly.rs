@@ -222,7 +222,7 @@ fn orderly_consumers_see_every_key_in_send_order() {
             "assignment stayed put while consuming"
         );
         for c in &consumers {
-            c.shutdown().await;
+            c.shutdown().await.expect("offsets saved at shutdown");
         }
         cluster.shutdown().await;
 
@@ -372,8 +372,8 @@ fn orderly_handover_to_a_joining_member_keeps_each_key_in_order() {
             },
         )
         .await;
-        first.shutdown().await;
-        second.shutdown().await;
+        first.shutdown().await.expect("offsets saved at shutdown");
+        second.shutdown().await.expect("offsets saved at shutdown");
         cluster.shutdown().await;
 
         let total = consumed();

@@ -169,7 +169,10 @@ fn sync_async_and_oneway_sends_all_arrive() {
             );
         }
 
-        consumer.shutdown().await;
+        consumer
+            .shutdown()
+            .await
+            .expect("offsets saved at shutdown");
         cluster.shutdown().await;
     });
 }
@@ -254,7 +257,10 @@ fn reconsume_later_redelivers_with_reconsume_times() {
                 "first-{i} came back after {gap:?}, before reconsume_delay"
             );
         }
-        consumer.shutdown().await;
+        consumer
+            .shutdown()
+            .await
+            .expect("offsets saved at shutdown");
         cluster.shutdown().await;
     });
 }
@@ -434,7 +440,10 @@ fn batch_lands_in_one_queue_with_consecutive_offsets() {
                 "batch-{i}'s id in the answer"
             );
         }
-        consumer.shutdown().await;
+        consumer
+            .shutdown()
+            .await
+            .expect("offsets saved at shutdown");
         cluster.shutdown().await;
     });
 }

@@ -54,7 +54,10 @@ fn a_group_started_before_its_topic_existed_gets_every_message_sent_after() {
             async move { inbox.unique() == SENT }
         })
         .await;
-        consumer.shutdown().await;
+        consumer
+            .shutdown()
+            .await
+            .expect("offsets saved at shutdown");
         cluster.shutdown().await;
     });
 }
@@ -112,7 +115,10 @@ fn a_new_group_does_not_replay_what_was_stored_before_it_subscribed() {
             bodies.iter().all(|b| b.starts_with("new")),
             "the backlog stored before the group subscribed was replayed: {bodies:?}"
         );
-        consumer.shutdown().await;
+        consumer
+            .shutdown()
+            .await
+            .expect("offsets saved at shutdown");
         cluster.shutdown().await;
     });
 }

@@ -85,6 +85,15 @@ pub enum ClientError {
     /// The client was started outside an actix system, whose event loop its actors need.
     #[error("the client must start inside an actix system: run it under #[actix_rt::main] (or #[actix_web::main]), or in actix_rt::System::new().block_on(async {{ … }})")]
     NoActixSystem,
+    /// Some consumed offsets could not be saved when a consumer shut down (its broker was
+    /// unreachable, say): those messages will be delivered again to the group.
+    #[error("consumer group '{group}': the offsets of {queues} queue(s) could not be saved at shutdown; their last messages will be delivered again")]
+    OffsetsNotSaved {
+        /// The consumer group.
+        group: String,
+        /// How many queues kept an unsaved offset.
+        queues: usize,
+    },
     /// The client or the actor was shut down.
     #[error("client is shut down")]
     Shutdown,

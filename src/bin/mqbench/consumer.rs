@@ -91,7 +91,9 @@ pub(super) async fn run_consumer(
             last = now;
         }
     }
-    consumer.shutdown().await;
+    if let Err(e) = consumer.shutdown().await {
+        eprintln!("{e}");
+    }
     if let Some(dir) = own_offsets {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -84,7 +84,7 @@ pub struct PushConsumer {
 struct GetAssignment;
 
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), ClientError>")]
 struct Shutdown;
 
 #[derive(Message)]
@@ -186,9 +186,11 @@ impl PushConsumer {
     }
 
     /// Stops pulling, commits every offset, and leaves the group (the others take over its
-    /// queues at once).
-    pub async fn shutdown(&self) {
-        let _ = self.addr.send(Shutdown).await;
+    /// queues at once). Fails with [`ClientError::OffsetsNotSaved`] when some offsets could
+    /// not be committed (those messages will be delivered again); a consumer already shut
+    /// down answers `Ok`.
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        self.addr.send(Shutdown).await.unwrap_or(Ok(()))
     }
 }
 
@@ -518,7 +520,7 @@ async fn lock_all(
 }
 
 impl Handler<Shutdown> for PushConsumerActor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseActFuture<Self, Result<(), ClientError>>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
@@ -545,8 +547,21 @@ impl Handler<Shutdown> for PushConsumerActor {
                 })
                 .then(move |done, act, _| {
                     act.committed.extend(done);
+                    let unsaved = act
+                        .offsets
+                        .iter()
+                        .filter(|(mq, o)| act.committed.get(*mq) != Some(*o))
+                        .count();
                     async move {
-                        let _ = client.send(UnregisterConsumer(group)).await;
+                        let _ = client.send(UnregisterConsumer(group.clone())).await;
+                        if unsaved == 0 {
+                            Ok(())
+                        } else {
+                            Err(ClientError::OffsetsNotSaved {
+                                group,
+                                queues: unsaved,
+                            })
+                        }
                     }
                     .into_actor(act)
                 }),
