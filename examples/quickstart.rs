@@ -100,7 +100,7 @@ async fn run(store_dir: std::path::PathBuf) -> anyhow::Result<()> {
     let failures = Arc::new(AtomicU64::new(0));
     for i in 0..PER_MODE {
         let (c, f) = (Arc::clone(&callbacks), Arc::clone(&failures));
-        producer.send_async(msg("async", i), move |r| {
+        producer.send_async_with(msg("async", i), move |r| {
             if r.is_err() {
                 f.fetch_add(1, Ordering::Relaxed);
             }

@@ -36,7 +36,7 @@ pub mod storage;
 /// use the same version: `use actimq::actix::prelude::*;`.
 pub use actix;
 pub use actors::client_instance::{ClientConfig, ClientInstance};
-pub use actors::producer::{Producer, ProducerConfig};
+pub use actors::producer::{Producer, ProducerConfig, SendHandle};
 pub use actors::pull_consumer::{
     LitePullConsumer, LitePullConsumerConfig, PullConsumer, PullResult, PullStatus,
 };

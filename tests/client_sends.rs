@@ -85,7 +85,7 @@ fn sync_async_and_oneway_sends_all_arrive() {
         let callbacks: Arc<Mutex<HashMap<usize, Vec<SendOutcome>>>> = Arc::default();
         for i in 0..N {
             let cb = Arc::clone(&callbacks);
-            producer.send_async(Message::new(TOPIC, format!("async-{i}")), move |r| {
+            producer.send_async_with(Message::new(TOPIC, format!("async-{i}")), move |r| {
                 cb.lock().unwrap().entry(i).or_default().push(r);
             });
         }
@@ -303,7 +303,7 @@ fn producer_errors_are_typed_and_name_the_cause() {
         // The async path reports the same error, once.
         let calls: Arc<Mutex<Vec<SendOutcome>>> = Arc::default();
         let c = Arc::clone(&calls);
-        producer.send_async(Message::new(TOPIC, Bytes::new()), move |r| {
+        producer.send_async_with(Message::new(TOPIC, Bytes::new()), move |r| {
             c.lock().unwrap().push(r)
         });
         eventually_sync(WAIT, "the failed async send's callback", || {

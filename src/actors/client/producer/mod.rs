@@ -180,11 +180,21 @@ impl Producer {
         placement: Placement,
         oneway: bool,
     ) -> Result<SendResult, ClientError> {
+        self.send_within(msg, placement, oneway, None).await
+    }
+
+    async fn send_within(
+        &self,
+        msg: Message,
+        placement: Placement,
+        oneway: bool,
+        budget: Option<Duration>,
+    ) -> Result<SendResult, ClientError> {
         if !self.alive() {
             return Err(ClientError::Shutdown);
         }
         Arc::clone(&self.shared)
-            .send_one(msg, placement, oneway)
+            .send_one(msg, placement, oneway, budget)
             .await
     }
 
@@ -193,8 +203,33 @@ impl Producer {
         self.send_one(msg, Placement::RoundRobin, false).await
     }
 
-    /// Asynchronous send: returns at once; `callback` is called exactly once with the outcome.
-    pub fn send_async(
+    /// [`Producer::send`] with its own time budget (retries included) instead of
+    /// `send_msg_timeout`: the send fails with [`ClientError::Exhausted`] once it is spent.
+    pub async fn send_with_timeout(
+        &self,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<SendResult, ClientError> {
+        self.send_within(msg, Placement::RoundRobin, false, Some(timeout))
+            .await
+    }
+
+    /// Asynchronous send: the send starts at once and goes on by itself; the returned
+    /// [`SendHandle`] resolves to its outcome when awaited, and dropping it does not stop
+    /// the send. Collecting many results is `join_all` over the handles.
+    pub fn send_async(&self, msg: Message) -> SendHandle {
+        let me = self.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actix::spawn(async move {
+            // The handle may have been dropped: nobody to tell then.
+            let _ = tx.send(me.send(msg).await);
+        });
+        SendHandle(rx)
+    }
+
+    /// Asynchronous send with a callback, called exactly once with the outcome (RocketMQ's
+    /// `send(msg, SendCallback)`).
+    pub fn send_async_with(
         &self,
         msg: Message,
         callback: impl FnOnce(Result<SendResult, ClientError>) + Send + 'static,
@@ -249,5 +284,23 @@ impl Producer {
             .iter()
             .map(|t| t.queue.clone())
             .collect())
+    }
+}
+
+/// The outcome of a [`Producer::send_async`], as a future. The send runs whether or not this
+/// is awaited; it resolves to [`ClientError::Shutdown`] if the actix system stopped first.
+#[derive(Debug)]
+pub struct SendHandle(tokio::sync::oneshot::Receiver<Result<SendResult, ClientError>>);
+
+impl std::future::Future for SendHandle {
+    type Output = Result<SendResult, ClientError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Shutdown)))
     }
 }

@@ -277,6 +277,7 @@ impl Shared {
         out: Outgoing,
         placement: Placement,
         oneway: bool,
+        budget: Option<Duration>,
     ) -> Result<SendResult, ClientError> {
         let Outgoing {
             topic,
@@ -287,7 +288,7 @@ impl Shared {
             unique_id,
         } = out;
         let started = Instant::now();
-        let budget = self.config.send_msg_timeout;
+        let budget = budget.unwrap_or(self.config.send_msg_timeout);
         let attempts = match placement {
             Placement::RoundRobin if !oneway => 1 + self.config.retry_times_when_send_failed,
             _ => 1,
@@ -379,6 +380,7 @@ impl Shared {
         msg: Message,
         placement: Placement,
         oneway: bool,
+        budget: Option<Duration>,
     ) -> Result<SendResult, ClientError> {
         let shared = self;
         validate(&msg, shared.config.max_message_size)?;
@@ -395,7 +397,7 @@ impl Shared {
             properties,
             unique_id,
         };
-        shared.send(out, placement, oneway).await
+        shared.send(out, placement, oneway, budget).await
     }
 
     /// Sends messages of one topic as one batch request.
@@ -444,7 +446,7 @@ impl Shared {
             properties: String::new(),
             unique_id: first_id,
         };
-        shared.send(out, Placement::RoundRobin, false).await
+        shared.send(out, Placement::RoundRobin, false, None).await
     }
 }
 
