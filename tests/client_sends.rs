@@ -431,7 +431,7 @@ fn batch_lands_in_one_queue_with_consecutive_offsets() {
         let stored_ids: HashMap<Bytes, String> = inbox
             .messages()
             .into_iter()
-            .map(|m| (m.body().clone(), m.stored.offset_msg_id()))
+            .map(|m| (m.body().clone(), m.offset_msg_id()))
             .collect();
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(

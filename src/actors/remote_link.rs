@@ -136,9 +136,17 @@ enum State {
     Down(String),
 }
 
+/// Closes a link for good: requests in flight fail, the socket is closed, and the link
+/// never reconnects (new requests fail at once with [`LinkError::Unavailable`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
 /// One client connection.
 pub struct RemoteLink {
     addr: String,
+    /// Set by [`Close`]: the supervisor's restart must not reconnect.
+    closed: bool,
     config: LinkConfig,
     state: State,
     pending: HashMap<u32, Pending>,
@@ -161,6 +169,7 @@ impl RemoteLink {
         let addr = addr.into();
         Supervisor::start(move |_| RemoteLink {
             addr,
+            closed: false,
             config,
             state: State::Connecting,
             pending: HashMap::new(),
@@ -355,6 +364,11 @@ impl Actor for RemoteLink {
         ctx.set_mailbox_capacity(4096);
         // A restart leaves no timer behind; requests from before it were failed.
         self.sweep = None;
+        if self.closed {
+            // Restarted by the supervisor after `Close` stopped it: stay down, answering
+            // requests with `Unavailable` until the last address is dropped.
+            return;
+        }
         if self.backoff.is_zero() {
             self.connect(ctx);
         } else {
@@ -431,6 +445,22 @@ impl Handler<Call> for RemoteLink {
         };
         self.write(msg.frame, Some(pending));
         self.arm_sweep(deadline, ctx);
+    }
+}
+
+impl Handler<Close> for RemoteLink {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
+        self.closed = true;
+        let reason = "closed by its owner".to_owned();
+        self.fail_all(|addr| LinkError::Unavailable {
+            addr,
+            reason: reason.clone(),
+        });
+        // Stopping drops the reader and the writer, which closes the socket.
+        self.state = State::Down(reason);
+        ctx.stop();
     }
 }
 

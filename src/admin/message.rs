@@ -57,8 +57,12 @@ pub struct ConsumedMessage {
     pub queue: crate::MessageQueue,
     /// Its offset in that queue.
     pub queue_offset: u64,
-    /// Its id: the broker's address and its commit-log offset, as RocketMQ spells it.
+    /// Its message id as RocketMQ users know it: the producer's unique id (`UNIQ_KEY`),
+    /// empty for a message sent without one.
     pub msg_id: String,
+    /// The broker's offset id: its address and the commit-log offset, RocketMQ's
+    /// `offsetMsgId`.
+    pub offset_msg_id: String,
     /// Its tag, if any.
     pub tags: Option<String>,
     /// Its business keys.
@@ -170,7 +174,8 @@ impl AdminClient {
                     each(&ConsumedMessage {
                         queue: mq.clone(),
                         queue_offset: m.queue_offset,
-                        msg_id: m.stored.offset_msg_id(),
+                        msg_id: m.msg_id().unwrap_or_default().to_owned(),
+                        offset_msg_id: m.offset_msg_id(),
                         tags: m.tags().map(str::to_owned),
                         keys: m.keys().into_iter().map(str::to_owned).collect(),
                         body: m.body().clone(),

@@ -232,15 +232,16 @@ fn print_consumed(m: &ConsumedMessage, json: bool) {
         // `{:#}` on a JSON value is `to_string_pretty`, and cannot fail.
         println!(
             "{:#}",
-            serde_json::json!({"broker_name": m.queue.broker_name, "queue_id": m.queue.queue_id, "queue_offset": m.queue_offset, "msg_id": m.msg_id, "tags": m.tags, "keys": m.keys, "body": body})
+            serde_json::json!({"broker_name": m.queue.broker_name, "queue_id": m.queue.queue_id, "queue_offset": m.queue_offset, "msg_id": m.msg_id, "offset_msg_id": m.offset_msg_id, "tags": m.tags, "keys": m.keys, "body": body})
         );
     } else {
         println!(
-            "{}:{} offset {} id {} tags {:?} keys {:?} body {}",
+            "{}:{} offset {} id {} offset-id {} tags {:?} keys {:?} body {}",
             m.queue.broker_name,
             m.queue.queue_id,
             m.queue_offset,
             m.msg_id,
+            m.offset_msg_id,
             m.tags.as_deref().unwrap_or(""),
             m.keys,
             body
@@ -403,15 +404,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let r = admin.send_message(msg).await?;
             if json {
                 print_json(
-                    &serde_json::json!({"msg_id": r.offset_msg_id, "unique_id": r.unique_id, "broker_name": r.message_queue.broker_name, "queue_id": r.message_queue.queue_id, "queue_offset": r.queue_offset}),
+                    &serde_json::json!({"msg_id": r.msg_id(), "offset_msg_id": r.offset_msg_id, "broker_name": r.message_queue.broker_name, "queue_id": r.message_queue.queue_id, "queue_offset": r.queue_offset}),
                 )?;
             } else {
                 println!(
-                    "{:<34} {:<20} {:<5} #Offset",
-                    "#MsgId", "#Broker Name", "#QID"
+                    "{:<34} {:<34} {:<20} {:<5} #Offset",
+                    "#MsgId", "#OffsetMsgId", "#Broker Name", "#QID"
                 );
                 println!(
-                    "{:<34} {:<20} {:<5} {}",
+                    "{:<34} {:<34} {:<20} {:<5} {}",
+                    r.msg_id(),
                     r.offset_msg_id,
                     r.message_queue.broker_name,
                     r.message_queue.queue_id,

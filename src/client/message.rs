@@ -116,20 +116,33 @@ pub enum SendStatus {
 }
 
 /// What a broker said about a stored message.
+///
+/// The ids have RocketMQ's meanings: [`SendResult::msg_id`] is the producer's unique id
+/// (the Java client's `getMsgId()`), [`SendResult::offset_msg_id`] the broker's offset id
+/// (`getOffsetMsgId()`). Earlier versions had a *field* `msg_id` holding the offset id;
+/// `msg_id` is now a method, so code written against the old field fails to compile
+/// (`attempted to take value of method`) instead of silently reading the other id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendResult {
     /// Status.
     pub status: SendStatus,
     /// The broker's offset message id (its address + the commit-log offset), RocketMQ's
-    /// `offsetMsgId`. (This field was called `msg_id`, which in RocketMQ names the unique
-    /// id; that name is not reused, so old code fails to compile rather than mix them up.)
+    /// `offsetMsgId`: what `mqadmin queryMsgById` and the broker's lookups take.
     pub offset_msg_id: String,
-    /// The producer's unique id of the message (`UNIQ_KEY`).
+    /// The producer's unique id of the message (`UNIQ_KEY`), also [`SendResult::msg_id`].
     pub unique_id: String,
     /// Where it went.
     pub message_queue: MessageQueue,
     /// Its offset in that queue.
     pub queue_offset: u64,
+}
+
+impl SendResult {
+    /// The message id as RocketMQ users know it: the producer's unique id (`UNIQ_KEY`),
+    /// the same on every delivery and the key consumers deduplicate by.
+    pub fn msg_id(&self) -> &str {
+        &self.unique_id
+    }
 }
 
 /// A received message: what was sent plus where it was stored.
@@ -139,13 +152,56 @@ pub struct MessageExt {
     pub queue: MessageQueue,
     /// Its offset in that queue.
     pub queue_offset: u64,
-    /// The stored record, decoded.
-    pub stored: StoredMessage,
+    /// The stored record, decoded (the storage layer's type: read it through the methods).
+    pub(crate) stored: StoredMessage,
     /// How many times it was delivered before.
     pub reconsume_times: u32,
 }
 
 impl MessageExt {
+    /// The topic it was sent to.
+    pub fn topic(&self) -> &str {
+        &self.stored.topic
+    }
+
+    /// The message id as RocketMQ users know it: the producer's unique id, the same on
+    /// every delivery (what to deduplicate by). `None` for a message sent without one (by
+    /// a client that sets no `UNIQ_KEY`); [`MessageExt::offset_msg_id`] always exists.
+    pub fn msg_id(&self) -> Option<&str> {
+        self.unique_id()
+    }
+
+    /// The broker's offset id (store address + commit-log offset), RocketMQ's
+    /// `offsetMsgId`.
+    pub fn offset_msg_id(&self) -> String {
+        self.stored.offset_msg_id()
+    }
+
+    /// Its offset in the broker's commit log.
+    pub fn commit_log_offset(&self) -> u64 {
+        self.stored.physical_offset
+    }
+
+    /// The opaque user flag it was sent with.
+    pub fn flag(&self) -> i32 {
+        self.stored.flag
+    }
+
+    /// Every property, user-set and system (`TAGS`, `KEYS`, `UNIQ_KEY`, ...), in order.
+    pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        crate::common::properties::parse_properties(&self.stored.properties)
+    }
+
+    /// Where the producer ran.
+    pub fn born_host(&self) -> std::net::SocketAddr {
+        self.stored.born_host
+    }
+
+    /// The broker that stored it.
+    pub fn store_host(&self) -> std::net::SocketAddr {
+        self.stored.store_host
+    }
+
     /// The body.
     pub fn body(&self) -> &Bytes {
         &self.stored.body

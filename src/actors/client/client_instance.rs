@@ -11,7 +11,8 @@
 //!
 //! Not supervised: nothing it holds can go bad in a way a restart would mend (links
 //! reconnect by themselves, each under its own supervisor; routes are refreshed on a
-//! timer), so it has no path that stops it and lives as long as its addresses.
+//! timer). It stops on [`ClientInstance::shutdown`] (after unregistering every group it
+//! announced and closing its links) or with the actix system.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -103,6 +104,16 @@ pub struct RegisterConsumer {
 #[rtype(result = "()")]
 pub struct UnregisterConsumer(pub String);
 
+/// Forgets a producer group and tells the brokers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnregisterProducer(pub String);
+
+/// Unregisters every group, closes every link and stops the instance.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Shutdown;
+
 /// Sends heartbeats now; answers when every broker answered or failed.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -140,6 +151,59 @@ impl ClientInstance {
             consumers: HashMap::new(),
             config,
         }))
+    }
+
+    /// Stops the instance: every producer group and consumer still registered is
+    /// unregistered from the brokers, the connections to brokers and name servers are
+    /// closed, and the actor stops, so that the sends and consumers still using it fail
+    /// with [`ClientError::Shutdown`]. Shut consumers down first
+    /// ([`crate::PushConsumer::shutdown`] commits their offsets; one still running here is
+    /// named in a warning and its uncommitted progress is delivered again later), and
+    /// producers too if their sends under way should finish ([`crate::Producer::shutdown`]).
+    /// Returns once the brokers answered or `namesrv_timeout` passed; calling it on a
+    /// stopped instance returns at once.
+    pub async fn shutdown(client: &Addr<ClientInstance>) {
+        // A stopped instance (or system) has nothing left to do.
+        let _ = client.send(Shutdown).await;
+    }
+
+    /// Tells every broker in use that `client_id` left a producer or a consumer group.
+    fn unregister(
+        &mut self,
+        producer_group: Option<String>,
+        consumer_group: Option<String>,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        let header = crate::protocol::group::UnregisterClientRequestHeader {
+            client_id: self.client_id.clone(),
+            producer_group,
+            consumer_group,
+        };
+        let targets: Vec<_> = self
+            .brokers_in_use()
+            .into_iter()
+            .map(|a| {
+                let l = self.link(&a, ctx);
+                (a, l)
+            })
+            .collect();
+        let timeout = self.config.namesrv_timeout;
+        async move {
+            let Ok(frame) = Frame::request(RequestCode::UnregisterClient, 0, &header, Bytes::new())
+            else {
+                return;
+            };
+            // One broker at a time would make a shutdown wait for each dead one in turn.
+            let calls = targets.iter().map(|(addr, link)| {
+                let frame = frame.clone();
+                async move {
+                    if let Err(e) = remote_link::call(link, addr, frame, timeout).await {
+                        tracing::debug!(broker = %addr, error = %e, "unregister failed");
+                    }
+                }
+            });
+            futures_util::future::join_all(calls).await;
+        }
     }
 
     fn link(&mut self, addr: &str, ctx: &mut Context<Self>) -> Addr<RemoteLink> {
@@ -380,30 +444,61 @@ impl Handler<UnregisterConsumer> for ClientInstance {
 
     fn handle(&mut self, msg: UnregisterConsumer, ctx: &mut Self::Context) -> Self::Result {
         self.consumers.remove(&msg.0);
-        let header = crate::protocol::group::UnregisterClientRequestHeader {
-            client_id: self.client_id.clone(),
-            producer_group: None,
-            consumer_group: Some(msg.0),
-        };
-        let targets: Vec<_> = self
-            .brokers_in_use()
+        Box::pin(self.unregister(None, Some(msg.0), ctx).into_actor(self))
+    }
+}
+
+impl Handler<UnregisterProducer> for ClientInstance {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: UnregisterProducer, ctx: &mut Self::Context) -> Self::Result {
+        self.producer_groups.remove(&msg.0);
+        Box::pin(self.unregister(Some(msg.0), None, ctx).into_actor(self))
+    }
+}
+
+impl Handler<Shutdown> for ClientInstance {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        if !self.consumers.is_empty() {
+            let groups: Vec<&str> = self.consumers.keys().map(String::as_str).collect();
+            tracing::warn!(
+                groups = %groups.join(", "),
+                "client instance shut down under running consumers: shut them down first, \
+                 or what they consumed since their last commit is delivered again"
+            );
+        }
+        let producers = std::mem::take(&mut self.producer_groups);
+        let consumers: Vec<String> = self.consumers.drain().map(|(g, _)| g).collect();
+        let leaving: Vec<_> = producers
             .into_iter()
-            .map(|a| {
-                let l = self.link(&a, ctx);
-                (a, l)
-            })
+            .map(|g| self.unregister(Some(g), None, ctx))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(
+                consumers
+                    .into_iter()
+                    .map(|g| self.unregister(None, Some(g), ctx))
+                    .collect::<Vec<_>>(),
+            )
             .collect();
         Box::pin(
-            async move {
-                for (addr, link) in targets {
-                    if let Ok(f) =
-                        Frame::request(RequestCode::UnregisterClient, 0, &header, Bytes::new())
+            futures_util::future::join_all(leaving)
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    for link in act
+                        .brokers
+                        .values()
+                        .chain(act.namesrvs.iter().map(|(_, l)| l))
                     {
-                        let _ = remote_link::call(&link, &addr, f, Duration::from_secs(3)).await;
+                        link.do_send(remote_link::Close);
                     }
-                }
-            }
-            .into_actor(self),
+                    act.brokers.clear();
+                    act.namesrvs.clear();
+                    act.routes.clear();
+                    ctx.stop();
+                }),
         )
     }
 }

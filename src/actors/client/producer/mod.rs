@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,9 @@ use actix::prelude::*;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::actors::client::client_instance::{ClientInstance, GetLink, GetRoute, RegisterProducer};
+use crate::actors::client::client_instance::{
+    ClientInstance, GetLink, GetRoute, RegisterProducer, UnregisterProducer,
+};
 use crate::actors::remote_link::{self, RemoteLink};
 use crate::client::{ClientError, Message, SendResult, SendStatus};
 use crate::protocol::batch::{encode_batch, BatchEntry};
@@ -140,6 +142,36 @@ struct Shared {
     next: AtomicU64,
     uniq_prefix: String,
     uniq_counter: AtomicU64,
+    /// Set by [`Producer::shutdown`]: sends that start afterwards fail.
+    closed: AtomicBool,
+    /// Sends under way, and the wake-up of a shutdown waiting for them to end.
+    in_flight: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Counts one send as under way for as long as it lives.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    /// Counts a send in, or refuses it once the producer is shut down. Counting first and
+    /// checking `closed` after means a shutdown either sees this send or this send sees
+    /// the shutdown; never neither.
+    fn enter(shared: &Arc<Shared>) -> Result<InFlight, ClientError> {
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(Arc::clone(shared));
+        if shared.closed.load(Ordering::SeqCst) || !shared.client.connected() {
+            return Err(ClientError::Shutdown);
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// Handle to a producer; cheap to clone.
@@ -161,17 +193,14 @@ impl Producer {
             next: AtomicU64::new(0),
             uniq_prefix,
             uniq_counter: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
         });
         // Heartbeats announce the group to brokers from now on.
         let group = shared.config.producer_group.clone();
         shared.client.do_send(RegisterProducer(group));
         Producer { shared }
-    }
-
-    /// Whether the client instance this producer sends through still runs (it stops with
-    /// the actix system): sends fail with [`ClientError::Shutdown`] once it has stopped.
-    fn alive(&self) -> bool {
-        self.shared.client.connected()
     }
 
     async fn send_one(
@@ -190,9 +219,7 @@ impl Producer {
         oneway: bool,
         budget: Option<Duration>,
     ) -> Result<SendResult, ClientError> {
-        if !self.alive() {
-            return Err(ClientError::Shutdown);
-        }
+        let _counted = InFlight::enter(&self.shared)?;
         Arc::clone(&self.shared)
             .send_one(msg, placement, oneway, budget)
             .await
@@ -218,13 +245,35 @@ impl Producer {
     /// [`SendHandle`] resolves to its outcome when awaited, and dropping it does not stop
     /// the send. Collecting many results is `join_all` over the handles.
     pub fn send_async(&self, msg: Message) -> SendHandle {
-        let me = self.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        actix::spawn(async move {
+        self.spawn_send(msg, move |result| {
             // The handle may have been dropped: nobody to tell then.
-            let _ = tx.send(me.send(msg).await);
+            let _ = tx.send(result);
         });
         SendHandle(rx)
+    }
+
+    /// Runs a round-robin send in its own task and hands its outcome to `done`. The send is
+    /// counted as under way from this call on, not from when the task first runs, so a
+    /// [`Producer::shutdown`] right after still waits for it.
+    fn spawn_send(
+        &self,
+        msg: Message,
+        done: impl FnOnce(Result<SendResult, ClientError>) + Send + 'static,
+    ) {
+        match InFlight::enter(&self.shared) {
+            Ok(counted) => {
+                let shared = Arc::clone(&self.shared);
+                actix::spawn(async move {
+                    let result = shared
+                        .send_one(msg, Placement::RoundRobin, false, None)
+                        .await;
+                    drop(counted);
+                    done(result);
+                });
+            }
+            Err(e) => done(Err(e)),
+        }
     }
 
     /// Asynchronous send with a callback, called exactly once with the outcome (RocketMQ's
@@ -234,8 +283,7 @@ impl Producer {
         msg: Message,
         callback: impl FnOnce(Result<SendResult, ClientError>) + Send + 'static,
     ) {
-        let me = self.clone();
-        actix::spawn(async move { callback(me.send(msg).await) });
+        self.spawn_send(msg, callback);
     }
 
     /// One-way send: nothing is asked of the broker, so delivery is not confirmed. Fails
@@ -267,12 +315,37 @@ impl Producer {
     }
 
     /// Sends several messages of one topic as one request; they get consecutive offsets in
-    /// one queue. The result names the first; its `msg_id` lists all, comma-separated.
+    /// one queue. The result's `queue_offset` is the first message's; its `unique_id` and
+    /// `offset_msg_id` list every message's id, comma-separated, in batch order (as
+    /// RocketMQ's batch `SendResult` does).
     pub async fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult, ClientError> {
-        if !self.alive() {
-            return Err(ClientError::Shutdown);
-        }
+        let _counted = InFlight::enter(&self.shared)?;
         Arc::clone(&self.shared).send_many(msgs).await
+    }
+
+    /// Stops this producer and every clone of it: sends that start afterwards fail with
+    /// [`ClientError::Shutdown`]; sends already under way (the handles of
+    /// [`Producer::send_async`] included) run to their end, each within its own time
+    /// budget, before this returns; then the group is dropped from heartbeats and
+    /// unregistered from the brokers. The [`ClientInstance`] and its connections stay up
+    /// for the other producers and consumers; [`ClientInstance::shutdown`] stops them.
+    /// Calling it again returns at once.
+    pub async fn shutdown(&self) {
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            // Created before the check, so a wake-up between the two is not missed.
+            let idle = self.shared.idle.notified();
+            if self.shared.in_flight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            idle.await;
+        }
+        self.shared.links.lock().clear();
+        let group = self.shared.config.producer_group.clone();
+        // A stopped client instance has nothing left to unregister.
+        let _ = self.shared.client.send(UnregisterProducer(group)).await;
     }
 
     /// The writable queues of a topic (for selectors).

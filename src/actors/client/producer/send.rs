@@ -412,7 +412,7 @@ impl Shared {
         let topic = first.topic.clone();
         let mut entries = Vec::with_capacity(msgs.len());
         let mut total = 0;
-        let mut first_id = String::new();
+        let mut ids = String::new();
         for m in &msgs {
             validate(m, shared.config.max_message_size)?;
             if m.topic != topic {
@@ -422,9 +422,10 @@ impl Shared {
                 )));
             }
             let id = shared.unique_id();
-            if first_id.is_empty() {
-                first_id = id.clone();
+            if !ids.is_empty() {
+                ids.push(',');
             }
+            ids.push_str(&id);
             total += m.body.len();
             entries.push(BatchEntry {
                 flag: m.flag,
@@ -444,7 +445,7 @@ impl Shared {
             batch: true,
             flag: 0,
             properties: String::new(),
-            unique_id: first_id,
+            unique_id: ids,
         };
         shared.send(out, Placement::RoundRobin, false, None).await
     }

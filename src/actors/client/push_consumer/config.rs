@@ -110,4 +110,26 @@ impl PushConsumerConfig {
         self.subscriptions.insert(topic.into(), expression.into());
         self
     }
+
+    /// Where a group with no committed offset starts: [`ConsumeFromWhere::LastOffset`]
+    /// (the default: what is stored from the group's start on), `FirstOffset` (everything
+    /// still stored), or `Timestamp` (set [`PushConsumerConfig::consume_timestamp`] too).
+    pub fn consume_from(mut self, from: ConsumeFromWhere) -> Self {
+        self.consume_from_where = from;
+        self
+    }
+
+    /// Broadcasting: every member of the group gets every message, and offsets are kept
+    /// in `offset_store_dir` on this machine instead of on the brokers.
+    pub fn broadcasting(mut self) -> Self {
+        self.message_model = MessageModel::Broadcasting;
+        self
+    }
+
+    /// Orderly: each queue's messages go to the listener one batch at a time, in queue
+    /// order (pair with [`crate::Producer::send_orderly`]).
+    pub fn orderly(mut self) -> Self {
+        self.orderly = true;
+        self
+    }
 }
