@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use actimq::protocol::message::{
+use actimq::internals::protocol::message::{
     PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeader,
 };
-use actimq::protocol::{Frame, FrameCodec, Request, ResponseCode};
+use actimq::internals::protocol::{Frame, FrameCodec, Request, ResponseCode};
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use tokio_util::codec::{Decoder, Encoder};

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actimq::storage::{MessageStore, MessageToStore, StoreConfig};
+use actimq::internals::storage::{MessageStore, MessageToStore, StoreConfig};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 

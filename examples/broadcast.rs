@@ -15,8 +15,8 @@ use actimq::{
 };
 
 fn main() -> anyhow::Result<()> {
-    actimq::cli::init_tracing_with_default("warn");
-    let ns = actimq::cli::namesrv_from_args();
+    actimq::internals::cli::init_tracing_with_default("warn");
+    let ns = actimq::internals::cli::namesrv_from_args();
     actix_rt::System::new().block_on(async move {
         let mut consumers = Vec::new();
         let mut counts = Vec::new();

@@ -17,8 +17,8 @@ use actimq::{
 const STEPS: [&str; 3] = ["created", "paid", "shipped"];
 
 fn main() -> anyhow::Result<()> {
-    actimq::cli::init_tracing_with_default("warn");
-    let ns = actimq::cli::namesrv_from_args();
+    actimq::internals::cli::init_tracing_with_default("warn");
+    let ns = actimq::internals::cli::namesrv_from_args();
     actix_rt::System::new().block_on(async move {
         let client = ClientInstance::start(ClientConfig::new(ns))?;
         let seen = Arc::new(AtomicUsize::new(0));

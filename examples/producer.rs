@@ -23,7 +23,7 @@ fn namesrv_and_rest() -> (String, Vec<String>) {
 }
 
 fn main() -> anyhow::Result<()> {
-    actimq::cli::init_tracing_with_default("warn");
+    actimq::internals::cli::init_tracing_with_default("warn");
     let (ns, rest) = namesrv_and_rest();
     let count: u64 = rest.first().map(|c| c.parse()).transpose()?.unwrap_or(10);
     actix_rt::System::new().block_on(async move {

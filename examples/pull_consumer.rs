@@ -7,8 +7,8 @@
 use actimq::{ClientConfig, ClientInstance, PullConsumer, PullStatus};
 
 fn main() -> anyhow::Result<()> {
-    actimq::cli::init_tracing_with_default("warn");
-    let ns = actimq::cli::namesrv_from_args();
+    actimq::internals::cli::init_tracing_with_default("warn");
+    let ns = actimq::internals::cli::namesrv_from_args();
     actix_rt::System::new().block_on(async move {
         let client = ClientInstance::start(ClientConfig::new(ns))?;
         let consumer = PullConsumer::new(client, "example-pull-consumers");

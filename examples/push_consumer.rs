@@ -12,8 +12,8 @@ use actimq::{
 };
 
 fn main() -> anyhow::Result<()> {
-    actimq::cli::init_tracing_with_default("warn");
-    let ns = actimq::cli::namesrv_from_args();
+    actimq::internals::cli::init_tracing_with_default("warn");
+    let ns = actimq::internals::cli::namesrv_from_args();
     actix_rt::System::new().block_on(async move {
         let client = ClientInstance::start(ClientConfig::new(ns))?;
         let mut config = PushConsumerConfig::new("example-consumers").subscribe("TopicTest", "*");

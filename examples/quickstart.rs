@@ -20,7 +20,7 @@ const TOPIC: &str = "QuickstartTopic";
 const PER_MODE: u64 = 250;
 
 fn main() -> anyhow::Result<()> {
-    actimq::cli::init_tracing_with_default("warn");
+    actimq::internals::cli::init_tracing_with_default("warn");
     let store = tempfile::tempdir()?;
     actix_rt::System::new().block_on(run(store.path().to_owned()))
 }

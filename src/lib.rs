@@ -1,36 +1,103 @@
-//! actimq: a distributed message broker on actix, modelled on Apache RocketMQ.
+//! actimq: a distributed message broker on [actix](https://actix.rs), modelled on Apache
+//! RocketMQ, and the producer and consumer actors to use it from an actix application.
 //!
-//! # Where to start
-//! - Applications: the client at the crate root ([`ClientInstance`], [`Producer`],
-//!   [`PushConsumer`], [`PullConsumer`], [`Message`]); to run a name server and a broker in
-//!   the same process, [`server`].
-//! - Operators' tools: [`admin`], the request/response client `mqadmin` is built on.
+//! Name servers keep routes, brokers store and deliver messages, a topic is split into
+//! message queues spread over brokers, and the consumers of a group share the queues out
+//! (clustering) or each get everything (broadcasting): RocketMQ's model, names and defaults.
 //!
-//! # Layout, bottom up
-//! - [`common`]: clock, durable-file helpers, name rules, the properties format.
-//! - [`storage`]: the durable store (commit log, consume queues, index, recovery). Plain
-//!   Rust, no actors and no sockets. [`protocol`]: the wire format and request types.
-//! - [`config`] (typed configs) and [`client`] (the client's plain vocabulary).
-//! - [`actors`]: `actors::server` (name server, broker, queue and group actors,
-//!   connections) and `actors::client` (client instance, producer, consumers, rebalancer),
-//!   which never import each other.
-//! - [`admin`], [`server`], and the binaries `mqnamesrv`, `mqbroker`, `mqadmin`, `mqbench`.
+//! # A producer and a consumer
 //!
-//! The map (layers and their import rules, actor tree, threads, message paths, file
-//! formats) is `docs/ARCHITECTURE.md` in the repository.
+//! One [`ClientInstance`] per process and name-server list carries the connections; any
+//! number of [`Producer`]s and [`PushConsumer`]s share it. Everything runs inside an actix
+//! system. This example starts its own name server and broker ([`server::LocalCluster`], on
+//! free ports) so that it runs anywhere; against a real cluster, the name-server address is
+//! e.g. `"127.0.0.1:9876"` (`mqnamesrv`'s default).
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use actimq::{
+//!     ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, Message as MqMessage,
+//!     MessageListener, Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # actimq::actix::System::new().block_on(async {
+//! # let store = tempfile::tempdir()?;
+//! # let cluster = actimq::server::LocalCluster::start(store.path()).await?;
+//! # let namesrv_addr = cluster.namesrv_addr();
+//! let client = ClientInstance::start(ClientConfig::new(namesrv_addr))?;
+//!
+//! // Send: the topic is created on first use (or beforehand with `mqadmin updateTopic`).
+//! let producer = Producer::start(client.clone(), ProducerConfig::new("orders-producer"));
+//! let sent = producer
+//!     .send(MqMessage::new("Orders", "order 42 created").with_tags("Created"))
+//!     .await?;
+//! println!("stored as {} in {:?}", sent.msg_id(), sent.message_queue);
+//! producer
+//!     .send_orderly(MqMessage::new("Orders", "order 42 paid").with_tags("Paid"), "order-42")
+//!     .await?;
+//!
+//! // Consume: a closure (or an actor: `MessageListener::actor`) gets each batch.
+//! let (seen, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+//! let config = PushConsumerConfig::new("orders-consumer")
+//!     .subscribe("Orders", "Created || Paid")
+//!     .consume_from(ConsumeFromWhere::FirstOffset); // this group is new: read what is stored
+//! let listener = MessageListener::from_fn(move |msgs| {
+//!     for m in msgs {
+//!         let _ = seen.send(String::from_utf8_lossy(m.body()).into_owned());
+//!     }
+//!     ConsumeResult::Success
+//! });
+//! let consumer = PushConsumer::start(client.clone(), config, listener).await?;
+//! for _ in 0..2 {
+//!     let body = tokio::time::timeout(Duration::from_secs(30), arrivals.recv()).await?;
+//!     println!("received {body:?}");
+//! }
+//!
+//! // Stop in this order: consumers (their offsets are committed), producers, the instance.
+//! consumer.shutdown().await?;
+//! producer.shutdown().await;
+//! ClientInstance::shutdown(&client).await;
+//! # cluster.shutdown().await;
+//! # Ok(())
+//! # })
+//! # }
+//! ```
+//!
+//! # What is where
+//! - Sending: [`Producer`] (synchronous, [`Producer::send_async`] futures and callbacks,
+//!   one-way, ordered by key, batches), configured by [`ProducerConfig`], answered with a
+//!   [`SendResult`].
+//! - Consuming: [`PushConsumer`] (the client pulls and calls your [`MessageListener`]: a
+//!   closure or an actor handling [`ConsumeMessages`]), [`PullConsumer`] (you pull queue by
+//!   queue), [`LitePullConsumer`] (you poll, it rebalances). Messages arrive as
+//!   [`MessageExt`].
+//! - Errors: every call returns [`ClientError`], whose variants name the topic, broker or
+//!   limit involved and say what to do.
+//! - Running servers in-process: [`server`] ([`server::LocalCluster`] for tests and demos,
+//!   [`server::start_namesrv`] and [`server::start_broker`] for full control).
+//! - Operations from code (topics, consumer progress, broker status): [`admin`], what the
+//!   `mqadmin` command is built on.
+//! - [`actix`] is re-exported so your actors use the client's version:
+//!   `use actimq::actix::prelude::*;`. actix's prelude also exports a `Message` trait and
+//!   derive; import this crate's message as `actimq::Message as MqMessage` next to it.
+//!
+//! Everything else (storage, protocol, the actors' own messages) is internal and not
+//! documented here; `docs/ARCHITECTURE.md` in the repository maps it.
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod actors;
 pub mod admin;
-pub mod cli;
-pub mod client;
-pub mod common;
-pub mod config;
-pub mod protocol;
 pub mod server;
-pub mod storage;
+
+#[doc(hidden)]
+pub mod internals;
+
+// The crate's own code keeps its short paths (`crate::storage::…`).
+pub(crate) use internals::{actors, client, common, config, protocol, storage};
 
 /// The actix this crate is built on, so an application's actors and the client's always
 /// use the same version: `use actimq::actix::prelude::*;`.
@@ -43,6 +110,10 @@ pub use actors::pull_consumer::{
 pub use actors::push_consumer::{
     ConsumeMessages, MessageListener, PushConsumer, PushConsumerConfig,
 };
+pub use actors::rebalancer::allocate::{
+    AllocateAveragely, AllocateAveragelyByCircle, AllocateStrategy,
+};
+pub use actors::remote_link::LinkConfig;
 pub use client::{
     ClientError, ConsumeFromWhere, ConsumeResult, Message, MessageExt, MessageModel, SendResult,
     SendStatus,

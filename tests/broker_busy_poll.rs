@@ -7,13 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use actimq::actors::broker::start_broker;
-use actimq::actors::busy_poll::{self, PollerState};
-use actimq::actors::namesrv::start_namesrv;
 use actimq::admin::AdminClient;
-use actimq::config::{BrokerConfig, NamesrvConfig};
-use actimq::protocol::message::SendMessageRequestHeader;
-use actimq::storage::StoreConfig;
+use actimq::internals::actors::broker::start_broker;
+use actimq::internals::actors::busy_poll::{self, PollerState};
+use actimq::internals::actors::namesrv::start_namesrv;
+use actimq::internals::config::{BrokerConfig, NamesrvConfig};
+use actimq::internals::protocol::message::SendMessageRequestHeader;
+use actimq::internals::storage::StoreConfig;
 use bytes::Bytes;
 use common::process::{broker, broker_config, namesrv};
 

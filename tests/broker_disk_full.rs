@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use actimq::admin::{AdminClient, AdminError};
-use actimq::protocol::message::SendMessageRequestHeader;
+use actimq::internals::protocol::message::SendMessageRequestHeader;
 use actimq::{Message, Producer, ProducerConfig};
 use bytes::Bytes;
 use support::TestCluster;

@@ -11,18 +11,18 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use actimq::admin::{AdminClient, AdminError};
-use actimq::protocol::group::{
+use actimq::internals::protocol::group::{
     ConsumerData, GetConsumerListByGroupRequestHeader, GetConsumerListByGroupResponseBody,
     HeartbeatData, NotifyConsumerIdsChangedRequestHeader, SubscriptionData,
 };
-use actimq::protocol::message::{
+use actimq::internals::protocol::message::{
     OffsetResponseHeader, PullMessageRequestHeader, QueryConsumerOffsetRequestHeader,
     SendMessageRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
-use actimq::protocol::topic::{
+use actimq::internals::protocol::topic::{
     ConsumeStats, CreateTopicRequestHeader, GetConsumeStatsRequestHeader, PERM_READ_WRITE,
 };
-use actimq::protocol::{
+use actimq::internals::protocol::{
     encode_body, Frame, FrameCodec, MessageQueue, NoHeader, RequestCode, ResponseCode,
 };
 use actix_rt::SystemRunner;
@@ -350,7 +350,8 @@ fn committed_offsets_are_answered_counted_and_survive_a_sigterm_restart() {
             .await
             .unwrap();
         assert_eq!(f.response_code(), Some(ResponseCode::Success));
-        let zero: actimq::protocol::message::OffsetResponseHeader = f.decode_header().unwrap();
+        let zero: actimq::internals::protocol::message::OffsetResponseHeader =
+            f.decode_header().unwrap();
         assert_eq!(zero.offset, 0);
 
         let update = UpdateConsumerOffsetRequestHeader {

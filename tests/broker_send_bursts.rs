@@ -7,12 +7,12 @@ mod support;
 
 use std::time::Duration;
 
-use actimq::protocol::batch::{encode_batch, BatchEntry};
-use actimq::protocol::message::{
+use actimq::internals::protocol::batch::{encode_batch, BatchEntry};
+use actimq::internals::protocol::message::{
     PullMessageRequestHeader, SendMessageRequestHeader, SendMessageResponseHeader,
 };
-use actimq::protocol::{Frame, FrameCodec, RequestCode, ResponseCode};
-use actimq::storage::record::{self, encode_properties, Verify};
+use actimq::internals::protocol::{Frame, FrameCodec, RequestCode, ResponseCode};
+use actimq::internals::storage::record::{self, encode_properties, Verify};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use support::TestCluster;

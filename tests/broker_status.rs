@@ -12,10 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use actimq::admin::AdminClient;
-use actimq::protocol::message::{PullMessageRequestHeader, SendMessageRequestHeader};
-use actimq::protocol::topic::{CreateTopicRequestHeader, PERM_READ_WRITE};
-use actimq::protocol::ResponseCode;
-use actimq::storage::StoredMessage;
+use actimq::internals::protocol::message::{PullMessageRequestHeader, SendMessageRequestHeader};
+use actimq::internals::protocol::topic::{CreateTopicRequestHeader, PERM_READ_WRITE};
+use actimq::internals::protocol::ResponseCode;
+use actimq::internals::storage::StoredMessage;
 use bytes::Bytes;
 use common::process::{broker, broker_config, mqadmin, namesrv};
 

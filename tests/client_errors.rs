@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use actimq::admin::AdminClient;
-use actimq::protocol::message::SendMessageRequestHeader;
+use actimq::internals::protocol::message::SendMessageRequestHeader;
 use actimq::{ClientError, Message, Producer, ProducerConfig};
 use bytes::Bytes;
 use support::{eventually, TestCluster};

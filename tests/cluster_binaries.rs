@@ -10,8 +10,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use actimq::admin::AdminClient;
-use actimq::protocol::message::{PullMessageRequestHeader, SendMessageRequestHeader};
-use actimq::protocol::{Frame, FrameCodec, ResponseCode};
+use actimq::internals::protocol::message::{PullMessageRequestHeader, SendMessageRequestHeader};
+use actimq::internals::protocol::{Frame, FrameCodec, ResponseCode};
 use bytes::{Bytes, BytesMut};
 use common::process::{broker, broker_config, eventually, mqadmin, namesrv, spawn};
 use tokio_util::codec::{Decoder, Encoder};
@@ -392,7 +392,7 @@ fn hostile_bytes_do_not_hurt_other_clients() {
     let mut s = connect();
     let mut out = BytesMut::new();
     let mut codec = FrameCodec::default();
-    let frame = Frame::new(actimq::protocol::FrameKind::Request, 77, 9999);
+    let frame = Frame::new(actimq::internals::protocol::FrameKind::Request, 77, 9999);
     codec.encode(frame, &mut out).unwrap();
     s.write_all(&out).unwrap();
     let answer = read_frame(&mut s).expect("an answer");

@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use actimq::config::{BrokerConfig, BrokerRole, ConfigError, NamesrvConfig, NAMESRV_ADDR_ENV};
-use actimq::storage::{FlushDiskType, StoreConfig};
+use actimq::internals::config::{
+    BrokerConfig, BrokerRole, ConfigError, NamesrvConfig, NAMESRV_ADDR_ENV,
+};
+use actimq::internals::storage::{FlushDiskType, StoreConfig};
 
 fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")

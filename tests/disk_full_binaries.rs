@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use actimq::admin::{AdminClient, AdminError};
-use actimq::protocol::message::{PullMessageRequestHeader, SendMessageRequestHeader};
-use actimq::protocol::ResponseCode;
+use actimq::internals::protocol::message::{PullMessageRequestHeader, SendMessageRequestHeader};
+use actimq::internals::protocol::ResponseCode;
 use bytes::Bytes;
 use common::process::{broker, eventually, mqadmin, namesrv, Proc};
 

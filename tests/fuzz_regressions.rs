@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use actimq::storage::record::RecordError;
-use actimq::storage::record::{self, Verify};
-use actimq::storage::StoredMessage;
+use actimq::internals::storage::record::RecordError;
+use actimq::internals::storage::record::{self, Verify};
+use actimq::internals::storage::StoredMessage;
 use bytes::Bytes;
 
 fn dir() -> PathBuf {

@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actimq::admin::AdminClient;
-use actimq::protocol::message::{PullMessageRequestHeader, SendMessageRequestHeader};
-use actimq::protocol::{Frame, FrameCodec, NoHeader, RequestCode};
+use actimq::internals::protocol::message::{PullMessageRequestHeader, SendMessageRequestHeader};
+use actimq::internals::protocol::{Frame, FrameCodec, NoHeader, RequestCode};
 use bytes::{Bytes, BytesMut};
 use common::process::{broker, broker_config, eventually, namesrv, Proc};
 use tokio_util::codec::{Decoder, Encoder};

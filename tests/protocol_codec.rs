@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use actimq::protocol::group::{
+use actimq::internals::protocol::group::{
     ConsumeFromWhere, ConsumeType, ConsumerData, GetConsumerListByGroupRequestHeader,
     GetConsumerListByGroupResponseBody, HeartbeatData, LockBatchRequestBody, LockBatchResponseBody,
     MessageModel, NotifyConsumerIdsChangedRequestHeader, ProducerData, SubscriptionData,
     UnlockBatchRequestBody, UnregisterClientRequestHeader,
 };
-use actimq::protocol::message::{
+use actimq::internals::protocol::message::{
     BoundaryType, CheckTransactionStateRequestHeader, ConsumerSendMsgBackRequestHeader,
     EndTransactionRequestHeader, GetEarliestMsgStoretimeRequestHeader,
     GetEarliestMsgStoretimeResponseHeader, GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader,
@@ -20,17 +20,17 @@ use actimq::protocol::message::{
     UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader, PULL_FLAG_SUSPEND,
     TRANSACTION_COMMIT_TYPE,
 };
-use actimq::protocol::route::{
+use actimq::internals::protocol::route::{
     BrokerData, ClusterInfo, GetRouteInfoRequestHeader, QueueData, RegisterBrokerRequestHeader,
     RegisterBrokerResponseHeader, TopicList, TopicRouteData, UnregisterBrokerRequestHeader,
 };
-use actimq::protocol::topic::{
+use actimq::internals::protocol::topic::{
     ConsumeStats, CreateTopicRequestHeader, DataVersion, DeleteTopicFromNamesrvRequestHeader,
     DeleteTopicRequestHeader, GetConsumeStatsRequestHeader, GetTopicStatsInfoRequestHeader,
     KvTable, OffsetWrapper, TopicConfig, TopicConfigWrapper, TopicOffset, TopicStatsTable,
     PERM_READ_WRITE,
 };
-use actimq::protocol::{
+use actimq::internals::protocol::{
     decode_request, encode_body, Error, Frame, FrameCodec, FrameKind, MessageQueue, NoHeader,
     Request, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION,
 };
@@ -561,7 +561,7 @@ proptest! {
         // ... and any raw code, which must survive the frame layer untouched.
         let kind = if oneway { FrameKind::Oneway } else { FrameKind::Request };
         let raw = Frame {
-            header: actimq::protocol::encode_header(&header).unwrap(),
+            header: actimq::internals::protocol::encode_header(&header).unwrap(),
             body: Bytes::from(body),
             ..Frame::new(kind, opaque, code)
         };
@@ -587,7 +587,7 @@ proptest! {
 
         let header = PullMessageResponseHeader { suggest_which_broker_id, next_begin_offset, min_offset, max_offset };
         let response = Frame {
-            header: actimq::protocol::encode_header(&header).unwrap(),
+            header: actimq::internals::protocol::encode_header(&header).unwrap(),
             body: Bytes::from(records),
             ..Frame::new(FrameKind::Response, opaque, code)
         };

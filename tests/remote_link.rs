@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
-use actimq::actors::remote_link::{self, LinkConfig, LinkError, RemoteLink};
-use actimq::protocol::{Frame, FrameCodec, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_SIZE};
+use actimq::internals::actors::remote_link::{self, LinkConfig, LinkError, RemoteLink};
+use actimq::internals::protocol::{
+    Frame, FrameCodec, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_SIZE,
+};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;

@@ -5,7 +5,7 @@
 //! answered before the hold ends. The assertions are about order, not time: each answer
 //! must arrive while the hold is still on and the held request still unanswered.
 //!
-//! The hold is `actimq::common::fs::disk_faults`, a test hook that sleeps on the thread doing
+//! The hold is `actimq::internals::common::fs::disk_faults`, a test hook that sleeps on the thread doing
 //! the operation. Were that thread the broker's event loop, nothing else would be answered
 //! until it woke.
 
@@ -15,14 +15,14 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use actimq::actors::remote_link::{self, LinkConfig, RemoteLink};
-use actimq::common::fs::disk_faults;
-use actimq::protocol::group::{ConsumerData, HeartbeatData, SubscriptionData};
-use actimq::protocol::message::{
+use actimq::internals::actors::remote_link::{self, LinkConfig, RemoteLink};
+use actimq::internals::common::fs::disk_faults;
+use actimq::internals::protocol::group::{ConsumerData, HeartbeatData, SubscriptionData};
+use actimq::internals::protocol::message::{
     GetMaxOffsetRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader,
 };
-use actimq::protocol::topic::{CreateTopicRequestHeader, PERM_READ_WRITE};
-use actimq::protocol::{encode_body, Frame, NoHeader, RequestCode, ResponseCode};
+use actimq::internals::protocol::topic::{CreateTopicRequestHeader, PERM_READ_WRITE};
+use actimq::internals::protocol::{encode_body, Frame, NoHeader, RequestCode, ResponseCode};
 use actix::Addr;
 use bytes::Bytes;
 use support::{eventually, TestCluster};

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use actimq::storage::{AppendResult, Error, MessageStore, MessageToStore};
+use actimq::internals::storage::{AppendResult, Error, MessageStore, MessageToStore};
 use common::{host, message, small_config, Rng};
 
 const SEGMENT: u64 = 64 * 1024;

@@ -12,8 +12,8 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use actimq::storage::damage::{DamageKind, FoundBy};
-use actimq::storage::{AppendResult, GetStatus, MessageStore, StoredMessage};
+use actimq::internals::storage::damage::{DamageKind, FoundBy};
+use actimq::internals::storage::{AppendResult, GetStatus, MessageStore, StoredMessage};
 use common::{host, message, small_config};
 
 const TOPIC: &str = "Damage";

@@ -1,9 +1,11 @@
 //! Property tests: the record decoder, the peek at a log position and the message-id parser
 //! never panic and never read past their input, whatever bytes they get.
 
-use actimq::storage::message_id::decode_offset_msg_id;
-use actimq::storage::record::{self, body_crc, encode_into, MessageToStore, StoreStamp, Verify};
-use actimq::storage::StoredMessage;
+use actimq::internals::storage::message_id::decode_offset_msg_id;
+use actimq::internals::storage::record::{
+    self, body_crc, encode_into, MessageToStore, StoreStamp, Verify,
+};
+use actimq::internals::storage::StoredMessage;
 use bytes::Bytes;
 use proptest::prelude::*;
 

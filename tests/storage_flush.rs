@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 
-use actimq::storage::{FlushDiskType, MessageStore, StoreConfig};
+use actimq::internals::storage::{FlushDiskType, MessageStore, StoreConfig};
 use common::{host, message, small_config};
 
 fn config(dir: &std::path::Path, flush: FlushDiskType, interval_ms: u64) -> StoreConfig {
@@ -105,7 +105,7 @@ fn async_flush_waits_for_the_timer_or_an_explicit_flush_from_another_thread() {
 
 #[test]
 fn an_idle_store_does_not_rewrite_its_checkpoint() {
-    use actimq::storage::checkpoint::Checkpoint;
+    use actimq::internals::storage::checkpoint::Checkpoint;
     let dir = tempfile::tempdir().unwrap();
     // Housekeeping every 20 ms, so an idle store gets many chances to rewrite it.
     let cfg = StoreConfig {

@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use actimq::storage::{MessageStore, StoreConfig};
+use actimq::internals::storage::{MessageStore, StoreConfig};
 use common::{host, message, Rng};
 
 const QUEUES_PER_TOPIC: u32 = 8;

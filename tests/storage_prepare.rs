@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use actimq::storage::MessageStore;
+use actimq::internals::storage::MessageStore;
 use common::{host, message, small_config};
 
 /// Files of the kinds an append could create: commit-log segments, consume-queue segments

@@ -4,7 +4,7 @@
 
 mod common;
 
-use actimq::storage::{Error, MessageStore};
+use actimq::internals::storage::{Error, MessageStore};
 use common::{host, message, small_config, Rng};
 
 const SEGMENT: u64 = 64 * 1024;

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use actimq::storage::{AppendResult, MessageStore};
+use actimq::internals::storage::{AppendResult, MessageStore};
 use common::{host, message, small_config};
 
 const SEGMENT: u64 = 256 * 1024;

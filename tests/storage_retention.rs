@@ -7,7 +7,9 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actimq::storage::{AppendResult, DiskFullPolicy, Error, GetStatus, MessageStore, StoreConfig};
+use actimq::internals::storage::{
+    AppendResult, DiskFullPolicy, Error, GetStatus, MessageStore, StoreConfig,
+};
 use common::{host, message, small_config};
 
 const SEGMENT: u64 = 64 * 1024;

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use actimq::storage::{GetStatus, MessageStore};
+use actimq::internals::storage::{GetStatus, MessageStore};
 use common::{host, message, small_config, Rng};
 
 #[test]
@@ -81,7 +81,7 @@ fn tag_filter_and_time_search() {
     for seq in 0..300u64 {
         results.push(store.append(&message("T", 0, seq, 100)).unwrap());
     }
-    let tag1 = actimq::storage::record::tag_hash("Tag1");
+    let tag1 = actimq::internals::storage::record::tag_hash("Tag1");
     let only_tag1 = |h: i64| h == tag1;
     let r = store.get_messages("T", 0, 0, 1000, 1 << 20, Some(&only_tag1));
     assert_eq!(r.status, GetStatus::Found);
@@ -133,9 +133,9 @@ trait KeyOf {
     fn body_key(&self) -> Option<String>;
 }
 
-impl KeyOf for actimq::storage::MessageToStore {
+impl KeyOf for actimq::internals::storage::MessageToStore {
     fn body_key(&self) -> Option<String> {
-        actimq::storage::record::property(&self.properties, "KEYS").map(str::to_owned)
+        actimq::internals::storage::record::property(&self.properties, "KEYS").map(str::to_owned)
     }
 }
 
@@ -199,7 +199,7 @@ fn batches_mixing_queues_and_crossing_segments_read_back_in_order() {
 #[test]
 fn a_batch_cut_short_reports_the_messages_it_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let config = actimq::storage::StoreConfig {
+    let config = actimq::internals::storage::StoreConfig {
         // 50 entries per consume-queue segment.
         mapped_file_size_consume_queue: 20 * 50,
         ..small_config(dir.path(), 1024 * 1024)
@@ -231,7 +231,7 @@ fn a_batch_cut_short_reports_the_messages_it_stored() {
 #[test]
 fn an_index_file_that_cannot_be_created_does_not_stop_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let config = actimq::storage::StoreConfig {
+    let config = actimq::internals::storage::StoreConfig {
         max_index_num: 100,
         ..small_config(dir.path(), 1024 * 1024)
     };
@@ -255,7 +255,9 @@ fn an_index_file_that_cannot_be_created_does_not_stop_the_store() {
     // Once the folder is back, a later append creates the file and keys are indexed again.
     std::fs::remove_file(&index_dir).unwrap();
     std::fs::rename(&moved, &index_dir).unwrap();
-    std::thread::sleep(actimq::storage::index::RETRY_CREATE_AFTER + Duration::from_millis(100));
+    std::thread::sleep(
+        actimq::internals::storage::index::RETRY_CREATE_AFTER + Duration::from_millis(100),
+    );
     store.append(&message("Idx", 0, 60, 200)).unwrap();
     let found = store
         .query_by_key("Idx", "key-60", 0, i64::MAX, 10)

@@ -5,7 +5,7 @@
 
 mod common;
 
-use actimq::storage::{AppendResult, MessageStore};
+use actimq::internals::storage::{AppendResult, MessageStore};
 use common::{host, message, small_config};
 
 const SEGMENT: u64 = 1024 * 1024;

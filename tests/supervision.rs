@@ -13,21 +13,23 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actimq::actors::broker::start_broker;
-use actimq::actors::client_instance::RebalanceNow;
-use actimq::actors::namesrv::{start_namesrv, CorruptRoutes};
-use actimq::actors::rebalancer::allocate::AllocateAveragely;
-use actimq::actors::rebalancer::{Assign, Rebalancer};
-use actimq::actors::remote_link::{self, LinkConfig, LinkError, RemoteLink};
 use actimq::admin::{AdminClient, AdminError, PullOutcome};
-use actimq::config::{BrokerConfig, NamesrvConfig};
-use actimq::protocol::message::{
+use actimq::internals::actors::broker::start_broker;
+use actimq::internals::actors::client_instance::RebalanceNow;
+use actimq::internals::actors::namesrv::{start_namesrv, CorruptRoutes};
+use actimq::internals::actors::rebalancer::allocate::AllocateAveragely;
+use actimq::internals::actors::rebalancer::{Assign, Rebalancer};
+use actimq::internals::actors::remote_link::{self, LinkConfig, LinkError, RemoteLink};
+use actimq::internals::config::{BrokerConfig, NamesrvConfig};
+use actimq::internals::protocol::message::{
     GetMaxOffsetRequestHeader, PullMessageRequestHeader, QueryConsumerOffsetRequestHeader,
     SendMessageRequestHeader, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
-use actimq::protocol::topic::{CreateTopicRequestHeader, PERM_READ_WRITE};
-use actimq::protocol::{Frame, FrameCodec, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_SIZE};
-use actimq::storage::StoreConfig;
+use actimq::internals::protocol::topic::{CreateTopicRequestHeader, PERM_READ_WRITE};
+use actimq::internals::protocol::{
+    Frame, FrameCodec, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_SIZE,
+};
+use actimq::internals::storage::StoreConfig;
 use actimq::MessageModel;
 use actix::prelude::*;
 use bytes::Bytes;
@@ -235,7 +237,7 @@ async fn broker_with_small_queue_segments(
 /// test's own store, so tests running beside it are not touched.
 fn poison_next_dispatch(root: &Path) {
     let queue = root.join("consumequeue").join(TOPIC).join("0");
-    actimq::common::fs::disk_faults::fail_next(&queue.to_string_lossy());
+    actimq::internals::common::fs::disk_faults::fail_next(&queue.to_string_lossy());
 }
 
 async fn send(
@@ -507,7 +509,7 @@ async fn query_offset(
     let f = admin
         .call_ok(broker, RequestCode::QueryConsumerOffset, &h, Bytes::new())
         .await?;
-    let h: actimq::protocol::message::OffsetResponseHeader = f.decode_header().unwrap();
+    let h: actimq::internals::protocol::message::OffsetResponseHeader = f.decode_header().unwrap();
     Ok(h.offset)
 }
 

@@ -5,15 +5,15 @@
 
 use std::path::Path;
 
-use actimq::protocol::group::{HeartbeatData, LockBatchRequestBody, ProducerData};
-use actimq::protocol::message::{
+use actimq::internals::protocol::group::{HeartbeatData, LockBatchRequestBody, ProducerData};
+use actimq::internals::protocol::message::{
     CheckTransactionStateRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader,
     SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
-use actimq::protocol::route::{GetRouteInfoRequestHeader, RegisterBrokerRequestHeader};
-use actimq::protocol::topic::{TopicConfig, TopicConfigWrapper};
-use actimq::protocol::{Frame, FrameCodec, MessageQueue, Request, ResponseCode};
-use actimq::storage::record::{blank_marker, body_crc, encode_into, MessageToStore, StoreStamp};
+use actimq::internals::protocol::route::{GetRouteInfoRequestHeader, RegisterBrokerRequestHeader};
+use actimq::internals::protocol::topic::{TopicConfig, TopicConfigWrapper};
+use actimq::internals::protocol::{Frame, FrameCodec, MessageQueue, Request, ResponseCode};
+use actimq::internals::storage::record::{blank_marker, body_crc, encode_into, MessageToStore, StoreStamp};
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Encoder;
 

@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use actimq::config::{BrokerConfig, ConfigError, NamesrvConfig, TEXT_SOURCE};
+use actimq::internals::config::{BrokerConfig, ConfigError, NamesrvConfig, TEXT_SOURCE};
 use libfuzzer_sys::fuzz_target;
 
 fn check_error(e: &ConfigError) {

@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use actimq::storage::consume_queue::{CqEntry, CQ_STORE_UNIT_SIZE};
+use actimq::internals::storage::consume_queue::{CqEntry, CQ_STORE_UNIT_SIZE};
 use libfuzzer_sys::fuzz_target;
 
 fn expected(slot: &[u8]) -> Option<CqEntry> {

@@ -15,8 +15,8 @@
 
 #![no_main]
 
-use actimq::protocol::message::{SendMessageRequestHeader, SendMessageResponseHeader};
-use actimq::protocol::{decode_request, Frame, FrameCodec, FrameKind, Request};
+use actimq::internals::protocol::message::{SendMessageRequestHeader, SendMessageResponseHeader};
+use actimq::internals::protocol::{decode_request, Frame, FrameCodec, FrameKind, Request};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;

@@ -16,11 +16,11 @@
 
 #![no_main]
 
-use actimq::storage::record::{
+use actimq::internals::storage::record::{
     self, body_crc, Peek, RecordView, Verify, NAME_VALUE_SEPARATOR, PROPERTY_RECORD_CRC,
     PROPERTY_SEPARATOR, RECORD_CRC_SUFFIX_LEN,
 };
-use actimq::storage::StoredMessage;
+use actimq::internals::storage::StoredMessage;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 

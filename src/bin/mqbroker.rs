@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use actimq::config::{BrokerConfig, BrokerRole};
+use actimq::internals::config::{BrokerConfig, BrokerRole};
 use actimq::server::start_broker;
 use clap::Parser;
 
@@ -80,8 +80,8 @@ fn apply(args: Args, config: &mut BrokerConfig) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    actimq::cli::init_tracing();
-    actimq::cli::return_freed_memory();
+    actimq::internals::cli::init_tracing();
+    actimq::internals::cli::return_freed_memory();
     let args = Args::parse();
     let mut config = match BrokerConfig::load(args.config.as_deref()) {
         Ok(c) => c,
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
     }
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        let stop = actimq::cli::shutdown_signal();
+        let stop = actimq::internals::cli::shutdown_signal();
         tokio::pin!(stop);
         let (name, id) = (config.broker_name.clone(), config.broker_id);
         // A stop during start-up (a long recovery) is honoured at once: nothing is

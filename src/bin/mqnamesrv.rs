@@ -9,7 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use actimq::config::NamesrvConfig;
+use actimq::internals::config::NamesrvConfig;
 use actimq::server::start_namesrv;
 use clap::Parser;
 
@@ -26,8 +26,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    actimq::cli::init_tracing();
-    actimq::cli::return_freed_memory();
+    actimq::internals::cli::init_tracing();
+    actimq::internals::cli::return_freed_memory();
     let args = Args::parse();
     let mut config = match NamesrvConfig::load(args.config.as_deref()) {
         Ok(c) => c,
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     }
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        let stop = actimq::cli::shutdown_signal();
+        let stop = actimq::internals::cli::shutdown_signal();
         let handle = start_namesrv(config).await?;
         tracing::info!("mqnamesrv listening on {}", handle.addr);
         stop.await;

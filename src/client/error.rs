@@ -3,6 +3,43 @@
 //! answer.
 
 /// Why a client operation failed.
+///
+/// Match on the variants to act on the cause (the enum is `#[non_exhaustive]`: keep a `_`
+/// arm); the `Display` text names the topic, broker or limit and says what to do.
+///
+/// ```
+/// use actimq::{ClientConfig, ClientError, ClientInstance, Message as MqMessage};
+/// use actimq::{Producer, ProducerConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # actimq::actix::System::new().block_on(async {
+/// # let store = tempfile::tempdir()?;
+/// // A broker that does not create topics on first use.
+/// let cluster = actimq::server::LocalCluster::start_with(store.path(), |broker| {
+///     broker.auto_create_topic_enable = false;
+/// })
+/// .await?;
+/// let client = ClientInstance::start(ClientConfig::new(cluster.namesrv_addr()))?;
+/// let producer = Producer::start(client.clone(), ProducerConfig::new("p"));
+///
+/// match producer.send(MqMessage::new("NoSuchTopic", "hello")).await {
+///     Err(ClientError::NoRoute { topic }) => println!("create '{topic}' first"),
+///     // Retries on other brokers ran out: `last` is the last attempt's own error.
+///     Err(ClientError::Exhausted { last: Some(cause), .. }) => println!("last cause: {cause}"),
+///     Err(e) if e.is_retryable() => println!("try again later: {e}"),
+///     Err(e) => println!("will not work as sent: {e}"),
+///     Ok(r) => panic!("the topic does not exist, yet {} was stored", r.msg_id()),
+/// }
+///
+/// // Input is checked before anything is sent.
+/// let bad = producer.send(MqMessage::new("Orders", "x").with_tags("A\u{2}B")).await;
+/// assert!(matches!(bad, Err(ClientError::MessageIllegal(_))));
+/// # ClientInstance::shutdown(&client).await;
+/// # cluster.shutdown().await;
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {

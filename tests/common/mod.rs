@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use actimq::storage::{MessageToStore, StoreConfig};
+use actimq::internals::storage::{MessageToStore, StoreConfig};
 use bytes::Bytes;
 
 /// The store host used by every storage test.

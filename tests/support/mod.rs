@@ -29,12 +29,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actimq::actors::broker::{start_broker, BrokerHandle};
-use actimq::actors::namesrv::{start_namesrv, NamesrvHandle};
 use actimq::admin::AdminClient;
-use actimq::config::{BrokerConfig, NamesrvConfig};
-use actimq::protocol::topic::{CreateTopicRequestHeader, PERM_READ_WRITE};
-use actimq::storage::StoreConfig;
+use actimq::internals::actors::broker::{start_broker, BrokerHandle};
+use actimq::internals::actors::namesrv::{start_namesrv, NamesrvHandle};
+use actimq::internals::config::{BrokerConfig, NamesrvConfig};
+use actimq::internals::protocol::topic::{CreateTopicRequestHeader, PERM_READ_WRITE};
+use actimq::internals::storage::StoreConfig;
 use actimq::{
     ClientConfig, ClientError, ClientInstance, ConsumeResult, Message, MessageExt, MessageListener,
     MessageQueue, Producer, SendResult,

@@ -77,7 +77,46 @@ fn to_result(p: Pulled, expression: &str) -> PullResult {
     }
 }
 
-/// The plain pull consumer.
+/// The plain pull consumer: you choose the queues, pull from offsets you keep, and commit
+/// them to the broker when you like (RocketMQ's `DefaultMQPullConsumer`). For a consumer
+/// that shares queues out in a group and only asks you to poll, see [`LitePullConsumer`].
+///
+/// ```
+/// use actimq::{ClientConfig, ClientInstance, Message as MqMessage, Producer, ProducerConfig};
+/// use actimq::{PullConsumer, PullStatus};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # actimq::actix::System::new().block_on(async {
+/// # let store = tempfile::tempdir()?;
+/// # let cluster = actimq::server::LocalCluster::start(store.path()).await?;
+/// let client = ClientInstance::start(ClientConfig::new(cluster.namesrv_addr()))?;
+/// let producer = Producer::start(client.clone(), ProducerConfig::new("p"));
+/// for i in 0..5 {
+///     producer.send(MqMessage::new("Audit", format!("event {i}"))).await?;
+/// }
+///
+/// let consumer = PullConsumer::new(client.clone(), "auditors");
+/// let mut read = 0;
+/// for queue in consumer.fetch_queues("Audit").await? {
+///     // Start where the group left off, or at the start of the queue.
+///     let mut offset = consumer.fetch_offset(&queue).await?.unwrap_or(0);
+///     loop {
+///         let result = consumer.pull(&queue, "*", offset, 32).await?;
+///         read += result.messages.len();
+///         offset = result.next_begin_offset;
+///         if result.status != PullStatus::Found {
+///             break; // NoNewMessage: caught up with this queue
+///         }
+///     }
+///     consumer.commit_offset(&queue, offset).await?;
+/// }
+/// assert_eq!(read, 5);
+/// # ClientInstance::shutdown(&client).await;
+/// # cluster.shutdown().await;
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct PullConsumer {
     client: Addr<ClientInstance>,

@@ -75,7 +75,7 @@ pub(super) async fn run_floor(
             let mut answers = BufReader::with_capacity(64 * 1024, read_half);
             let mut answer = [0u8; ANSWER_LEN];
             while answers.read_exact(&mut answer).await.is_ok() {
-                actimq::actors::busy_poll::note_activity();
+                actimq::internals::actors::busy_poll::note_activity();
                 let Some(scheduled) = pending.borrow_mut().pop_front() else {
                     break;
                 };
@@ -269,7 +269,7 @@ async fn echo(socket: TcpStream, size: usize) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         }
-        actimq::actors::busy_poll::note_activity();
+        actimq::internals::actors::busy_poll::note_activity();
         write_half.write_all(&answer).await?;
     }
 }

@@ -213,11 +213,11 @@ fn limits(count: Option<u64>, duration: Option<u64>) -> (u64, Duration) {
 }
 
 fn main() -> ExitCode {
-    actimq::cli::init_tracing_with_default("warn");
+    actimq::internals::cli::init_tracing_with_default("warn");
     let args = Args::parse();
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        actimq::actors::busy_poll::start(Duration::from_micros(args.busy_poll_us));
+        actimq::internals::actors::busy_poll::start(Duration::from_micros(args.busy_poll_us));
         match args.command {
             Command::Producer {
                 namesrv,

@@ -174,7 +174,56 @@ impl Drop for InFlight {
     }
 }
 
-/// Handle to a producer; cheap to clone.
+/// Handle to a producer; cheap to clone, and every clone sends for the same group.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use actimq::{ClientConfig, ClientError, ClientInstance, Message as MqMessage};
+/// use actimq::{Producer, ProducerConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # actimq::actix::System::new().block_on(async {
+/// # let store = tempfile::tempdir()?;
+/// # let cluster = actimq::server::LocalCluster::start(store.path()).await?;
+/// let client = ClientInstance::start(ClientConfig::new(cluster.namesrv_addr()))?;
+/// let producer = Producer::start(client.clone(), ProducerConfig::new("orders-producer"));
+///
+/// // Synchronous: resolves once the broker stored the message (retried on another broker
+/// // if one fails).
+/// let result = producer.send(MqMessage::new("Orders", "order 1").with_key("order-1")).await?;
+/// println!("{} at offset {} of {:?}", result.msg_id(), result.queue_offset, result.message_queue);
+///
+/// // Asynchronous: each `send_async` starts at once and returns a future of its result.
+/// let handles: Vec<_> = (2..=100)
+///     .map(|i| producer.send_async(MqMessage::new("Orders", format!("order {i}"))))
+///     .collect();
+/// for outcome in futures_util::future::join_all(handles).await {
+///     outcome?;
+/// }
+///
+/// // Ordered: one sharding key always lands in the same queue, so an orderly consumer
+/// // sees these in this order.
+/// for step in ["created", "paid", "shipped"] {
+///     producer.send_orderly(MqMessage::new("Orders", step), "order-7").await?;
+/// }
+///
+/// // One send with its own time budget, retries included.
+/// match producer.send_with_timeout(MqMessage::new("Orders", "urgent"), Duration::from_secs(1)).await {
+///     Ok(r) => println!("stored {}", r.msg_id()),
+///     Err(ClientError::Exhausted { attempts, last, .. }) => {
+///         println!("gave up after {attempts} attempts; last cause: {last:?}")
+///     }
+///     Err(e) => return Err(e.into()),
+/// }
+///
+/// producer.shutdown().await; // waits for sends under way, then refuses new ones
+/// ClientInstance::shutdown(&client).await;
+/// # cluster.shutdown().await;
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     shared: Arc<Shared>,

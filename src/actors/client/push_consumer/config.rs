@@ -32,6 +32,90 @@ impl MessageListener {
     }
 
     /// An actor that handles [`ConsumeMessages`]; a dead actor means "reconsume later".
+    /// The handler can answer [`ConsumeResult`] directly (`type Result = ConsumeResult;`),
+    /// and other messages can ask the actor what it has seen, as a web handler would.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::time::Duration;
+    ///
+    /// // actix comes from actimq, so its version is always the client's.
+    /// use actimq::actix::prelude::*;
+    /// // actix's prelude has a `Message` trait and derive: rename the client's message.
+    /// use actimq::{
+    ///     ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeMessages, ConsumeResult,
+    ///     Message as MqMessage, MessageListener, Producer, ProducerConfig, PushConsumer,
+    ///     PushConsumerConfig,
+    /// };
+    ///
+    /// /// Counts messages per tag.
+    /// #[derive(Default)]
+    /// struct TagCounter {
+    ///     counts: HashMap<String, usize>,
+    /// }
+    ///
+    /// impl Actor for TagCounter {
+    ///     type Context = Context<Self>;
+    /// }
+    ///
+    /// impl Handler<ConsumeMessages> for TagCounter {
+    ///     type Result = ConsumeResult;
+    ///
+    ///     fn handle(&mut self, batch: ConsumeMessages, _: &mut Context<Self>) -> ConsumeResult {
+    ///         for m in batch.0 {
+    ///             *self.counts.entry(m.tags().unwrap_or("").to_owned()).or_default() += 1;
+    ///         }
+    ///         ConsumeResult::Success
+    ///     }
+    /// }
+    ///
+    /// /// Asks the counter for its counts.
+    /// #[derive(Message)]
+    /// #[rtype(result = "HashMap<String, usize>")]
+    /// struct GetCounts;
+    ///
+    /// impl Handler<GetCounts> for TagCounter {
+    ///     type Result = MessageResult<GetCounts>;
+    ///
+    ///     fn handle(&mut self, _: GetCounts, _: &mut Context<Self>) -> Self::Result {
+    ///         MessageResult(self.counts.clone())
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # actimq::actix::System::new().block_on(async {
+    /// # let store = tempfile::tempdir()?;
+    /// # let cluster = actimq::server::LocalCluster::start(store.path()).await?;
+    /// let client = ClientInstance::start(ClientConfig::new(cluster.namesrv_addr()))?;
+    /// let producer = Producer::start(client.clone(), ProducerConfig::new("p"));
+    /// for tag in ["Created", "Created", "Paid"] {
+    ///     producer.send(MqMessage::new("Orders", "order").with_tags(tag)).await?;
+    /// }
+    ///
+    /// let counter = TagCounter::default().start();
+    /// let config = PushConsumerConfig::new("tag-counters")
+    ///     .subscribe("Orders", "*")
+    ///     .consume_from(ConsumeFromWhere::FirstOffset);
+    /// let listener = MessageListener::actor(counter.clone().recipient());
+    /// let consumer = PushConsumer::start(client.clone(), config, listener).await?;
+    ///
+    /// let mut counts = HashMap::new();
+    /// for _ in 0..1500 {
+    ///     counts = counter.send(GetCounts).await?;
+    ///     if counts.values().sum::<usize>() == 3 {
+    ///         break;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_millis(20)).await;
+    /// }
+    /// assert_eq!(counts.get("Created"), Some(&2));
+    /// assert_eq!(counts.get("Paid"), Some(&1));
+    /// consumer.shutdown().await?;
+    /// # ClientInstance::shutdown(&client).await;
+    /// # cluster.shutdown().await;
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
     pub fn actor(recipient: Recipient<ConsumeMessages>) -> Self {
         MessageListener(Arc::new(move |msgs| {
             let r = recipient.clone();

@@ -73,7 +73,65 @@ pub struct PushConsumerActor {
     subscribed_at_ms: i64,
 }
 
-/// Handle to a running push consumer.
+/// Handle to a running push consumer: it pulls the queues the group gives it and calls the
+/// listener with each batch; a batch answered [`ConsumeResult::Success`] moves the offset
+/// on, and offsets are committed to the brokers every `persist_consumer_offset_interval`
+/// and at [`PushConsumer::shutdown`].
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use std::time::{Duration, Instant};
+///
+/// use actimq::{
+///     ClientConfig, ClientError, ClientInstance, ConsumeFromWhere, ConsumeResult,
+///     Message as MqMessage, MessageListener, Producer, ProducerConfig, PushConsumer,
+///     PushConsumerConfig,
+/// };
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # actimq::actix::System::new().block_on(async {
+/// # let store = tempfile::tempdir()?;
+/// # let cluster = actimq::server::LocalCluster::start(store.path()).await?;
+/// let client = ClientInstance::start(ClientConfig::new(cluster.namesrv_addr()))?;
+/// let producer = Producer::start(client.clone(), ProducerConfig::new("p"));
+/// for i in 0..10 {
+///     producer.send(MqMessage::new("Orders", format!("order {i}")).with_tags("Created")).await?;
+/// }
+///
+/// let received = Arc::new(AtomicUsize::new(0));
+/// let counter = Arc::clone(&received);
+/// let consumer = PushConsumer::start(
+///     client.clone(),
+///     PushConsumerConfig::new("order-auditors")
+///         .subscribe("Orders", "Created")           // tags: `*`, `A`, `A || B`
+///         .consume_from(ConsumeFromWhere::FirstOffset), // a new group reads what is stored
+///     MessageListener::from_fn(move |msgs| {
+///         counter.fetch_add(msgs.len(), Ordering::Relaxed);
+///         ConsumeResult::Success
+///     }),
+/// )
+/// .await?;
+///
+/// let deadline = Instant::now() + Duration::from_secs(30);
+/// while received.load(Ordering::Relaxed) < 10 && Instant::now() < deadline {
+///     tokio::time::sleep(Duration::from_millis(20)).await;
+/// }
+/// assert_eq!(received.load(Ordering::Relaxed), 10);
+///
+/// // Shutdown commits the offsets; an error means some could not be saved, and those
+/// // messages will be delivered to the group again.
+/// match consumer.shutdown().await {
+///     Ok(()) => {}
+///     Err(ClientError::OffsetsNotSaved { queues, .. }) => eprintln!("{queues} queue(s) will repeat"),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # ClientInstance::shutdown(&client).await;
+/// # cluster.shutdown().await;
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct PushConsumer {
     addr: Addr<PushConsumerActor>,

@@ -85,6 +85,20 @@ pub enum BrokerError {
     /// The topic table could not be loaded.
     #[error(transparent)]
     Topics(#[from] TopicTableError),
+    /// [`BrokerHandle::wait_registered`] ran out of time.
+    #[error(
+        "the broker is not registered with {missing} after {waited_ms} ms: is the name \
+         server running and is namesrv_addr right? (the broker keeps trying)"
+    )]
+    NotRegistered {
+        /// The name servers that have not accepted a registration yet.
+        missing: String,
+        /// How long it waited.
+        waited_ms: u64,
+    },
+    /// The broker actor stopped (a shutdown).
+    #[error("the broker has stopped")]
+    Stopped,
 }
 
 /// Opens the store on a thread of its own: recovery may read for a while, and the event
@@ -129,16 +143,47 @@ pub(super) async fn on_store_thread(
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// The name servers that have not accepted a registration of this broker yet.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct Unregistered;
+
 /// A running broker.
 #[derive(Clone)]
 pub struct BrokerHandle {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The broker actor.
+    /// The broker actor (internal: its messages are not API).
+    #[doc(hidden)]
     pub broker: Addr<Broker>,
 }
 
 impl BrokerHandle {
+    /// Waits until every configured name server has accepted a registration of this
+    /// broker, so that clients asking them for routes find it (registration runs in the
+    /// background from the start; a freshly started broker is usually registered within
+    /// milliseconds). Fails with [`BrokerError::NotRegistered`] after `within`.
+    pub async fn wait_registered(&self, within: Duration) -> Result<(), BrokerError> {
+        let started = std::time::Instant::now();
+        loop {
+            let missing = self
+                .broker
+                .send(Unregistered)
+                .await
+                .map_err(|_| BrokerError::Stopped)?;
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= within {
+                return Err(BrokerError::NotRegistered {
+                    missing: missing.join(";"),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Graceful stop (see [`Shutdown`]).
     pub async fn shutdown(&self) {
         let _ = self.broker.send(Shutdown).await;
@@ -161,6 +206,8 @@ pub struct Broker {
     shutting_down: bool,
     /// A quick re-registration is scheduled (one at most).
     registration_retry: bool,
+    /// Name servers that accepted a registration at least once.
+    registered_with: std::collections::HashSet<String>,
     /// Sends of the batch being handled, appended together at its end.
     pending: send_pull::PendingSends,
     /// Sends waiting for disk work done off the event loop, in arrival order.
@@ -240,6 +287,7 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             next_queue: 0,
             shutting_down: false,
             registration_retry: false,
+            registered_with: std::collections::HashSet::new(),
             pending: send_pull::PendingSends::default(),
             deferred: deferred::DeferredSends::default(),
             topics_unsaved: false,
@@ -351,21 +399,26 @@ impl Broker {
             let (addr, link) = (addr.clone(), link.clone());
             ctx.spawn(
                 async move {
-                    match remote_link::call(&link, &addr, frame, NAMESRV_TIMEOUT).await {
-                        Ok(f) if f.response_code() == Some(ResponseCode::Success) => true,
+                    let answered = match remote_link::call(&link, &addr, frame, NAMESRV_TIMEOUT).await {
+                        Ok(f) if f.response_code() == Some(ResponseCode::Success) => Some(true),
                         Ok(f) => {
                             // A refusal is an answer: the periodic registration tries again.
                             tracing::warn!(namesrv = %addr, code = f.code, remark = ?f.remark, "registration refused");
-                            true
+                            Some(false)
                         }
                         Err(e) => {
                             tracing::warn!(namesrv = %addr, error = %e, "registration failed; retrying in 1 s");
-                            false
+                            None
                         }
-                    }
+                    };
+                    (addr, answered)
                 }
                 .into_actor(self)
-                .map(|registered, act, ctx| {
+                .map(|(addr, answered), act, ctx| {
+                    if answered == Some(true) {
+                        act.registered_with.insert(addr);
+                    }
+                    let registered = answered.is_some();
                     if !registered && !act.registration_retry && !act.shutting_down {
                         act.registration_retry = true;
                         ctx.run_later(REGISTRATION_RETRY, |act, ctx| {
@@ -407,6 +460,18 @@ impl Actor for Broker {
                 act.register_all(ctx);
             }
         });
+    }
+}
+
+impl Handler<Unregistered> for Broker {
+    type Result = Vec<String>;
+    fn handle(&mut self, _: Unregistered, _: &mut Context<Self>) -> Vec<String> {
+        self.namesrvs
+            .iter()
+            .map(|(a, _)| a)
+            .filter(|a| !self.registered_with.contains(*a))
+            .cloned()
+            .collect()
     }
 }
 

@@ -37,9 +37,11 @@ use route_table::RouteTable;
 pub struct NamesrvHandle {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The name server actor.
+    /// The name server actor (internal: its messages are not API).
+    #[doc(hidden)]
     pub namesrv: Addr<NameServer>,
-    /// The accept loop (stop it to stop accepting).
+    /// The accept loop (internal; [`NamesrvHandle::stop_accepting`] stops it).
+    #[doc(hidden)]
     pub listener: Addr<Listener>,
 }
 
