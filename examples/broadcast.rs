@@ -5,6 +5,9 @@
 //! cargo run --example broadcast -- -n 127.0.0.1:9876
 //! ```
 
+#[path = "support/setup.rs"]
+mod setup;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +18,8 @@ use actimq::{
 };
 
 fn main() -> anyhow::Result<()> {
-    actimq::internals::cli::init_tracing_with_default("warn");
-    let ns = actimq::internals::cli::namesrv_from_args();
+    setup::init_logs("warn");
+    let ns = setup::namesrv_addr();
     actix_rt::System::new().block_on(async move {
         let mut consumers = Vec::new();
         let mut counts = Vec::new();

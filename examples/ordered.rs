@@ -5,6 +5,9 @@
 //! cargo run --example ordered -- -n 127.0.0.1:9876
 //! ```
 
+#[path = "support/setup.rs"]
+mod setup;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +20,8 @@ use actimq::{
 const STEPS: [&str; 3] = ["created", "paid", "shipped"];
 
 fn main() -> anyhow::Result<()> {
-    actimq::internals::cli::init_tracing_with_default("warn");
-    let ns = actimq::internals::cli::namesrv_from_args();
+    setup::init_logs("warn");
+    let ns = setup::namesrv_addr();
     actix_rt::System::new().block_on(async move {
         let client = ClientInstance::start(ClientConfig::new(ns))?;
         let seen = Arc::new(AtomicUsize::new(0));

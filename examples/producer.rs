@@ -7,6 +7,9 @@
 //! ```
 //! The name server comes from `-n` or `NAMESRV_ADDR`, as with RocketMQ's tools.
 
+#[path = "support/setup.rs"]
+mod setup;
+
 use actimq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig};
 
 fn namesrv_and_rest() -> (String, Vec<String>) {
@@ -23,7 +26,7 @@ fn namesrv_and_rest() -> (String, Vec<String>) {
 }
 
 fn main() -> anyhow::Result<()> {
-    actimq::internals::cli::init_tracing_with_default("warn");
+    setup::init_logs("warn");
     let (ns, rest) = namesrv_and_rest();
     let count: u64 = rest.first().map(|c| c.parse()).transpose()?.unwrap_or(10);
     actix_rt::System::new().block_on(async move {

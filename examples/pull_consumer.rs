@@ -4,11 +4,14 @@
 //! cargo run --example pull_consumer -- -n 127.0.0.1:9876
 //! ```
 
+#[path = "support/setup.rs"]
+mod setup;
+
 use actimq::{ClientConfig, ClientInstance, PullConsumer, PullStatus};
 
 fn main() -> anyhow::Result<()> {
-    actimq::internals::cli::init_tracing_with_default("warn");
-    let ns = actimq::internals::cli::namesrv_from_args();
+    setup::init_logs("warn");
+    let ns = setup::namesrv_addr();
     actix_rt::System::new().block_on(async move {
         let client = ClientInstance::start(ClientConfig::new(ns))?;
         let consumer = PullConsumer::new(client, "example-pull-consumers");

@@ -6,14 +6,17 @@
 //! Start it twice to see the group share the queues; `mqadmin consumerProgress -g
 //! example-consumers` shows its lag.
 
+#[path = "support/setup.rs"]
+mod setup;
+
 use actimq::{
     ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, MessageListener, PushConsumer,
     PushConsumerConfig,
 };
 
 fn main() -> anyhow::Result<()> {
-    actimq::internals::cli::init_tracing_with_default("warn");
-    let ns = actimq::internals::cli::namesrv_from_args();
+    setup::init_logs("warn");
+    let ns = setup::namesrv_addr();
     actix_rt::System::new().block_on(async move {
         let client = ClientInstance::start(ClientConfig::new(ns))?;
         let mut config = PushConsumerConfig::new("example-consumers").subscribe("TopicTest", "*");

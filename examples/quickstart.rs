@@ -4,13 +4,16 @@
 //! Run it with `cargo run --release --example quickstart`. It ends with a line like
 //! `sent 1000, received 1000` and exits 0 when every message arrived.
 
+#[path = "support/setup.rs"]
+mod setup;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actimq::admin::{AdminClient, TopicSpec};
-use actimq::server::{start_broker, start_namesrv, BrokerConfig, NamesrvConfig, StoreConfig};
+use actimq::admin::AdminClient;
+use actimq::server::LocalCluster;
 use actimq::{
     ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, Message, MessageListener,
     Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
@@ -20,49 +23,21 @@ const TOPIC: &str = "QuickstartTopic";
 const PER_MODE: u64 = 250;
 
 fn main() -> anyhow::Result<()> {
-    actimq::internals::cli::init_tracing_with_default("warn");
+    setup::init_logs("warn");
     let store = tempfile::tempdir()?;
     actix_rt::System::new().block_on(run(store.path().to_owned()))
 }
 
 async fn run(store_dir: std::path::PathBuf) -> anyhow::Result<()> {
-    // 1. A name server and a broker inside this process.
-    let namesrv = start_namesrv(NamesrvConfig {
-        listen_host: "127.0.0.1".into(),
-        listen_port: 0,
-        ..NamesrvConfig::default()
-    })
-    .await?;
-    let ns = namesrv.addr.to_string();
-    let broker = start_broker(BrokerConfig {
-        listen_host: "127.0.0.1".into(),
-        listen_port: 0,
-        namesrv_addr: ns.clone(),
-        store: StoreConfig {
-            store_path_root_dir: store_dir,
-            mapped_file_size_commit_log: 64 << 20,
-            ..StoreConfig::default()
-        },
-        ..BrokerConfig::default()
-    })
-    .await?;
-    println!("name server on {ns}, broker on {}", broker.addr);
+    // 1. A name server and a broker inside this process, on free ports; `start` returns
+    //    once the broker is registered.
+    let cluster = LocalCluster::start(&store_dir).await?;
+    let ns = cluster.namesrv_addr();
+    let broker_addr = cluster.broker.addr.to_string();
+    println!("name server on {ns}, broker on {broker_addr}");
 
-    // 2. A topic with 4 queues, once the broker has registered.
-    let mut admin = AdminClient::new(&ns, Duration::from_secs(3));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while admin
-        .cluster_info()
-        .await
-        .map(|c| c.broker_addr_table.is_empty())
-        .unwrap_or(true)
-    {
-        anyhow::ensure!(Instant::now() < deadline, "the broker did not register");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    admin
-        .create_topic(&broker.addr.to_string(), &TopicSpec::new(TOPIC).queues(4))
-        .await?;
+    // 2. A topic with 4 queues (without it, the first send would create one).
+    cluster.create_topic(TOPIC, 4).await?;
 
     // 3. A push consumer that counts what it gets.
     let client = ClientInstance::start(ClientConfig::new(ns.clone()))?;
@@ -80,8 +55,9 @@ async fn run(store_dir: std::path::PathBuf) -> anyhow::Result<()> {
         }
         ConsumeResult::Success
     });
-    let mut consumer_config = PushConsumerConfig::new("quickstart-consumers").subscribe(TOPIC, "*");
-    consumer_config.consume_from_where = ConsumeFromWhere::FirstOffset;
+    let consumer_config = PushConsumerConfig::new("quickstart-consumers")
+        .subscribe(TOPIC, "*")
+        .consume_from(ConsumeFromWhere::FirstOffset);
     let consumer = PushConsumer::start(client.clone(), consumer_config, listener).await?;
 
     // 4. A producer, with each send mode.
@@ -135,12 +111,11 @@ async fn run(store_dir: std::path::PathBuf) -> anyhow::Result<()> {
     }
     // Shutting the consumer down commits its offsets; the broker then shows its progress.
     consumer.shutdown().await?;
+    producer.shutdown().await;
+    ClientInstance::shutdown(&client).await;
+    let mut admin = AdminClient::new(&ns, Duration::from_secs(3));
     let progress = admin
-        .consume_stats(
-            &broker.addr.to_string(),
-            "quickstart-consumers",
-            Some(TOPIC),
-        )
+        .consume_stats(&broker_addr, "quickstart-consumers", Some(TOPIC))
         .await?;
     println!(
         "{:<8} {:>14} {:>16} {:>5}",
@@ -157,7 +132,7 @@ async fn run(store_dir: std::path::PathBuf) -> anyhow::Result<()> {
     }
     let got = received.load(Ordering::Relaxed);
     println!("sent {sent}, received {got}");
-    broker.shutdown().await;
+    cluster.shutdown().await;
     anyhow::ensure!(got == sent, "lost {} messages", sent - got);
     Ok(())
 }

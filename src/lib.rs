@@ -82,6 +82,10 @@
 //! - [`actix`] is re-exported so your actors use the client's version:
 //!   `use actimq::actix::prelude::*;`. actix's prelude also exports a `Message` trait and
 //!   derive; import this crate's message as `actimq::Message as MqMessage` next to it.
+//!   actix's derive macros (`#[derive(Message)]`, `#[rtype(..)]`) write `::actix::…`
+//!   paths, so a crate using them also lists `actix = "0.13"` in its own `Cargo.toml`
+//!   (cargo then shares one copy with this crate); without them, implement
+//!   `actimq::actix::Message` by hand.
 //!
 //! Everything else (storage, protocol, the actors' own messages) is internal and not
 //! documented here; `docs/ARCHITECTURE.md` in the repository maps it.
@@ -102,6 +106,11 @@ pub(crate) use internals::{actors, client, common, config, protocol, storage};
 /// The actix this crate is built on, so an application's actors and the client's always
 /// use the same version: `use actimq::actix::prelude::*;`.
 pub use actix;
+/// Busy-polling for latency at light load: called inside the actix system, the current
+/// thread keeps polling its sockets for `budget` after each frame instead of sleeping (a
+/// wake-up saved per request, a busy core while traffic flows). Off unless called; the
+/// broker's equivalent is its `busy_poll_us` setting.
+pub use actors::busy_poll::start as start_busy_poll;
 pub use actors::client_instance::{ClientConfig, ClientInstance};
 pub use actors::producer::{Producer, ProducerConfig, SendHandle};
 pub use actors::pull_consumer::{

@@ -61,12 +61,14 @@ fn a_send_to_a_topic_whose_only_broker_is_down_names_the_broker_not_the_topic() 
             || {
                 let producer = producer.clone();
                 async move {
-                    match producer.send(Message::new(TOPIC, "again")).await {
-                        Err(ClientError::Exhausted { last: Some(cause), .. }) => {
-                            matches!(&*cause, ClientError::TopicUnavailable { brokers, .. } if brokers.contains("broker-a"))
-                        }
-                        _ => false,
-                    }
+                    // Directly when no route is left to start from, or as the last
+                    // cause after the cached route's broker failed.
+                    let cause = match producer.send(Message::new(TOPIC, "again")).await {
+                        Err(ClientError::Exhausted { last: Some(cause), .. }) => *cause,
+                        Err(e) => e,
+                        Ok(_) => return false,
+                    };
+                    matches!(&cause, ClientError::TopicUnavailable { brokers, .. } if brokers.contains("broker-a"))
                 }
             },
         )

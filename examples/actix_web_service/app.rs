@@ -288,9 +288,11 @@ impl RunningService {
             Ok(()) => tracing::info!("consumer stopped; offsets committed"),
             Err(e) => tracing::warn!(error = %e, "consumer stopped"),
         }
-        // No request can send any more: the HTTP server has stopped.
-        // TODO(shutdown): stop the producer and then the client instance here.
-        drop((self.producer, self.client));
+        // No request can send any more (the HTTP server has stopped); sends still under
+        // way finish before the producer leaves, then the instance unregisters what is
+        // left and closes its connections.
+        self.producer.shutdown().await;
+        ClientInstance::shutdown(&self.client).await;
         consumed
     }
 }

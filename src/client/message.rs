@@ -108,11 +108,21 @@ fn push_property<'a>(out: &mut String, name: &str, parts: impl IntoIterator<Item
 
 /// Outcome of a successful send. More statuses come with replication (a slave that did not
 /// confirm in time), so a `match` needs a `_` arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum SendStatus {
     /// Stored (and flushed, under sync_flush).
     SendOk,
+}
+
+/// RocketMQ's spelling: `SEND_OK`.
+impl std::fmt::Display for SendStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendStatus::SendOk => "SEND_OK",
+        })
+    }
 }
 
 /// What a broker said about a stored message.
@@ -122,7 +132,7 @@ pub enum SendStatus {
 /// (`getOffsetMsgId()`). Earlier versions had a *field* `msg_id` holding the offset id;
 /// `msg_id` is now a method, so code written against the old field fails to compile
 /// (`attempted to take value of method`) instead of silently reading the other id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SendResult {
     /// Status.
     pub status: SendStatus,

@@ -331,6 +331,13 @@ impl Actor for ClientInstance {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // An application that returns before its first await drops the runtime with this
+        // actor not yet started; actix then starts it during the drop, where timers and
+        // links would panic ("there is no reactor running"). Nothing can run then anyway.
+        if tokio::runtime::Handle::try_current().is_err() {
+            ctx.stop();
+            return;
+        }
         if self.namesrvs.is_empty() {
             self.namesrvs = self
                 .config

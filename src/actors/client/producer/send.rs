@@ -311,6 +311,7 @@ impl Shared {
         } else {
             RequestCode::SendMessage
         };
+        let mut made = 0;
         for n in 0..attempts {
             // The clock is read once per send; a retry reads it again.
             let (now, left) = if n == 0 {
@@ -322,11 +323,17 @@ impl Shared {
             if left.is_zero() {
                 break;
             }
+            made += 1;
             let targets = match self.publish(&header.topic, n > 0, now).await {
                 Ok(t) => t,
+                // No route to start from (none known, no name server): retrying at once
+                // would only ask again, so the cause itself is the answer (as RocketMQ's
+                // "No route info of this topic").
+                Err(e) if n == 0 => return Err(e),
+                // A retry found no other broker to try: stop, with that as the last cause.
                 Err(e) => {
                     last = Some(e);
-                    continue;
+                    break;
                 }
             };
             let target = self.pick(&targets, &placement, avoid.as_deref())?;
@@ -366,7 +373,7 @@ impl Shared {
         }
         Err(ClientError::Exhausted {
             what: format!("send to topic '{}'", header.topic),
-            attempts,
+            attempts: made,
             elapsed_ms: started.elapsed().as_millis() as u64,
             last: last.map(Box::new),
         })
