@@ -52,15 +52,21 @@ mod transport;
 pub use broker::{BrokerStatus, DamageRange};
 pub use group::{ConsumerAssignment, GroupProgress, QueueProgress};
 pub use message::{ConsumeOptions, ConsumedMessage, PullOutcome, PRODUCER_GROUP};
-pub use topic::{ClusterBroker, QueueStatus, TopicRequest, TopicSpec};
+pub use topic::{ClusterBroker, QueueStatus, TopicSpec};
+// Wire-level forms for this repository's tests and tools, not API.
+#[doc(hidden)]
+pub use topic::TopicRequest;
 
 // The protocol types the client's methods return, so that callers name them from here.
 pub use crate::protocol::group::MessageQueue;
 pub use crate::protocol::route::{BrokerData, ClusterInfo, QueueData, TopicList, TopicRouteData};
+#[doc(hidden)]
+pub use crate::protocol::topic::CreateTopicRequestHeader;
 pub use crate::protocol::topic::{
-    ConsumeStats, CreateTopicRequestHeader, OffsetWrapper, TopicOffset, TopicStatsTable, PERM_READ,
-    PERM_READ_WRITE, PERM_WRITE,
+    ConsumeStats, OffsetWrapper, TopicOffset, TopicStatsTable, PERM_READ, PERM_READ_WRITE,
+    PERM_WRITE,
 };
+#[doc(hidden)]
 pub use crate::storage::record::decode_records;
 
 /// Why an admin call failed.

@@ -31,7 +31,7 @@ fn record_crc(rec: &[u8]) -> Option<(u32, u32)> {
 /// Checks that `rec` is exactly one record this store wrote at `physical_offset`, intact:
 /// its size field, magic and stored offset agree, and its record CRC (which covers every
 /// byte before it, body included) matches. One pass over the bytes and no parsing of
-/// fields, so a read path can afford it for every record it hands out; [`decode`] tells
+/// fields, so a read path can afford it for every record it hands out; `decode` tells
 /// what is wrong when this fails.
 pub fn check_stored(rec: &[u8], physical_offset: u64) -> Result<(), RecordError> {
     let declared = match peek(rec)? {
@@ -228,7 +228,7 @@ impl RecordView<'_> {
     }
 }
 
-/// How much of a record [`decode`] verifies beyond its structure.
+/// How much of a record `decode` verifies beyond its structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {
     /// Structure only (hot reads of data this process just wrote).
