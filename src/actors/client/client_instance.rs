@@ -179,14 +179,7 @@ impl ClientInstance {
             producer_group,
             consumer_group,
         };
-        let targets: Vec<_> = self
-            .brokers_in_use()
-            .into_iter()
-            .map(|a| {
-                let l = self.link(&a, ctx);
-                (a, l)
-            })
-            .collect();
+        let targets = self.broker_links(ctx);
         let timeout = self.config.namesrv_timeout;
         async move {
             let Ok(frame) = Frame::request(RequestCode::UnregisterClient, 0, &header, Bytes::new())
@@ -219,6 +212,17 @@ impl ClientInstance {
         l
     }
 
+    /// A link to every broker in use, with its address.
+    fn broker_links(&mut self, ctx: &mut Context<Self>) -> Vec<(String, Addr<RemoteLink>)> {
+        self.brokers_in_use()
+            .into_iter()
+            .map(|a| {
+                let l = self.link(&a, ctx);
+                (a, l)
+            })
+            .collect()
+    }
+
     /// Master addresses of every broker in a cached route.
     fn brokers_in_use(&self) -> BTreeSet<String> {
         self.routes
@@ -249,14 +253,7 @@ impl ClientInstance {
         ctx: &mut Context<Self>,
     ) -> impl std::future::Future<Output = ()> + 'static {
         let frame = self.heartbeat_frame();
-        let targets: Vec<(String, Addr<RemoteLink>)> = self
-            .brokers_in_use()
-            .into_iter()
-            .map(|a| {
-                let l = self.link(&a, ctx);
-                (a, l)
-            })
-            .collect();
+        let targets = self.broker_links(ctx);
         async move {
             let Some(frame) = frame else { return };
             for (addr, link) in targets {
