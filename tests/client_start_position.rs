@@ -1,12 +1,15 @@
 //! Where a new consumer group starts on a queue it has no offset for. With the default
 //! `LastOffset`, a group receives every message stored after it subscribed, including in
 //! queues that appear later (here: a topic created by its first send, after the consumer
-//! started), and none of what was stored before (a topic with a backlog).
+//! started, and queues added to a topic or a broker taking it while every member of the
+//! group was down), and none of what was stored before it subscribed (a topic with a
+//! backlog).
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use actimq::admin::TopicSpec;
 use actimq::{
     ConsumeFromWhere, Message, Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
 };
@@ -119,6 +122,128 @@ fn a_new_group_does_not_replay_what_was_stored_before_it_subscribed() {
             .shutdown()
             .await
             .expect("offsets saved at shutdown");
+        cluster.shutdown().await;
+    });
+}
+
+/// Waits until the name servers route `topic` with exactly `queues` (broker → read queues).
+async fn wait_for_route(cluster: &mut TestCluster, topic: &str, queues: &[(&str, i32)]) {
+    let want: Vec<(String, i32)> = queues.iter().map(|(b, n)| (b.to_string(), *n)).collect();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: Vec<(String, i32)> = match cluster.admin.route(topic).await {
+            Ok(route) => {
+                let mut got: Vec<_> = route
+                    .queue_datas
+                    .iter()
+                    .map(|q| (q.broker_name.clone(), q.read_queue_nums))
+                    .collect();
+                got.sort();
+                got
+            }
+            Err(_) => Vec::new(),
+        };
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "route of {topic}: {got:?}, want {want:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_restarted_group_reads_queues_that_appeared_while_it_was_down() {
+    actix_rt::System::new().block_on(async {
+        const TOPIC: &str = "GrewWhileDown";
+        const GROUP: &str = "returning-group";
+        let mut cluster = TestCluster::start(2, 1).await;
+        let (a, b) = (cluster.broker_addr(0), cluster.broker_addr(1));
+        cluster
+            .admin
+            .create_topic(&a, &TopicSpec::new(TOPIC).queues(2))
+            .await
+            .expect("topic on broker-a");
+        wait_for_route(&mut cluster, TOPIC, &[("broker-a", 2)]).await;
+
+        // The group subscribes, consumes, and every member stops (offsets committed).
+        let inbox = Inbox::new();
+        let consumer = PushConsumer::start(
+            cluster.client(),
+            last_offset_consumer(GROUP, TOPIC),
+            inbox.listener(),
+        )
+        .await
+        .expect("start consumer");
+        eventually(WAIT, "the consumer owns both queues", || {
+            let c = consumer.clone();
+            async move { c.assignment().await.len() == 2 }
+        })
+        .await;
+        let producer = Producer::start(cluster.client(), ProducerConfig::new("grow-producer"));
+        send_all(
+            &producer,
+            (0..4).map(|i| Message::new(TOPIC, format!("before{i}"))),
+            1,
+        )
+        .await;
+        eventually(WAIT, "the first 4 delivered", || {
+            let inbox = inbox.clone();
+            async move { inbox.unique() == 4 }
+        })
+        .await;
+        consumer.shutdown().await.expect("offsets saved");
+
+        // While no member runs, the topic grows: two more queues on broker-a, and a broker
+        // that never saw the group takes the topic too. Messages land in every queue.
+        cluster
+            .admin
+            .create_topic(&a, &TopicSpec::new(TOPIC).queues(4))
+            .await
+            .expect("more queues on broker-a");
+        cluster
+            .admin
+            .create_topic(&b, &TopicSpec::new(TOPIC).queues(2))
+            .await
+            .expect("topic on broker-b");
+        wait_for_route(&mut cluster, TOPIC, &[("broker-a", 4), ("broker-b", 2)]).await;
+        let grown = Producer::start(cluster.client(), ProducerConfig::new("grown-producer"));
+        let results = send_all(
+            &grown,
+            (0..36).map(|i| Message::new(TOPIC, format!("while-down{i}"))),
+            1,
+        )
+        .await;
+        let new_queues: std::collections::BTreeSet<_> = results
+            .iter()
+            .map(|r| r.message_queue.clone())
+            .filter(|q| q.broker_name == "broker-b" || q.queue_id >= 2)
+            .collect();
+        assert_eq!(new_queues.len(), 4, "every new queue holds messages");
+        // The restart must come later than the clock margin a start allows (1 s), or the
+        // margin alone would cover these messages.
+        let sent_at = Instant::now();
+        while sent_at.elapsed() < Duration::from_millis(1_200) {
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // A member comes back: the new queues have no offset, and the group subscribed
+        // before their messages were stored, so it gets all of them.
+        let consumer = PushConsumer::start(
+            cluster.client(),
+            last_offset_consumer(GROUP, TOPIC),
+            inbox.listener(),
+        )
+        .await
+        .expect("restart consumer");
+        eventually(WAIT, "all 40 messages delivered", || {
+            let inbox = inbox.clone();
+            async move { inbox.unique() == 40 }
+        })
+        .await;
+        consumer.shutdown().await.expect("offsets saved");
         cluster.shutdown().await;
     });
 }

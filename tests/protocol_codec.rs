@@ -391,7 +391,20 @@ fn every_response_header_round_trips_through_codec() {
         },
         Bytes::from_static(b"records"),
     );
-    response_round_trip(&OffsetResponseHeader { offset: -1 }, Bytes::new());
+    response_round_trip(
+        &OffsetResponseHeader {
+            offset: -1,
+            subscribed_since_ms: None,
+        },
+        Bytes::new(),
+    );
+    response_round_trip(
+        &OffsetResponseHeader {
+            offset: -1,
+            subscribed_since_ms: Some(1_733_450_000_000),
+        },
+        Bytes::new(),
+    );
     response_round_trip(
         &QueryMessageResponseHeader {
             index_last_update_timestamp: 1,

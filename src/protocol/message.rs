@@ -252,6 +252,13 @@ pub struct SearchOffsetRequestHeader {
 pub struct OffsetResponseHeader {
     /// The offset asked for.
     pub offset: i64,
+    /// `QUERY_CONSUMER_OFFSET` only, an actimq addition that RocketMQ clients ignore: when
+    /// the group first subscribed the topic on this broker (ms since the epoch). A consumer
+    /// that finds no committed offset on a queue starts `LastOffset` from there (the
+    /// earliest such time over the topic's brokers), so a queue that appeared while every
+    /// member was down is read from what was stored after the group subscribed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribed_since_ms: Option<i64>,
 }
 
 /// `VIEW_MESSAGE_BY_ID` request header; the response body is one stored message.

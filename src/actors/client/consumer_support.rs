@@ -4,7 +4,7 @@
 //!
 //! No state of its own; the consumer actors own what these functions read and write.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +136,16 @@ pub async fn query_offset(
     group: &str,
     mq: &MessageQueue,
 ) -> Result<Option<u64>, ClientError> {
+    Ok(query_offset_and_anchor(link, group, mq).await?.0)
+}
+
+/// The group's committed offset of `mq`, if any, and when the group first subscribed the
+/// topic on that broker (`None` from a broker that does not keep it).
+pub async fn query_offset_and_anchor(
+    link: &BrokerLink,
+    group: &str,
+    mq: &MessageQueue,
+) -> Result<(Option<u64>, Option<i64>), ClientError> {
     let h = QueryConsumerOffsetRequestHeader {
         consumer_group: group.to_owned(),
         topic: mq.topic.clone(),
@@ -145,9 +155,54 @@ pub async fn query_offset(
     };
     let f = request(link, RequestCode::QueryConsumerOffset, &h, REQUEST_TIMEOUT).await?;
     if f.response_code() == Some(ResponseCode::QueryNotFound) {
-        return Ok(None);
+        // An older broker sends no header with "not found": no anchor then.
+        let anchor = f
+            .decode_header::<OffsetResponseHeader>()
+            .ok()
+            .and_then(|h| h.subscribed_since_ms);
+        return Ok((None, anchor));
     }
-    offset_of(link, &f).map(Some)
+    if f.response_code() != Some(ResponseCode::Success) {
+        return Err(refused(link, &f));
+    }
+    let header = f
+        .decode_header::<OffsetResponseHeader>()
+        .map_err(|e| ClientError::Broker {
+            broker: link.0.clone(),
+            code: "SUCCESS".into(),
+            remark: e.to_string(),
+        })?;
+    Ok((
+        Some(header.offset.max(0) as u64),
+        header.subscribed_since_ms,
+    ))
+}
+
+/// When `group` first subscribed `topic`, as the earliest time any broker serving the topic
+/// recorded (each records its first heartbeat from the group naming the topic). A broker
+/// added, or a topic created on it, while every member was down has only the restart's
+/// time; the others remember the original subscription. `None` if no broker knows.
+pub async fn group_subscribed_since(
+    client: &Addr<ClientInstance>,
+    group: &str,
+    topic: &str,
+) -> Option<i64> {
+    let queues = read_queues(client, topic, false).await.ok()?;
+    let mut seen = BTreeSet::new();
+    let mut earliest: Option<i64> = None;
+    for mq in queues {
+        // One question per broker is enough: the time is the group's and the topic's.
+        if !seen.insert(mq.broker_name.clone()) {
+            continue;
+        }
+        let Ok(link) = broker_for(client, &mq).await else {
+            continue;
+        };
+        if let Ok((_, Some(since))) = query_offset_and_anchor(&link, group, &mq).await {
+            earliest = Some(earliest.map_or(since, |e| e.min(since)));
+        }
+    }
+    earliest
 }
 
 /// Commits the group's offset of `mq` and waits for the broker to take it.
@@ -257,11 +312,44 @@ pub async fn unlock_queues(
 /// the start (those stored in the margin before it are delivered too: at least once).
 pub const SUBSCRIBE_CLOCK_MARGIN_MS: i64 = 1_000;
 
+/// Where "the group subscribed" is for each topic, as far as one rebalance run needs it:
+/// this consumer's start, or earlier if a broker remembers the group from before. Asked of
+/// the brokers at most once per topic and run, and only for a queue without an offset.
+pub struct SubscriptionAnchors {
+    own_start_ms: i64,
+    known: HashMap<String, i64>,
+}
+
+impl SubscriptionAnchors {
+    /// Anchors no earlier than `own_start_ms` (this consumer's start) until a broker says so.
+    pub fn new(own_start_ms: i64) -> Self {
+        SubscriptionAnchors {
+            own_start_ms,
+            known: HashMap::new(),
+        }
+    }
+
+    /// When `group` subscribed `topic`: the earlier of this consumer's start and what the
+    /// topic's brokers recorded.
+    pub async fn since(&mut self, client: &Addr<ClientInstance>, group: &str, topic: &str) -> i64 {
+        if let Some(since) = self.known.get(topic) {
+            return *since;
+        }
+        let since = match group_subscribed_since(client, group, topic).await {
+            Some(recorded) => recorded.min(self.own_start_ms),
+            None => self.own_start_ms,
+        };
+        self.known.insert(topic.to_owned(), since);
+        since
+    }
+}
+
 /// Where a consumer with no committed offset on `mq` starts. `LastOffset` means "what is
-/// stored from the moment the group subscribed" (`subscribed_at_ms`, the consumer's start):
-/// the end of a queue that already held messages then, and the start of one that appeared
-/// later (a topic created after the consumer, a broker added, more queues), so nothing sent
-/// after the subscription is skipped. `Timestamp` starts at `timestamp`, `FirstOffset` at
+/// stored from the moment the group subscribed" (`subscribed_at_ms`: the earlier of this
+/// consumer's start and [`group_subscribed_since`]): the end of a queue that already held
+/// messages then, and the start of one that appeared later (a topic created after the
+/// group subscribed, a broker added, more queues, even while every member was down), so
+/// nothing sent after the subscription is skipped. `Timestamp` starts at `timestamp`, `FirstOffset` at
 /// the oldest message kept. A start that leaves stored messages undelivered is logged.
 pub async fn initial_offset(
     link: &BrokerLink,

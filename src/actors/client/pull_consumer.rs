@@ -428,6 +428,7 @@ impl Handler<Poll> for LitePullActor {
         let exprs = self.config.subscriptions.clone();
         let work = async move {
             let mut moved = Vec::new();
+            let mut anchors = consumer_support::SubscriptionAnchors::new(since);
             loop {
                 for (mq, next) in order.iter_mut() {
                     let Ok(link) = consumer_support::broker_for(&client, mq).await else {
@@ -438,6 +439,7 @@ impl Handler<Poll> for LitePullActor {
                         None => match consumer_support::query_offset(&link, &group, mq).await {
                             Ok(Some(o)) => o,
                             Ok(None) => {
+                                let since = anchors.since(&client, &group, &mq.topic).await;
                                 consumer_support::initial_offset(&link, &group, mq, from, 0, since)
                                     .await
                                     .unwrap_or(0)

@@ -1,10 +1,14 @@
 //! ConsumerGroup actor: one per consumer group on a broker.
 //!
 //! Owns the group's members (from client heartbeats: client id, connection, subscriptions,
-//! message model) and its committed offsets per queue. Members silent for
+//! message model), its committed offsets per queue, and when it first subscribed each topic
+//! on this broker (the anchor of `LastOffset` for queues it has no offset for; kept for good,
+//! so that a restarted group does not skip queues that appeared while it was down). Members silent for
 //! `channel_expired_timeout`, or whose connection closed, are dropped; every membership change
 //! sends NOTIFY_CONSUMER_IDS_CHANGED to each remaining member so they rebalance at once.
-//! Offsets are written to `<store root>/config/consumer_offsets/<group>.toml` every
+//! Offsets are written to `<store root>/config/consumer_offsets/<group>.toml` (keys
+//! `<topic>@<queue id>`, and `<topic>@subscribed_since` for the anchors: a reader that
+//! knows only offsets skips those) every
 //! `flush_consumer_offset_interval` and when the broker stops. It never reads messages.
 //!
 //! Supervised. Its fatal path is an offsets file it cannot read (damaged, or a read error
@@ -56,14 +60,24 @@ pub struct Leave {
 #[rtype(result = "()")]
 pub struct ConnectionGone(pub ConnId);
 
-/// The committed offset of a queue, if any; an error while the offsets file cannot be read.
+/// The committed offset of a queue, if any, and when the group first subscribed the topic
+/// here; an error while the offsets file cannot be read.
 #[derive(Message)]
-#[rtype(result = "Result<Option<i64>, OffsetsUnavailable>")]
+#[rtype(result = "Result<OffsetAnswer, OffsetsUnavailable>")]
 pub struct QueryOffset {
     /// Topic.
     pub topic: String,
     /// Queue id.
     pub queue_id: i32,
+}
+
+/// What [`QueryOffset`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetAnswer {
+    /// The committed offset, if the group committed one for the queue.
+    pub offset: Option<i64>,
+    /// When the group first subscribed the topic on this broker (ms since the epoch).
+    pub subscribed_since_ms: Option<i64>,
 }
 
 /// Commits an offset.
@@ -140,6 +154,8 @@ pub struct ConsumerGroup {
     timings: GroupTimings,
     members: HashMap<String, Member>,
     offsets: BTreeMap<(String, i32), i64>,
+    /// Topic → when a member first subscribed it here (ms), persisted with the offsets.
+    subscribed_since: BTreeMap<String, i64>,
     dirty: bool,
     /// Orderly consumption: which member holds which queue, and since when.
     locks: HashMap<MessageQueue, (String, Instant)>,
@@ -151,6 +167,11 @@ pub struct ConsumerGroup {
 fn offset_key(topic: &str, queue_id: i32) -> String {
     format!("{topic}@{queue_id}")
 }
+
+/// The key suffix of a topic's subscription anchor in the offsets file. `@` cannot occur
+/// in a topic name, and the suffix is not a queue id, so readers that know only offsets
+/// skip the entry.
+const SUBSCRIBED_SINCE: &str = "subscribed_since";
 
 impl ConsumerGroup {
     /// A group whose offsets live under `store_root` (not started).
@@ -165,6 +186,7 @@ impl ConsumerGroup {
             timings,
             members: HashMap::new(),
             offsets: BTreeMap::new(),
+            subscribed_since: BTreeMap::new(),
             dirty: false,
             locks: HashMap::new(),
             damaged: None,
@@ -188,6 +210,12 @@ impl ConsumerGroup {
                     let Some((topic, q)) = k.rsplit_once('@') else {
                         continue;
                     };
+                    if q == SUBSCRIBED_SINCE {
+                        // The earlier time wins: the file's, or one recorded meanwhile.
+                        let since = self.subscribed_since.entry(topic.to_owned()).or_insert(v);
+                        *since = (*since).min(v);
+                        continue;
+                    }
                     let Ok(q) = q.parse() else { continue };
                     self.offsets.entry((topic.to_owned(), q)).or_insert(v);
                 }
@@ -207,6 +235,11 @@ impl ConsumerGroup {
             .offsets
             .iter()
             .map(|((t, q), o)| (offset_key(t, *q), *o))
+            .chain(
+                self.subscribed_since
+                    .iter()
+                    .map(|(t, since)| (format!("{t}@{SUBSCRIBED_SINCE}"), *since)),
+            )
             .collect();
         match toml::to_string(&map) {
             Ok(text) => {
@@ -314,6 +347,13 @@ impl Handler<Heartbeat> for ConsumerGroup {
     type Result = ();
 
     fn handle(&mut self, msg: Heartbeat, _ctx: &mut Self::Context) {
+        let now = crate::common::clock::now_ms();
+        for sub in &msg.data.subscription_data_set {
+            if !self.subscribed_since.contains_key(&sub.topic) {
+                self.subscribed_since.insert(sub.topic.clone(), now);
+                self.dirty = true;
+            }
+        }
         let changed = match self.members.get_mut(&msg.client_id) {
             Some(m) => {
                 let moved = m.conn != msg.conn;
@@ -367,13 +407,16 @@ impl Handler<ConnectionGone> for ConsumerGroup {
 }
 
 impl Handler<QueryOffset> for ConsumerGroup {
-    type Result = Result<Option<i64>, OffsetsUnavailable>;
+    type Result = Result<OffsetAnswer, OffsetsUnavailable>;
 
     fn handle(&mut self, msg: QueryOffset, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(e) = self.unavailable() {
             return Err(e);
         }
-        Ok(self.offsets.get(&(msg.topic, msg.queue_id)).copied())
+        Ok(OffsetAnswer {
+            subscribed_since_ms: self.subscribed_since.get(&msg.topic).copied(),
+            offset: self.offsets.get(&(msg.topic, msg.queue_id)).copied(),
+        })
     }
 }
 

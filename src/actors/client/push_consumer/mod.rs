@@ -477,6 +477,7 @@ impl Handler<Assign> for PushConsumerActor {
             };
             // Queues taken on: find where to start.
             let mut starts = Vec::new();
+            let mut anchors = consumer_support::SubscriptionAnchors::new(since);
             for mq in new {
                 let start = match &local {
                     Some(l) => match l.get(&mq) {
@@ -496,6 +497,7 @@ impl Handler<Assign> for PushConsumerActor {
                             match consumer_support::query_offset(&link, &group, &mq).await {
                                 Ok(Some(o)) => Ok(o),
                                 Ok(None) => {
+                                    let since = anchors.since(&client, &group, &mq.topic).await;
                                     consumer_support::initial_offset(
                                         &link, &group, &mq, from, ts, since,
                                     )

@@ -4,6 +4,7 @@
 //! comes from memory or from page-cache reads of the store.
 
 use super::*;
+use crate::actors::server::consumer_group::OffsetAnswer;
 use crate::config::BrokerRole;
 use crate::protocol::topic::KvTable;
 
@@ -32,6 +33,7 @@ pub(super) fn offset_answer(inb: &Inbound, offset: u64) {
         ResponseCode::Success,
         &OffsetResponseHeader {
             offset: offset as i64,
+            subscribed_since_ms: None,
         },
         Bytes::new(),
     );
@@ -90,31 +92,58 @@ impl Broker {
                         })
                         .await
                     {
-                        Ok(Ok(Some(o))) => response(
+                        Ok(Ok(OffsetAnswer {
+                            offset: Some(o),
+                            subscribed_since_ms,
+                        })) => response(
                             &inb,
                             ResponseCode::Success,
-                            &OffsetResponseHeader { offset: o },
+                            &OffsetResponseHeader {
+                                offset: o,
+                                subscribed_since_ms,
+                            },
                             Bytes::new(),
                         ),
                         // RocketMQ answers 0 for a group that never committed while the queue
                         // still holds its first message, unless the client asks otherwise.
-                        Ok(Ok(None))
-                            if h.set_zero_if_not_found != Some(false) && queue_starts_at_zero =>
-                        {
+                        Ok(Ok(OffsetAnswer {
+                            offset: None,
+                            subscribed_since_ms,
+                        })) if h.set_zero_if_not_found != Some(false) && queue_starts_at_zero => {
                             response(
                                 &inb,
                                 ResponseCode::Success,
-                                &OffsetResponseHeader { offset: 0 },
+                                &OffsetResponseHeader {
+                                    offset: 0,
+                                    subscribed_since_ms,
+                                },
                                 Bytes::new(),
                             )
                         }
-                        Ok(Ok(None)) => inb.fail(
-                            ResponseCode::QueryNotFound,
-                            format!(
-                                "group '{}' has no committed offset for {}:{}",
-                                h.consumer_group, h.topic, h.queue_id
-                            ),
-                        ),
+                        Ok(Ok(OffsetAnswer {
+                            offset: None,
+                            subscribed_since_ms,
+                        })) => {
+                            let header = OffsetResponseHeader {
+                                offset: -1,
+                                subscribed_since_ms,
+                            };
+                            match Frame::response(
+                                inb.opaque,
+                                ResponseCode::QueryNotFound,
+                                &header,
+                                Bytes::new(),
+                            ) {
+                                Ok(mut f) => {
+                                    f.remark = Some(format!(
+                                        "group '{}' has no committed offset for {}:{}",
+                                        h.consumer_group, h.topic, h.queue_id
+                                    ));
+                                    inb.respond(f)
+                                }
+                                Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+                            }
+                        }
                         // Not "not found": the consumer must wait, not start elsewhere.
                         Ok(Err(e)) => inb.fail(ResponseCode::SystemError, e.to_string()),
                         Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),

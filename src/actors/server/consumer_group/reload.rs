@@ -132,6 +132,37 @@ mod tests {
     }
 
     #[test]
+    fn subscription_anchors_survive_a_restart_and_the_earliest_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = group_over(dir.path());
+        g.offsets.insert(("T".into(), 0), 5);
+        g.subscribed_since.insert("T".into(), 1_000);
+        g.dirty = true;
+        write_now(&mut g);
+        let text = std::fs::read_to_string(g.file.path()).unwrap();
+        assert!(text.contains("\"T@subscribed_since\" = 1000"), "{text}");
+
+        // A new actor (a broker restart) reads both back; the anchor is not a queue.
+        let mut again = group_over(dir.path());
+        assert_eq!(again.subscribed_since.get("T"), Some(&1_000));
+        assert_eq!(again.offsets.len(), 1);
+        assert_eq!(again.offsets.get(&("T".into(), 0)), Some(&5));
+
+        // Recorded later in memory, before a reload: the file's earlier time wins.
+        again.subscribed_since.insert("T".into(), 9_000);
+        again.load();
+        assert_eq!(again.subscribed_since.get("T"), Some(&1_000));
+
+        // A reader that knows only offsets (`<topic>@<queue id>`) skips the anchor.
+        let map: BTreeMap<String, i64> = toml::from_str(&text).unwrap();
+        let queues: Vec<_> = map
+            .keys()
+            .filter_map(|k| k.rsplit_once('@')?.1.parse::<i32>().ok())
+            .collect();
+        assert_eq!(queues, vec![0]);
+    }
+
+    #[test]
     fn a_missing_file_is_a_group_that_never_committed() {
         let dir = tempfile::tempdir().unwrap();
         let g = group_over(dir.path());
