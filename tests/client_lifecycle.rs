@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actimq::admin::{AdminClient, AdminError};
@@ -14,23 +15,32 @@ use actimq::{
 use futures_util::FutureExt;
 use support::{eventually, Inbox, TestCluster};
 
-/// Established TCP connections (IPv4, this machine) whose far end is `port`: the client
-/// ends of connections to a server listening there.
-fn connections_to(port: u16) -> usize {
+/// The local ports of the established TCP connections (IPv4, this machine) whose far end
+/// is `port`: the client ends of connections to a server listening there. Ports, not a
+/// count, so that connections others open or close meanwhile do not blur the picture.
+fn connections_to(port: u16) -> BTreeSet<u16> {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port_of_field = |f: Option<&&str>| {
+        f.and_then(|a| a.rsplit(':').next())
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
     table
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let remote_port = fields
-                .get(2)
-                .and_then(|r| r.rsplit(':').next())
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
             // State 01 is ESTABLISHED.
-            remote_port == Some(port) && fields.get(3) == Some(&"01")
+            let established = fields.get(3) == Some(&"01");
+            (established && port_of_field(fields.get(2)) == Some(port))
+                .then(|| port_of_field(fields.get(1)))
+                .flatten()
         })
-        .count()
+        .collect()
+}
+
+/// The connections to `port` opened since `before` was taken that are still open.
+fn opened_since(before: &BTreeSet<u16>, port: u16) -> BTreeSet<u16> {
+    connections_to(port).difference(before).copied().collect()
 }
 
 /// The group's members on `broker` (the broker refuses the question for a group with none).
@@ -139,8 +149,11 @@ fn client_instance_shutdown_unregisters_and_closes_its_connections() {
         .await;
         let listed = members(&mut admin, &broker, GROUP).await;
         assert_eq!(listed.len(), 1, "{listed:?}");
-        assert!(connections_to(broker_port) > before.0);
-        assert!(connections_to(namesrv_port) > before.1);
+        let ours = (
+            opened_since(&before.0, broker_port),
+            opened_since(&before.1, namesrv_port),
+        );
+        assert!(!ours.0.is_empty() && !ours.1.is_empty(), "{ours:?}");
 
         // The consumer is left running on purpose: the instance unregisters it anyway.
         ClientInstance::shutdown(&client).await;
@@ -154,7 +167,8 @@ fn client_instance_shutdown_unregisters_and_closes_its_connections() {
             Duration::from_secs(5),
             "the instance's connections are closed",
             || async {
-                connections_to(broker_port) <= before.0 && connections_to(namesrv_port) <= before.1
+                connections_to(broker_port).is_disjoint(&ours.0)
+                    && connections_to(namesrv_port).is_disjoint(&ours.1)
             },
         )
         .await;
@@ -163,6 +177,37 @@ fn client_instance_shutdown_unregisters_and_closes_its_connections() {
         // Shutting a stopped instance down again returns.
         ClientInstance::shutdown(&client).await;
         drop(consumer);
+        cluster.shutdown().await;
+    });
+}
+
+#[test]
+fn dropping_an_admin_client_closes_its_connections() {
+    actix_rt::System::new().block_on(async {
+        let cluster = TestCluster::start(1, 1).await;
+        let broker = cluster.broker_addr(0);
+        let (broker_port, namesrv_port) = (port_of(&broker), port_of(&cluster.namesrv_addr()));
+        let before = (connections_to(broker_port), connections_to(namesrv_port));
+
+        let mut admin = AdminClient::new(&cluster.namesrv_addr(), support::ADMIN_TIMEOUT);
+        admin.cluster_info().await.expect("cluster info");
+        let _ = members(&mut admin, &broker, "nobody").await;
+        let ours = (
+            opened_since(&before.0, broker_port),
+            opened_since(&before.1, namesrv_port),
+        );
+        assert!(!ours.0.is_empty() && !ours.1.is_empty(), "{ours:?}");
+
+        drop(admin);
+        eventually(
+            Duration::from_secs(5),
+            "the admin client's connections are closed",
+            || async {
+                connections_to(broker_port).is_disjoint(&ours.0)
+                    && connections_to(namesrv_port).is_disjoint(&ours.1)
+            },
+        )
+        .await;
         cluster.shutdown().await;
     });
 }

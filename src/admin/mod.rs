@@ -154,6 +154,19 @@ pub struct AdminClient {
     producer: Option<Producer>,
 }
 
+/// Closes the connections the client opened (a link's reader would otherwise keep it open
+/// until the peer hangs up), and stops its client instance if it started one.
+impl Drop for AdminClient {
+    fn drop(&mut self) {
+        for link in self.links.values() {
+            link.do_send(crate::actors::remote_link::Close);
+        }
+        if let Some(client) = &self.client {
+            ClientInstance::shutdown_later(client);
+        }
+    }
+}
+
 impl AdminClient {
     /// A client for the `;`-separated name-server list (may be empty for broker-only use).
     /// Must be used inside an actix system.

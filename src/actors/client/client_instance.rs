@@ -167,6 +167,12 @@ impl ClientInstance {
         let _ = client.send(Shutdown).await;
     }
 
+    /// [`ClientInstance::shutdown`] without waiting for it: for owners that cannot await
+    /// (a `Drop`). Does nothing on a stopped instance.
+    pub(crate) fn shutdown_later(client: &Addr<ClientInstance>) {
+        client.do_send(Shutdown);
+    }
+
     /// Tells every broker in use that `client_id` left a producer or a consumer group.
     fn unregister(
         &mut self,
