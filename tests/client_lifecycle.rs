@@ -211,3 +211,60 @@ fn dropping_an_admin_client_closes_its_connections() {
         cluster.shutdown().await;
     });
 }
+
+#[test]
+fn a_consumer_that_moved_no_offset_reports_nothing_unsaved() {
+    actix_rt::System::new().block_on(async {
+        const TOPIC: &str = "LifecycleResume";
+        const GROUP: &str = "lifecycle-resumers";
+        let mut cluster = TestCluster::start(1, 1).await;
+        cluster.create_topic(TOPIC, 2).await;
+        let config = || {
+            PushConsumerConfig::new(GROUP)
+                .subscribe(TOPIC, "*")
+                .consume_from(ConsumeFromWhere::FirstOffset)
+        };
+        // A first run consumes and commits.
+        let client = cluster.client();
+        let inbox = Inbox::new();
+        let first = PushConsumer::start(client.clone(), config(), inbox.listener())
+            .await
+            .expect("consumer starts");
+        let producer = Producer::start(client.clone(), ProducerConfig::new("lifecycle-p"));
+        for i in 0..4 {
+            producer
+                .send(Message::new(TOPIC, format!("m{i}")))
+                .await
+                .expect("send");
+        }
+        eventually(Duration::from_secs(10), "4 consumed", || async {
+            inbox.unique() == 4
+        })
+        .await;
+        first.shutdown().await.expect("offsets saved");
+
+        // A second run resumes from the committed offsets and consumes nothing new. Its
+        // instance is shut down first, so no commit could succeed: there is none to make.
+        let client = cluster.client();
+        let second = PushConsumer::start(client.clone(), config(), Inbox::new().listener())
+            .await
+            .expect("consumer starts");
+        eventually(
+            Duration::from_secs(10),
+            "the second run owns both queues",
+            || {
+                let c = second.clone();
+                async move { c.assignment().await.len() == 2 }
+            },
+        )
+        .await;
+        ClientInstance::shutdown(&client).await;
+        let reported = second.shutdown().await;
+        assert_eq!(
+            reported,
+            Ok(()),
+            "offsets read back from the broker were reported as unsaved"
+        );
+        cluster.shutdown().await;
+    });
+}

@@ -479,29 +479,31 @@ impl Handler<Assign> for PushConsumerActor {
             let mut starts = Vec::new();
             let mut anchors = consumer_support::SubscriptionAnchors::new(since);
             for mq in new {
+                // An offset read back from where it is kept needs no commit; one computed
+                // from `consume_from_where` does.
                 let start = match &local {
                     Some(l) => match l.get(&mq) {
-                        Some(o) => Ok(o),
+                        Some(o) => Ok((o, true)),
                         None => match consumer_support::broker_for(&client, &mq).await {
-                            Ok(link) => {
-                                consumer_support::initial_offset(
-                                    &link, &group, &mq, from, ts, since,
-                                )
-                                .await
-                            }
+                            Ok(link) => consumer_support::initial_offset(
+                                &link, &group, &mq, from, ts, since,
+                            )
+                            .await
+                            .map(|o| (o, false)),
                             Err(e) => Err(e),
                         },
                     },
                     None => match consumer_support::broker_for(&client, &mq).await {
                         Ok(link) => {
                             match consumer_support::query_offset(&link, &group, &mq).await {
-                                Ok(Some(o)) => Ok(o),
+                                Ok(Some(o)) => Ok((o, true)),
                                 Ok(None) => {
                                     let since = anchors.since(&client, &group, &mq.topic).await;
                                     consumer_support::initial_offset(
                                         &link, &group, &mq, from, ts, since,
                                     )
                                     .await
+                                    .map(|o| (o, false))
                                 }
                                 Err(e) => Err(e),
                             }
@@ -510,7 +512,7 @@ impl Handler<Assign> for PushConsumerActor {
                     },
                 };
                 match start {
-                    Ok(o) => starts.push((mq, o)),
+                    Ok((o, stored)) => starts.push((mq, o, stored)),
                     Err(e) => {
                         tracing::warn!(queue = ?mq, error = %e, "cannot find a start offset; the next rebalance retries")
                     }
@@ -523,9 +525,12 @@ impl Handler<Assign> for PushConsumerActor {
                 if act.stopping {
                     return true;
                 }
-                for (mq, offset) in starts {
+                for (mq, offset, stored) in starts {
                     if act.owned.contains_key(&mq) {
                         continue;
+                    }
+                    if stored {
+                        act.committed.insert(mq.clone(), offset);
                     }
                     let settings = act.settings(&mq.topic);
                     let puller = QueuePuller::new(
