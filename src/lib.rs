@@ -14,6 +14,8 @@
 //! e.g. `"127.0.0.1:9876"` (`mqnamesrv`'s default).
 //!
 //! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
 //! use std::time::Duration;
 //!
 //! use actimq::{
@@ -39,20 +41,24 @@
 //!     .await?;
 //!
 //! // Consume: a closure (or an actor: `MessageListener::actor`) gets each batch.
-//! let (seen, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+//! let received = Arc::new(AtomicUsize::new(0));
+//! let counter = Arc::clone(&received);
 //! let config = PushConsumerConfig::new("orders-consumer")
 //!     .subscribe("Orders", "Created || Paid")
 //!     .consume_from(ConsumeFromWhere::FirstOffset); // this group is new: read what is stored
 //! let listener = MessageListener::from_fn(move |msgs| {
 //!     for m in msgs {
-//!         let _ = seen.send(String::from_utf8_lossy(m.body()).into_owned());
+//!         println!("received {}", String::from_utf8_lossy(m.body()));
 //!     }
+//!     counter.fetch_add(msgs.len(), Ordering::Relaxed);
 //!     ConsumeResult::Success
 //! });
 //! let consumer = PushConsumer::start(client.clone(), config, listener).await?;
-//! for _ in 0..2 {
-//!     let body = tokio::time::timeout(Duration::from_secs(30), arrivals.recv()).await?;
-//!     println!("received {body:?}");
+//! for _ in 0..1500 {
+//!     if received.load(Ordering::Relaxed) == 2 {
+//!         break;
+//!     }
+//!     actimq::actix::clock::sleep(Duration::from_millis(20)).await;
 //! }
 //!
 //! // Stop in this order: consumers (their offsets are committed), producers, the instance.
@@ -80,12 +86,19 @@
 //! - Operations from code (topics, consumer progress, broker status): [`admin`], what the
 //!   `mqadmin` command is built on.
 //! - [`actix`] is re-exported so your actors use the client's version:
-//!   `use actimq::actix::prelude::*;`. actix's prelude also exports a `Message` trait and
-//!   derive; import this crate's message as `actimq::Message as MqMessage` next to it.
+//!   `use actimq::actix::prelude::*;`, and `actimq::actix::System::new().block_on(..)` runs
+//!   a system without any other crate (`actimq::actix::clock::sleep` waits in it).
 //!   actix's derive macros (`#[derive(Message)]`, `#[rtype(..)]`) write `::actix::…`
 //!   paths, so a crate using them also lists `actix = "0.13"` in its own `Cargo.toml`
 //!   (cargo then shares one copy with this crate); without them, implement
 //!   `actimq::actix::Message` by hand.
+//! - Names: actix's prelude exports a `Message` trait and derive, and so does this crate's
+//!   root (the message you send). Import ours as `use actimq::Message as MqMessage;`; with
+//!   both glob imports (`use actimq::*; use actimq::actix::prelude::*;`) the bare name is
+//!   ambiguous, so also say which one `Message` is: `use actimq::actix::Message;`.
+//! - Logs: the client reports through `tracing` (connections lost, skipped backlogs,
+//!   consumers left running at shutdown); install a subscriber (e.g. `tracing-subscriber`)
+//!   to see them.
 //!
 //! Everything else (storage, protocol, the actors' own messages) is internal and not
 //! documented here; `docs/ARCHITECTURE.md` in the repository maps it.

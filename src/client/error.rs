@@ -120,7 +120,7 @@ pub enum ClientError {
         remark: String,
     },
     /// The client was started outside an actix system, whose event loop its actors need.
-    #[error("the client must start inside an actix system: run it under #[actix_rt::main] (or #[actix_web::main]), or in actix_rt::System::new().block_on(async {{ … }})")]
+    #[error("the client must start inside an actix system: run it in actimq::actix::System::new().block_on(async {{ … }}), or under #[actix::main] / #[actix_web::main]")]
     NoActixSystem,
     /// Some consumed offsets could not be saved when a consumer shut down (its broker was
     /// unreachable, say): those messages will be delivered again to the group.

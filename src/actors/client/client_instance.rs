@@ -158,7 +158,7 @@ impl ClientInstance {
     /// closed, and the actor stops, so that the sends and consumers still using it fail
     /// with [`ClientError::Shutdown`]. Shut consumers down first
     /// ([`crate::PushConsumer::shutdown`] commits their offsets; one still running here is
-    /// named in a warning and its uncommitted progress is delivered again later), and
+    /// named in a `tracing` warning and its uncommitted progress is delivered again later), and
     /// producers too if their sends under way should finish ([`crate::Producer::shutdown`]).
     /// Returns once the brokers answered or `namesrv_timeout` passed; calling it on a
     /// stopped instance returns at once.

@@ -195,11 +195,12 @@ impl Drop for InFlight {
 /// println!("{} at offset {} of {:?}", result.msg_id(), result.queue_offset, result.message_queue);
 ///
 /// // Asynchronous: each `send_async` starts at once and returns a future of its result.
+/// // The sends run concurrently whether or not, and in whatever order, they are awaited.
 /// let handles: Vec<_> = (2..=100)
 ///     .map(|i| producer.send_async(MqMessage::new("Orders", format!("order {i}"))))
 ///     .collect();
-/// for outcome in futures_util::future::join_all(handles).await {
-///     outcome?;
+/// for handle in handles {
+///     handle.await?;
 /// }
 ///
 /// // Ordered: one sharding key always lands in the same queue, so an orderly consumer
@@ -292,7 +293,8 @@ impl Producer {
 
     /// Asynchronous send: the send starts at once and goes on by itself; the returned
     /// [`SendHandle`] resolves to its outcome when awaited, and dropping it does not stop
-    /// the send. Collecting many results is `join_all` over the handles.
+    /// the send. Collecting many results is awaiting each handle in turn (the sends
+    /// already run concurrently), or `futures::future::join_all` over them.
     pub fn send_async(&self, msg: Message) -> SendHandle {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.spawn_send(msg, move |result| {

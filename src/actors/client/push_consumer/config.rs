@@ -105,12 +105,13 @@ impl MessageListener {
     ///     if counts.values().sum::<usize>() == 3 {
     ///         break;
     ///     }
-    ///     tokio::time::sleep(Duration::from_millis(20)).await;
+    ///     actimq::actix::clock::sleep(Duration::from_millis(20)).await;
     /// }
     /// assert_eq!(counts.get("Created"), Some(&2));
     /// assert_eq!(counts.get("Paid"), Some(&1));
     /// consumer.shutdown().await?;
-    /// # ClientInstance::shutdown(&client).await;
+    /// producer.shutdown().await;
+    /// ClientInstance::shutdown(&client).await;
     /// # cluster.shutdown().await;
     /// # Ok(())
     /// # })

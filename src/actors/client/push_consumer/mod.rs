@@ -115,7 +115,7 @@ pub struct PushConsumerActor {
 ///
 /// let deadline = Instant::now() + Duration::from_secs(30);
 /// while received.load(Ordering::Relaxed) < 10 && Instant::now() < deadline {
-///     tokio::time::sleep(Duration::from_millis(20)).await;
+///     actimq::actix::clock::sleep(Duration::from_millis(20)).await;
 /// }
 /// assert_eq!(received.load(Ordering::Relaxed), 10);
 ///
