@@ -267,3 +267,126 @@ fn clients_survive_kill_9_of_the_first_name_server() {
         .await;
     });
 }
+
+/// Counts deliveries per body.
+type Deliveries = Arc<Mutex<BTreeMap<String, u32>>>;
+
+fn counting_listener() -> (MessageListener, Deliveries) {
+    let deliveries: Deliveries = Arc::default();
+    let d = Arc::clone(&deliveries);
+    let listener = MessageListener::from_fn(move |msgs| {
+        let mut map = d.lock().unwrap();
+        for m in msgs {
+            *map.entry(String::from_utf8_lossy(m.body()).into_owned())
+                .or_default() += 1;
+        }
+        ConsumeResult::Success
+    });
+    (listener, deliveries)
+}
+
+fn delivered_all(deliveries: &Deliveries, prefix: &str, n: u32) -> bool {
+    let map = deliveries.lock().unwrap();
+    (0..n).all(|i| map.contains_key(&format!("{prefix}-{i}")))
+}
+
+#[test]
+fn a_consumer_resumes_from_its_own_offsets_when_a_restarted_broker_lost_them() {
+    const TOPIC: &str = "LostOffsetsTopic";
+    const GROUP: &str = "lost-offsets-group";
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path(), 2_000);
+    // broker-a writes offsets to disk only when it stops cleanly: its kill -9 below loses
+    // every offset the group committed to it.
+    let a_config = broker_config(
+        dir.path(),
+        "broker-a",
+        "flush_consumer_offset_interval = 600000",
+    );
+    let mut a = broker(&a_config, &ns.addr);
+    let _b = broker(&broker_config(dir.path(), "broker-b", ""), &ns.addr);
+    eventually(TIMEOUT, "both brokers in clusterList", || {
+        cluster_lists(&ns.addr, &["broker-a", "broker-b"]).then_some(())
+    });
+    update_topic(&ns.addr, TOPIC);
+    let a_addr = a.addr.clone();
+    eventually(TIMEOUT, "route listing both brokers", || {
+        topic_route(&ns.addr, TOPIC).filter(|r| r.contains("broker-a") && r.contains("broker-b"))
+    });
+
+    actix_rt::System::new().block_on(async {
+        let client = ClientInstance::start(client_config(&ns.addr)).unwrap();
+        let producer = Producer::start(client.clone(), producer_config("lost-offsets-p"));
+        let (listener, deliveries) = counting_listener();
+        let mut config = consumer_config(GROUP, TOPIC);
+        config.persist_consumer_offset_interval = Duration::from_millis(200);
+        let consumer = PushConsumer::start(client.clone(), config, listener)
+            .await
+            .unwrap();
+        let owns = |n: usize, on_a: bool| {
+            let c = consumer.clone();
+            async move {
+                let q = c.assignment().await;
+                let has_a = q.iter().any(|mq| mq.broker_name == "broker-a");
+                (q.len() == n && has_a == on_a).then_some(())
+            }
+        };
+        wait_for(TIMEOUT, "the consumer owns all 8 queues", || owns(8, true)).await;
+        send_all(&producer, TOPIC, "before", 40).await;
+        wait_for(TIMEOUT, "the first 40 delivered", || async {
+            delivered_all(&deliveries, "before", 40).then_some(())
+        })
+        .await;
+        // broker-a holds the group's offsets (in memory only) at the end of its queues.
+        let ns_addr = ns.addr.clone();
+        wait_for(TIMEOUT, "broker-a has the group's offsets", || {
+            let (ns_addr, a_addr) = (ns_addr.clone(), a_addr.clone());
+            async move {
+                let mut admin = actimq::admin::AdminClient::new(&ns_addr, Duration::from_secs(2));
+                let stats = admin
+                    .consume_stats(&a_addr, GROUP, Some(TOPIC))
+                    .await
+                    .ok()?;
+                (!stats.offset_table.is_empty()
+                    && stats
+                        .offset_table
+                        .values()
+                        .all(|o| o.consumer_offset == o.broker_offset))
+                .then_some(())
+            }
+        })
+        .await;
+
+        a.kill9();
+        wait_for(TIMEOUT, "the consumer drops broker-a's queues", || {
+            owns(4, false)
+        })
+        .await;
+        a = broker(&a_config, &ns.addr);
+        wait_for(
+            TIMEOUT,
+            "the consumer takes broker-a's queues again",
+            || owns(8, true),
+        )
+        .await;
+
+        send_all(&producer, TOPIC, "after", 40).await;
+        wait_for(TIMEOUT, "the next 40 delivered", || async {
+            delivered_all(&deliveries, "after", 40).then_some(())
+        })
+        .await;
+        let again: Vec<(String, u32)> = deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(b, n)| (b.clone(), *n))
+            .collect();
+        assert!(
+            again.is_empty(),
+            "messages consumed and committed before the kill were delivered again: {again:?}"
+        );
+        consumer.shutdown().await.expect("offsets saved");
+        drop(a);
+    });
+}

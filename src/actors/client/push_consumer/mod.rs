@@ -434,6 +434,12 @@ impl Handler<Assign> for PushConsumerActor {
             .iter()
             .filter_map(|(mq, _)| Some((mq.clone(), *self.offsets.get(mq)?)))
             .collect();
+        // What this consumer itself committed for the queues it takes on: the fallback when
+        // their broker answers "no offset" (it lost them: a kill -9 before it wrote them).
+        let ours: BTreeMap<MessageQueue, u64> = new
+            .iter()
+            .filter_map(|mq| Some((mq.clone(), *self.committed.get(mq)?)))
+            .collect();
         let (orderly, me) = (self.config.orderly, self.client_id.clone());
         let work = async move {
             let mut settled = true;
@@ -497,6 +503,13 @@ impl Handler<Assign> for PushConsumerActor {
                         Ok(link) => {
                             match consumer_support::query_offset(&link, &group, &mq).await {
                                 Ok(Some(o)) => Ok((o, true)),
+                                // Not stored: committed again at the next persist.
+                                Ok(None) if ours.contains_key(&mq) => {
+                                    let o = ours.get(&mq).copied().unwrap_or_default();
+                                    tracing::warn!(%group, queue = ?mq, offset = o,
+                                        "the broker has no offset for a queue this consumer committed; resuming from ours and committing it again");
+                                    Ok((o, false))
+                                }
                                 Ok(None) => {
                                     let since = anchors.since(&client, &group, &mq.topic).await;
                                     consumer_support::initial_offset(
