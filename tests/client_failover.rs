@@ -296,13 +296,13 @@ fn a_consumer_resumes_from_its_own_offsets_when_a_restarted_broker_lost_them() {
     const GROUP: &str = "lost-offsets-group";
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path(), 2_000);
-    // broker-a writes offsets to disk only when it stops cleanly: its kill -9 below loses
-    // every offset the group committed to it.
-    let a_config = broker_config(
-        dir.path(),
-        "broker-a",
-        "flush_consumer_offset_interval = 600000",
-    );
+    // broker-a loses the group's offsets below: its offsets file is removed while it is
+    // down (a replaced disk, or a broker of a version that wrote them late).
+    let a_config = broker_config(dir.path(), "broker-a", "");
+    let a_offsets = dir
+        .path()
+        .join("broker-a-store/config/consumer_offsets")
+        .join(format!("{GROUP}.toml"));
     let mut a = broker(&a_config, &ns.addr);
     let _b = broker(&broker_config(dir.path(), "broker-b", ""), &ns.addr);
     eventually(TIMEOUT, "both brokers in clusterList", || {
@@ -337,21 +337,28 @@ fn a_consumer_resumes_from_its_own_offsets_when_a_restarted_broker_lost_them() {
             delivered_all(&deliveries, "before", 40).then_some(())
         })
         .await;
-        // broker-a holds the group's offsets (in memory only) at the end of its queues.
+        // This member's commits of broker-a's queues are acknowledged at their ends.
         let ns_addr = ns.addr.clone();
-        wait_for(TIMEOUT, "broker-a has the group's offsets", || {
-            let (ns_addr, a_addr) = (ns_addr.clone(), a_addr.clone());
+        wait_for(TIMEOUT, "broker-a's queues committed at their ends", || {
+            let (ns_addr, a_addr, consumer) = (ns_addr.clone(), a_addr.clone(), consumer.clone());
             async move {
                 let mut admin = actimq::admin::AdminClient::new(&ns_addr, Duration::from_secs(2));
                 let stats = admin
                     .consume_stats(&a_addr, GROUP, Some(TOPIC))
                     .await
                     .ok()?;
-                (!stats.offset_table.is_empty()
-                    && stats
-                        .offset_table
-                        .values()
-                        .all(|o| o.consumer_offset == o.broker_offset))
+                let committed = consumer.committed_offsets().await;
+                let on_a: Vec<_> = committed
+                    .iter()
+                    .filter(|(mq, _)| mq.broker_name == "broker-a")
+                    .collect();
+                (on_a.len() == 4
+                    && on_a.iter().all(|(mq, o)| {
+                        stats
+                            .offset_table
+                            .get(*mq)
+                            .is_some_and(|s| s.broker_offset == **o as i64)
+                    }))
                 .then_some(())
             }
         })
@@ -362,6 +369,7 @@ fn a_consumer_resumes_from_its_own_offsets_when_a_restarted_broker_lost_them() {
             owns(4, false)
         })
         .await;
+        std::fs::remove_file(&a_offsets).expect("broker-a wrote the group's offsets");
         a = broker(&a_config, &ns.addr);
         wait_for(
             TIMEOUT,
@@ -389,4 +397,59 @@ fn a_consumer_resumes_from_its_own_offsets_when_a_restarted_broker_lost_them() {
         consumer.shutdown().await.expect("offsets saved");
         drop(a);
     });
+}
+
+#[test]
+fn an_acknowledged_offset_commit_survives_a_kill_9_of_its_broker() {
+    const TOPIC: &str = "DurableOffsetsTopic";
+    const GROUP: &str = "durable-offsets-group";
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path(), 2_000);
+    // The periodic offsets write is far away: only the commit path can make them durable.
+    let config = broker_config(
+        dir.path(),
+        "broker-a",
+        "flush_consumer_offset_interval = 600000",
+    );
+    let mut a = broker(&config, &ns.addr);
+    eventually(TIMEOUT, "broker-a in clusterList", || {
+        cluster_lists(&ns.addr, &["broker-a"]).then_some(())
+    });
+    update_topic(&ns.addr, TOPIC);
+    eventually(TIMEOUT, "route of the topic", || {
+        topic_route(&ns.addr, TOPIC)
+    });
+
+    actix_rt::System::new().block_on(async {
+        let client = ClientInstance::start(client_config(&ns.addr)).unwrap();
+        let consumer = actimq::PullConsumer::new(client.clone(), GROUP);
+        let queues = consumer.fetch_queues(TOPIC).await.unwrap();
+        assert_eq!(queues.len(), 4);
+        for (i, mq) in queues.iter().enumerate() {
+            consumer.commit_offset(mq, 10 + i as u64).await.unwrap();
+        }
+        // Every commit was acknowledged: kill at once, before any periodic write.
+        a.kill9();
+        a = broker(&config, &ns.addr);
+        let new_addr = a.addr.clone();
+        wait_for(TIMEOUT, "the restarted broker routed", || {
+            let (ns, new_addr) = (ns.addr.clone(), new_addr.clone());
+            async move {
+                topic_route_async(&ns, TOPIC)
+                    .await
+                    .filter(|r| r.contains(&new_addr))
+            }
+        })
+        .await;
+        let fresh = ClientInstance::start(client_config(&ns.addr)).unwrap();
+        let after = actimq::PullConsumer::new(fresh, GROUP);
+        for (i, mq) in queues.iter().enumerate() {
+            assert_eq!(
+                after.fetch_offset(mq).await.unwrap(),
+                Some(10 + i as u64),
+                "the acknowledged commit of {mq:?} was lost with the broker's kill -9"
+            );
+        }
+    });
+    drop(a);
 }

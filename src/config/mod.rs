@@ -309,7 +309,8 @@ pub struct BrokerConfig {
     /// connection is busy; the group's other members are told to rebalance. Clients
     /// heartbeat every 30 s and pull at least every `long_polling_timeout`.
     pub channel_expired_timeout: u64,
-    /// How often, in ms, consumer offsets are written to disk.
+    /// How often, in ms, consumer offsets are written to disk besides the write each
+    /// commit waits for (an acknowledged commit is already on disk).
     pub flush_consumer_offset_interval: u64,
     /// Largest frame accepted from a peer, in bytes; must exceed the store's
     /// `max_message_size`.

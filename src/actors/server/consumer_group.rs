@@ -80,9 +80,13 @@ pub struct OffsetAnswer {
     pub subscribed_since_ms: Option<i64>,
 }
 
-/// Commits an offset.
+/// Commits an offset; answered once it is on disk, so that a committed offset survives the
+/// broker's `kill -9`. Commits that arrive while a write is under way go together in the
+/// next one (group commit: a burst from many consumers costs one write per write time). While the offsets
+/// file cannot be read the offset is kept in memory only and answered at once, as before
+/// the file is repaired nothing can be written.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), OffsetsNotWritten>")]
 pub struct CommitOffset {
     /// Topic.
     pub topic: String,
@@ -90,6 +94,16 @@ pub struct CommitOffset {
     pub queue_id: i32,
     /// Next offset to consume.
     pub offset: i64,
+}
+
+/// A commit that could not be made durable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("consumer offsets of group '{group}' could not be written: {reason}")]
+pub struct OffsetsNotWritten {
+    /// The group.
+    pub group: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// The ids of the live members, sorted.
@@ -162,6 +176,10 @@ pub struct ConsumerGroup {
     /// Why the offsets file could not be read. While set, the committed offsets are unknown:
     /// none is answered and none is written (see the module doc).
     damaged: Option<String>,
+    /// Commits waiting for the write that makes them durable.
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<(), OffsetsNotWritten>>>,
+    /// A write started for waiting commits has not landed yet.
+    commit_write_in_flight: bool,
 }
 
 fn offset_key(topic: &str, queue_id: i32) -> String {
@@ -190,6 +208,8 @@ impl ConsumerGroup {
             dirty: false,
             locks: HashMap::new(),
             damaged: None,
+            waiting: Vec::new(),
+            commit_write_in_flight: false,
         };
         g.load();
         g
@@ -254,16 +274,67 @@ impl ConsumerGroup {
     }
 
     /// Writes changed offsets on a blocking thread (never on the event loop: a slow disk
-    /// must not stall the broker's other actors).
+    /// must not stall the broker's other actors), and answers the commits it holds once
+    /// written. A commit waiting with nothing to write was taken by a write still under way:
+    /// it is answered when the next write (or this one's successor) lands.
     fn persist(&mut self, ctx: &mut Context<Self>) {
-        if let Some(snapshot) = self.offsets_snapshot() {
-            ctx.spawn(
-                snapshot
-                    .write_off_thread()
-                    .into_actor(self)
-                    .map(|written, act, _| act.after_write(written)),
-            );
+        ctx.spawn(self.write_answering_commits());
+    }
+
+    /// The write of the changed offsets, answering the commits waiting for it when it lands.
+    /// With nothing to write, a commit still waiting cannot be made durable (the file turned
+    /// unreadable, or the offsets cannot be serialised): it is answered with the error.
+    fn write_answering_commits(&mut self) -> ResponseActFuture<Self, ()> {
+        let Some(snapshot) = self.offsets_snapshot() else {
+            if !self.waiting.is_empty() {
+                let reason = self
+                    .damaged
+                    .clone()
+                    .unwrap_or_else(|| "the offsets could not be serialised".into());
+                let waiting = std::mem::take(&mut self.waiting);
+                self.answer(waiting, Err(reason));
+            }
+            return Box::pin(actix::fut::ready(()));
+        };
+        let waiting = std::mem::take(&mut self.waiting);
+        Box::pin(
+            snapshot
+                .write_off_thread()
+                .into_actor(self)
+                .map(move |written, act, _| {
+                    let answer = written.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                    act.answer(waiting, answer);
+                    act.after_write(written);
+                }),
+        )
+    }
+
+    fn answer(
+        &self,
+        waiting: Vec<tokio::sync::oneshot::Sender<Result<(), OffsetsNotWritten>>>,
+        answer: Result<(), String>,
+    ) {
+        let answer = answer.map_err(|reason| OffsetsNotWritten {
+            group: self.name.clone(),
+            reason,
+        });
+        for w in waiting {
+            // The asker may have gone (its connection closed).
+            let _ = w.send(answer.clone());
         }
+    }
+
+    /// Starts the write that makes waiting commits durable, unless one is under way: then
+    /// they go in the write that starts when it lands.
+    fn sync_commits(&mut self, ctx: &mut Context<Self>) {
+        if self.commit_write_in_flight || self.waiting.is_empty() {
+            return;
+        }
+        self.commit_write_in_flight = true;
+        ctx.spawn(self.write_answering_commits().map(|(), act, ctx| {
+            act.commit_write_in_flight = false;
+            act.sync_commits(ctx);
+        }));
     }
 
     /// Writes changed offsets on a blocking thread that outlives this actor (stop, restart).
@@ -333,6 +404,10 @@ impl Actor for ConsumerGroup {
         ctx.run_interval(self.timings.flush_consumer_offset_interval, |act, ctx| {
             act.persist(ctx)
         });
+        // A restart drops a write under way: its commits are answered with an error (their
+        // consumers commit again); those still waiting start a write now.
+        self.commit_write_in_flight = false;
+        self.sync_commits(ctx);
         let scan = (self.timings.channel_expired_timeout / 4).max(Duration::from_millis(50));
         ctx.run_interval(scan, |act, _| act.expire());
         self.stop_to_reload_if_damaged(ctx);
@@ -421,11 +496,27 @@ impl Handler<QueryOffset> for ConsumerGroup {
 }
 
 impl Handler<CommitOffset> for ConsumerGroup {
-    type Result = ();
+    type Result = ResponseFuture<Result<(), OffsetsNotWritten>>;
 
-    fn handle(&mut self, msg: CommitOffset, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: CommitOffset, ctx: &mut Self::Context) -> Self::Result {
         self.offsets.insert((msg.topic, msg.queue_id), msg.offset);
         self.dirty = true;
+        if self.damaged.is_some() {
+            // Nothing can be written until the file reads again (see the module doc).
+            return Box::pin(async { Ok(()) });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting.push(tx);
+        self.sync_commits(ctx);
+        let group = self.name.clone();
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(OffsetsNotWritten {
+                    group,
+                    reason: "the group stopped before the write".into(),
+                })
+            })
+        })
     }
 }
 
@@ -488,14 +579,6 @@ impl Handler<PersistOffsets> for ConsumerGroup {
 
     /// Answers once the offsets are written (the broker's shutdown waits for it).
     fn handle(&mut self, _msg: PersistOffsets, _ctx: &mut Self::Context) -> Self::Result {
-        match self.offsets_snapshot() {
-            Some(snapshot) => Box::pin(
-                snapshot
-                    .write_off_thread()
-                    .into_actor(self)
-                    .map(|written, act, _| act.after_write(written)),
-            ),
-            None => Box::pin(actix::fut::ready(())),
-        }
+        self.write_answering_commits()
     }
 }

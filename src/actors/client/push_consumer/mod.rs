@@ -243,6 +243,13 @@ impl PushConsumer {
         self.addr.send(GetAssignment).await.unwrap_or_default()
     }
 
+    /// The offsets this member committed and its brokers acknowledged (the next offset to
+    /// consume, per queue it owns now): the group's progress as far as a restart would
+    /// resume (RocketMQ's offset store read from memory).
+    pub async fn committed_offsets(&self) -> BTreeMap<MessageQueue, u64> {
+        self.addr.send(GetCommitted).await.unwrap_or_default()
+    }
+
     /// Stops pulling, commits every offset, and leaves the group (the others take over its
     /// queues at once). Fails with [`ClientError::OffsetsNotSaved`] when some offsets could
     /// not be committed (those messages will be delivered again); a consumer already shut
@@ -297,18 +304,32 @@ impl PushConsumerActor {
                 }
                 return done;
             }
-            for (mq, offset) in changed {
-                let committed = match consumer_support::broker_for(&client, &mq).await {
-                    Ok(link) => consumer_support::commit_offset(&link, &group, &mq, offset).await,
-                    Err(e) => Err(e),
-                };
-                match committed {
-                    Ok(()) => done.push((mq, offset)),
-                    Err(e) => {
-                        tracing::debug!(queue = ?mq, error = %e, "offset commit failed; will retry")
+            // All at once: each commit is answered once the broker wrote it, and the broker
+            // writes the commits that arrive together in one go.
+            let commits = changed.into_iter().map(|(mq, offset)| {
+                let (client, group) = (client.clone(), group.clone());
+                async move {
+                    let committed = match consumer_support::broker_for(&client, &mq).await {
+                        Ok(link) => {
+                            consumer_support::commit_offset(&link, &group, &mq, offset).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match committed {
+                        Ok(()) => Some((mq, offset)),
+                        Err(e) => {
+                            tracing::debug!(queue = ?mq, error = %e, "offset commit failed; will retry");
+                            None
+                        }
                     }
                 }
-            }
+            });
+            done.extend(
+                futures_util::future::join_all(commits)
+                    .await
+                    .into_iter()
+                    .flatten(),
+            );
             done
         }
     }
@@ -365,6 +386,24 @@ impl Handler<Progress> for PushConsumerActor {
         if self.owned.contains_key(&msg.mq) {
             self.offsets.insert(msg.mq, msg.offset);
         }
+    }
+}
+
+/// The acknowledged offsets of the queues owned now.
+#[derive(Message)]
+#[rtype(result = "BTreeMap<MessageQueue, u64>")]
+struct GetCommitted;
+
+impl Handler<GetCommitted> for PushConsumerActor {
+    type Result = MessageResult<GetCommitted>;
+    fn handle(&mut self, _: GetCommitted, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.committed
+                .iter()
+                .filter(|(mq, _)| self.owned.contains_key(*mq))
+                .map(|(mq, o)| (mq.clone(), *o))
+                .collect(),
+        )
     }
 }
 

@@ -158,12 +158,21 @@ impl Broker {
                     Ok(g) => g,
                     Err(e) => return inb.fail(ResponseCode::InvalidParameter, e),
                 };
-                group.do_send(consumer_group::CommitOffset {
+                let commit = group.send(consumer_group::CommitOffset {
                     topic: h.topic,
                     queue_id: h.queue_id,
                     offset: h.commit_offset,
                 });
-                response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
+                // Answered once durable: an acknowledged commit survives a kill -9.
+                actix::spawn(async move {
+                    match commit.await {
+                        Ok(Ok(())) => {
+                            response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new())
+                        }
+                        Ok(Err(e)) => inb.fail(ResponseCode::SystemError, e.to_string()),
+                        Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
+                    }
+                });
             }
             Request::GetConsumerListByGroup(h) => {
                 let group = match self.group(&h.consumer_group) {
