@@ -89,9 +89,18 @@ enum Command {
         #[arg(short = 't', long = "topic")]
         topic: String,
     },
-    /// Every broker: cluster, name, id, address.
+    /// Every broker: cluster, name, id (0 = master), address, commit-log end, and
+    /// replication (a master's smallest slave lag, a slave's own lag, in bytes).
     #[command(name = "clusterList")]
     ClusterList,
+    /// One broker's replication: a master's slaves (address, acknowledged offset, lag,
+    /// state), or a slave's link to its master (state, lag).
+    #[command(name = "haStatus")]
+    HaStatus {
+        /// The broker's address.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker: String,
+    },
     /// One broker's runtime state as `key : value` lines (commit-log offsets, whether
     /// writes are refused, damage found in the commit log), then any damage one range a line.
     #[command(name = "brokerStatus")]
@@ -363,22 +372,90 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::ClusterList => {
             let rows = admin.cluster_list().await?;
             let version = env!("CARGO_PKG_VERSION");
+            // Offsets and replication from each broker; one that does not answer shows "-".
+            let mut states = Vec::with_capacity(rows.len());
+            for b in &rows {
+                states.push(admin.broker_status(&b.addr).await.ok());
+            }
+            let field = |st: &Option<BrokerStatus>, key: &str| {
+                st.as_ref()
+                    .and_then(|s| s.table.get(key).cloned())
+                    .unwrap_or_else(|| "-".to_owned())
+            };
             if json {
                 let v: Vec<_> = rows
                     .iter()
-                    .map(|b| serde_json::json!({"cluster": b.cluster, "broker_name": b.broker_name, "broker_id": b.broker_id, "addr": b.addr, "version": version}))
+                    .zip(&states)
+                    .map(|(b, st)| serde_json::json!({"cluster": b.cluster, "broker_name": b.broker_name, "broker_id": b.broker_id, "addr": b.addr, "version": version, "max_offset": field(st, "commitLogMaxOffset"), "ha_lag_bytes": field(st, "haLagBytes"), "ha_state": field(st, "haState")}))
                     .collect();
                 print_json(&v)?;
             } else {
                 println!(
-                    "{:<20} {:<20} {:<5} {:<24} #Version",
-                    "#Cluster Name", "#Broker Name", "#BID", "#Addr"
+                    "{:<20} {:<20} {:<5} {:<24} {:<14} {:<12} {:<18} #HA",
+                    "#Cluster Name",
+                    "#Broker Name",
+                    "#BID",
+                    "#Addr",
+                    "#MaxOffset",
+                    "#HALag",
+                    "#Version"
                 );
-                for b in rows {
+                for (b, st) in rows.iter().zip(&states) {
                     println!(
-                        "{:<20} {:<20} {:<5} {:<24} actimq {}",
-                        b.cluster, b.broker_name, b.broker_id, b.addr, version
+                        "{:<20} {:<20} {:<5} {:<24} {:<14} {:<12} {:<18} {}",
+                        b.cluster,
+                        b.broker_name,
+                        b.broker_id,
+                        b.addr,
+                        field(st, "commitLogMaxOffset"),
+                        field(st, "haLagBytes"),
+                        format!("actimq {version}"),
+                        field(st, "haState")
                     );
+                }
+            }
+        }
+        Command::HaStatus { broker } => {
+            let status = admin.broker_status(&broker).await?;
+            let get = |k: &str| status.table.get(k).cloned().unwrap_or_default();
+            if json {
+                let detail: serde_json::Value =
+                    serde_json::from_str(&get("haDetail")).unwrap_or(serde_json::Value::Null);
+                print_json(
+                    &serde_json::json!({"role": get("brokerRole"), "max_offset": get("commitLogMaxOffset"), "confirmed_offset": get("commitLogConfirmedOffset"), "state": get("haState"), "lag_bytes": get("haLagBytes"), "detail": detail}),
+                )?;
+            } else {
+                println!("role             : {}", get("brokerRole"));
+                println!("max offset       : {}", get("commitLogMaxOffset"));
+                println!("confirmed offset : {}", get("commitLogConfirmedOffset"));
+                println!("state            : {}", get("haState"));
+                println!("lag (bytes)      : {}", get("haLagBytes"));
+                if get("brokerRole") != "SLAVE" {
+                    println!("replication port : {}", get("haAddress"));
+                    let slaves: Vec<serde_json::Value> =
+                        serde_json::from_str(&get("haDetail")).unwrap_or_default();
+                    println!(
+                        "{:<24} {:<5} {:<16} {:<12} #State",
+                        "#Slave", "#BID", "#AckedOffset", "#Lag"
+                    );
+                    for s in slaves {
+                        println!(
+                            "{:<24} {:<5} {:<16} {:<12} {}",
+                            s["addr"].as_str().unwrap_or("?"),
+                            s["broker_id"],
+                            s["acked_offset"],
+                            s["lag_bytes"],
+                            s["state"].as_str().unwrap_or("?")
+                        );
+                    }
+                } else {
+                    let link: serde_json::Value =
+                        serde_json::from_str(&get("haDetail")).unwrap_or_default();
+                    println!(
+                        "master           : {}",
+                        link["master"].as_str().unwrap_or("(not known yet)")
+                    );
+                    println!("master's end     : {}", link["master_end"]);
                 }
             }
         }

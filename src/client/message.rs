@@ -106,14 +106,24 @@ fn push_property<'a>(out: &mut String, name: &str, parts: impl IntoIterator<Item
     out.push(PROPERTY_SEPARATOR);
 }
 
-/// Outcome of a successful send. More statuses come with replication (a slave that did not
-/// confirm in time), so a `match` needs a `_` arm.
+/// How a stored message stands (RocketMQ's `SendStatus`). Only [`SendStatus::SendOk`] is an
+/// acknowledgement: the others say the message is stored on the master but not as safe as
+/// the broker's roles promise (not flushed, or not held by a slave), and it may be lost if
+/// that broker fails now. New statuses may come, so a `match` needs a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum SendStatus {
-    /// Stored (and flushed, under sync_flush).
+    /// Stored as the broker promises: flushed under `sync_flush`, held by its slaves under
+    /// `sync_master`.
     SendOk,
+    /// Stored, but not flushed within the broker's `sync_flush_timeout`.
+    FlushDiskTimeout,
+    /// Stored on a `sync_master`, but no slave acknowledged it within `sync_flush_timeout`.
+    FlushSlaveTimeout,
+    /// Stored on a `sync_master` that has too few slaves in sync (none connected, or too
+    /// far behind) to hold it.
+    SlaveNotAvailable,
 }
 
 /// RocketMQ's spelling: `SEND_OK`.
@@ -121,6 +131,9 @@ impl std::fmt::Display for SendStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             SendStatus::SendOk => "SEND_OK",
+            SendStatus::FlushDiskTimeout => "FLUSH_DISK_TIMEOUT",
+            SendStatus::FlushSlaveTimeout => "FLUSH_SLAVE_TIMEOUT",
+            SendStatus::SlaveNotAvailable => "SLAVE_NOT_AVAILABLE",
         })
     }
 }

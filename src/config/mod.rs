@@ -332,6 +332,18 @@ pub struct BrokerConfig {
     /// machine a hand-off between threads costs more than the decoding it spreads (see
     /// `docs/BENCHMARKS.md`, 2026-12-06, "the house").
     pub server_worker_threads: usize,
+    /// Port a master listens on for its slaves' replication links; unset means
+    /// `listen_port + 1` (any free port when `listen_port` is 0), 0 asks the OS for a free
+    /// one. The bound address is published in the route as the broker's HA address.
+    pub ha_listen_port: Option<u16>,
+    /// A slave's master HA address (`host:port`); empty (the default) means the one the name
+    /// servers publish for the master of the same `broker_name`.
+    pub ha_master_address: String,
+    /// A `sync_master` answers a send `SEND_OK` only once this many slaves hold it.
+    pub min_in_sync_replicas: usize,
+    /// A slave further behind than this many bytes does not count as in sync: a
+    /// `sync_master` with too few in-sync slaves answers `SLAVE_NOT_AVAILABLE` at once.
+    pub ha_slave_fallbehind_max: u64,
     /// The message store's settings; their keys sit at the top level of the file.
     #[serde(flatten, skip_deserializing)]
     pub store: StoreConfig,
@@ -359,6 +371,10 @@ impl Default for BrokerConfig {
             send_message_queue_capacity: 10_000,
             busy_poll_us: 0,
             server_worker_threads: 0,
+            ha_listen_port: None,
+            ha_master_address: String::new(),
+            min_in_sync_replicas: 1,
+            ha_slave_fallbehind_max: 256 * 1024 * 1024,
             store: StoreConfig::default(),
         }
     }
@@ -406,6 +422,17 @@ impl BrokerConfig {
     /// The `host:port` to bind.
     pub fn listen_addr(&self) -> String {
         join_host_port(&self.listen_host, self.listen_port)
+    }
+
+    /// The `host:port` a master binds for its slaves (see `ha_listen_port`), given the port
+    /// its client listener bound.
+    pub fn ha_listen_addr(&self, bound_listen_port: u16) -> String {
+        let port = match self.ha_listen_port {
+            Some(p) => p,
+            None if self.listen_port == 0 => 0,
+            None => bound_listen_port.saturating_add(1),
+        };
+        join_host_port(&self.listen_host, port)
     }
 
     /// The `host:port` name servers hand to clients: `broker_ip1:listen_port`.
@@ -456,6 +483,20 @@ impl BrokerConfig {
         }
         check_host("listen_host", &self.listen_host, true)?;
         check_host("broker_ip1", &self.broker_ip1, false)?;
+        if !self.ha_master_address.trim().is_empty() {
+            check_host_port(self.ha_master_address.trim()).map_err(|why| {
+                invalid(
+                    "ha_master_address",
+                    format!("'{}': {why}", self.ha_master_address),
+                )
+            })?;
+        }
+        if !(1..=16).contains(&self.min_in_sync_replicas) {
+            return Err(invalid(
+                "min_in_sync_replicas",
+                format!("{} is outside 1..=16", self.min_in_sync_replicas),
+            ));
+        }
         if !(100..=60_000).contains(&self.register_broker_interval) {
             return Err(invalid(
                 "register_broker_interval",

@@ -24,6 +24,8 @@ pub enum FoundBy {
     Recovery,
     /// A read for a consumer met it; that read skipped the record.
     Read,
+    /// Shipping the log to a slave met it; replication stopped before it.
+    Replication,
 }
 
 /// What kind of damage a range is.

@@ -45,4 +45,7 @@ pub use config::{DiskFullPolicy, FlushDiskType, StoreConfig};
 pub use error::{Error, MessageIllegal, Result};
 pub use record::{MessageToStore, StoredMessage};
 pub use retention::RetentionReport;
-pub use store::{AppendResult, GetResult, GetStatus, MessageStore, Preparation, StoreStats};
+pub use store::{
+    AppendResult, ConfirmPolicy, GetResult, GetStatus, LogChunk, MessageStore, Preparation,
+    StoreStats,
+};

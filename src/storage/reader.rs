@@ -36,7 +36,11 @@ pub(crate) fn get_messages(
     let Some(cq) = shared.queue(topic, queue_id) else {
         return done(GetStatus::NoMessageInQueue, 0, 0, 0);
     };
-    let (min, max) = (cq.min_offset(), cq.max_offset());
+    // Consumers see confirmed records only (see `store::confirm`).
+    let (min, max) = (
+        cq.min_offset(),
+        shared.visible_end(&cq, shared.confirmed_offset()),
+    );
     if max == 0 {
         return done(GetStatus::NoMessageInQueue, 0, min, max);
     }

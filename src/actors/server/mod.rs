@@ -8,6 +8,7 @@ pub mod broker;
 pub mod connection;
 pub mod consumer_group;
 pub mod frame_budget;
+pub mod ha;
 pub mod listener;
 pub mod log_throttle;
 pub mod message_queue;

@@ -11,12 +11,16 @@
 //! `handover` what replacing a poisoned handle takes.
 
 mod background;
+mod confirm;
 mod handover;
 mod prepare;
 mod read;
+mod ship;
 mod write;
 
+pub use confirm::ConfirmPolicy;
 pub use prepare::Preparation;
+pub use ship::LogChunk;
 
 use background::{join_quietly, StopSignal};
 
@@ -203,6 +207,8 @@ pub(crate) struct Shared {
     pub retention_lock: Mutex<()>,
     /// Wakes and stops the housekeeping thread.
     housekeeping: StopSignal,
+    /// What a record needs before consumers may see it (see `confirm`).
+    pub confirmation: confirm::Confirmation,
     /// Holds the advisory lock for the store's lifetime.
     lock_file: File,
 }
@@ -278,6 +284,10 @@ impl MessageStore {
             derived_lock: Mutex::new(None),
             retention_lock: Mutex::new(()),
             housekeeping: StopSignal::default(),
+            confirmation: confirm::Confirmation::new(ConfirmPolicy {
+                flushed: config.flush_disk_type == FlushDiskType::SyncFlush,
+                replicated: false,
+            }),
             lock_file,
             root,
             config,

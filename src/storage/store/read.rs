@@ -62,7 +62,7 @@ impl MessageStore {
         let Ok((host, offset)) = decode_offset_msg_id(msg_id) else {
             return Ok(None);
         };
-        if host != self.shared.store_host {
+        if host != self.shared.store_host || offset >= self.confirmed_offset() {
             return Ok(None);
         }
         match self.read_by_physical(offset) {
@@ -87,9 +87,10 @@ impl MessageStore {
         };
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
+        let confirmed = self.confirmed_offset();
         // Over-fetch: hash collisions and stale entries are filtered below.
         for phys in index.query(topic, key, begin, end, max.saturating_mul(4).max(32)) {
-            if out.len() >= max || !seen.insert(phys) {
+            if out.len() >= max || phys >= confirmed || !seen.insert(phys) {
                 continue;
             }
             let Ok(m) = self.read_by_physical(phys) else {
@@ -113,8 +114,17 @@ impl MessageStore {
             .unwrap_or(0)
     }
 
-    /// Next offset to be written in a queue.
+    /// The end of a queue as consumers see it: one past its last confirmed message (see
+    /// [`MessageStore::confirmed_offset`]).
     pub fn max_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        self.shared
+            .queue(topic, queue_id)
+            .map(|q| self.shared.visible_end(&q, self.shared.confirmed_offset()))
+            .unwrap_or(0)
+    }
+
+    /// Next offset to be written in a queue, confirmed or not.
+    pub fn written_max_offset(&self, topic: &str, queue_id: u32) -> u64 {
         self.shared
             .queue(topic, queue_id)
             .map(|q| q.max_offset())

@@ -57,6 +57,10 @@ pub struct ProducerConfig {
     pub not_available_duration: Duration,
     /// How long a topic's publish view is trusted before asking for its route again.
     pub route_ttl: Duration,
+    /// Try another broker when one stores a message without `SEND_OK` (a slave that did
+    /// not confirm in time): the message may then be stored twice. Off by default, as in
+    /// RocketMQ; the last such result is returned when no broker does better.
+    pub retry_another_broker_when_not_store_ok: bool,
 }
 
 impl ProducerConfig {
@@ -69,6 +73,7 @@ impl ProducerConfig {
             max_message_size: 4 * 1024 * 1024,
             not_available_duration: Duration::from_secs(10),
             route_ttl: Duration::from_secs(30),
+            retry_another_broker_when_not_store_ok: false,
         }
     }
 }

@@ -229,7 +229,7 @@ impl Shared {
         body: Bytes,
         oneway: bool,
         (left, deadline): (Duration, Instant),
-    ) -> Result<Option<SendMessageResponseHeader>, ClientError> {
+    ) -> Result<Option<(SendStatus, SendMessageResponseHeader)>, ClientError> {
         let link = self.link(&target.broker_addr).await?;
         if oneway {
             let frame = Frame::oneway(code, 0, header, body)
@@ -245,14 +245,25 @@ impl Shared {
         let answer = remote_link::call_until(&link, &target.broker_addr, frame, left, deadline)
             .await
             .map_err(crate::actors::client::from_link)?;
+        // Stored on the broker; only SUCCESS is an acknowledgement (RocketMQ's statuses).
+        let stored = match answer.response_code() {
+            Some(ResponseCode::Success) => Some(SendStatus::SendOk),
+            Some(ResponseCode::FlushDiskTimeout) => Some(SendStatus::FlushDiskTimeout),
+            Some(ResponseCode::FlushSlaveTimeout) => Some(SendStatus::FlushSlaveTimeout),
+            Some(ResponseCode::SlaveNotAvailable) => Some(SendStatus::SlaveNotAvailable),
+            _ => None,
+        };
+        if let Some(status) = stored {
+            if let Ok(h) = SendMessageResponseHeader::from_frame(&answer) {
+                return Ok(Some((status, h)));
+            }
+        }
         match answer.response_code() {
-            Some(ResponseCode::Success) => SendMessageResponseHeader::from_frame(&answer)
-                .map(Some)
-                .map_err(|e| ClientError::Broker {
-                    broker: target.broker_addr.clone(),
-                    code: "SUCCESS".into(),
-                    remark: format!("undecodable send answer: {e}"),
-                }),
+            Some(ResponseCode::Success) => Err(ClientError::Broker {
+                broker: target.broker_addr.clone(),
+                code: "SUCCESS".into(),
+                remark: "undecodable send answer".into(),
+            }),
             Some(ResponseCode::MessageIllegal) => Err(ClientError::MessageIllegal(
                 answer.remark.unwrap_or_default(),
             )),
@@ -311,6 +322,8 @@ impl Shared {
             RequestCode::SendMessage
         };
         let mut made = 0;
+        // A send stored without SEND_OK, kept in case no other broker does better.
+        let mut not_ok: Option<SendResult> = None;
         for n in 0..attempts {
             // The clock is read once per send; a retry reads it again.
             let (now, left) = if n == 0 {
@@ -350,16 +363,25 @@ impl Shared {
                 .await
             {
                 Ok(answer) => {
-                    let (offset_msg_id, queue_offset) = answer
-                        .map(|a| (a.msg_id, a.queue_offset.max(0) as u64))
-                        .unwrap_or_default();
-                    return Ok(SendResult {
-                        status: SendStatus::SendOk,
+                    let (status, offset_msg_id, queue_offset) = answer
+                        .map(|(s, a)| (s, a.msg_id, a.queue_offset.max(0) as u64))
+                        .unwrap_or((SendStatus::SendOk, String::new(), 0));
+                    let result = SendResult {
+                        status,
                         offset_msg_id,
-                        unique_id,
+                        unique_id: unique_id.clone(),
                         message_queue: target.queue.clone(),
                         queue_offset,
-                    });
+                    };
+                    if status == SendStatus::SendOk
+                        || !self.config.retry_another_broker_when_not_store_ok
+                        || n + 1 >= attempts
+                    {
+                        return Ok(result);
+                    }
+                    tracing::debug!(broker = %target.broker_addr, %status, attempt = n + 1, "stored without SEND_OK; trying another broker");
+                    avoid = Some(target.queue.broker_name.clone());
+                    not_ok = Some(result);
                 }
                 Err(e) if !e.is_retryable() => return Err(e),
                 Err(e) => {
@@ -369,6 +391,9 @@ impl Shared {
                     last = Some(e);
                 }
             }
+        }
+        if let Some(result) = not_ok {
+            return Ok(result);
         }
         Err(ClientError::Exhausted {
             what: format!("send to topic '{}'", header.topic),

@@ -17,6 +17,7 @@
 
 mod deferred;
 mod reopen;
+mod replication;
 mod requests;
 mod send_pull;
 pub mod topic_table;
@@ -34,6 +35,7 @@ use crate::actors::server::connection::{
     ConnId, ConnectionClosed, ConnectionLimits, Inbound, InboundBatch, Outbound, OutboundBatch,
 };
 use crate::actors::server::consumer_group::{self, ConsumerGroup, GroupTimings};
+use crate::actors::server::ha;
 use crate::actors::server::listener::{Listener, StopAccepting};
 use crate::actors::server::message_queue::{self, tag_filter, Appended, MessageQueue, Pull};
 use crate::config::BrokerConfig;
@@ -217,6 +219,9 @@ pub struct Broker {
     topics_unsaved: bool,
     /// Whether sends are taken, or refused while a poisoned store is reopened.
     write_side: reopen::WriteSide,
+    /// Replication: this broker's part (master acceptor or slave link), the answers and
+    /// wake-ups waiting for slaves, and the status its actors keep (see `replication`).
+    ha: replication::Replication,
 }
 
 /// A queue actor and its wake-up flag (see [`MessageQueue::wake_flag`]).
@@ -250,6 +255,11 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
         .parse()
         .map_err(|_| BrokerError::BadAddress(config.broker_ip1.clone()))?;
     let store = Arc::new(open_store_off_thread(config.store.clone(), store_host).await?);
+    replication::set_confirm_policy(&store, &config);
+    let (ha_listener, ha_advertised) = replication::bind_ha(&config, local.port()).await?;
+    let ha_state = Arc::new(ha::HaState::default());
+    let (ha_store, ha_config, ha_state_for_actors) =
+        (Arc::clone(&store), config.clone(), Arc::clone(&ha_state));
     let mut topics = TopicTable::load(&config.store.store_path_root_dir)?;
     if config.auto_create_topic_enable && topics.get(AUTO_CREATE_TOPIC_KEY).is_none() {
         // Producers ask for this topic's route when theirs has none, then send to a broker
@@ -292,9 +302,17 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             deferred: deferred::DeferredSends::default(),
             topics_unsaved: false,
             write_side: reopen::WriteSide::default(),
+            ha: replication::Replication::new(ha_state, ha_advertised),
             config,
         }
     });
+    replication::start_ha_actors(
+        &broker,
+        ha_listener,
+        &ha_store,
+        &ha_config,
+        ha_state_for_actors,
+    );
     // Connections on worker threads, if configured; the Broker and its queue actors stay on
     // this one. The arbiters stop with the process.
     let workers = (0..config_workers)
@@ -380,7 +398,7 @@ impl Broker {
             broker_name: self.config.broker_name.clone(),
             broker_addr: self.advertised.clone(),
             cluster_name: self.config.broker_cluster_name.clone(),
-            ha_server_addr: self.advertised.clone(),
+            ha_server_addr: self.ha.advertised().unwrap_or(&self.advertised).to_owned(),
             broker_id: self.config.broker_id,
             heartbeat_timeout_millis: None,
         };
@@ -399,8 +417,14 @@ impl Broker {
             let (addr, link) = (addr.clone(), link.clone());
             ctx.spawn(
                 async move {
+                    let mut master_ha = None;
                     let answered = match remote_link::call(&link, &addr, frame, NAMESRV_TIMEOUT).await {
-                        Ok(f) if f.response_code() == Some(ResponseCode::Success) => Some(true),
+                        Ok(f) if f.response_code() == Some(ResponseCode::Success) => {
+                            master_ha = f
+                                .decode_header::<crate::protocol::route::RegisterBrokerResponseHeader>()
+                                .ok();
+                            Some(true)
+                        }
                         Ok(f) => {
                             // A refusal is an answer: the periodic registration tries again.
                             tracing::warn!(namesrv = %addr, code = f.code, remark = ?f.remark, "registration refused");
@@ -411,12 +435,13 @@ impl Broker {
                             None
                         }
                     };
-                    (addr, answered)
+                    (addr, answered, master_ha)
                 }
                 .into_actor(self)
-                .map(|(addr, answered), act, ctx| {
+                .map(|(addr, answered, master_ha), act, ctx| {
                     if answered == Some(true) {
                         act.registered_with.insert(addr);
+                        act.master_published(master_ha, ctx);
                     }
                     let registered = answered.is_some();
                     if !registered && !act.registration_retry && !act.shutting_down {
@@ -454,6 +479,7 @@ impl Actor for Broker {
             namesrv = ?self.config.namesrv_addrs(), "broker started"
         );
         self.register_all(ctx);
+        self.start_replication_timers(ctx);
         let every = Duration::from_millis(self.config.register_broker_interval);
         ctx.run_interval(every, |act, ctx| {
             if !act.shutting_down {

@@ -155,6 +155,7 @@ impl Broker {
             return;
         }
         self.store = Arc::clone(&store);
+        self.replication_store_reopened(&store);
         for q in self.queues.values().flat_map(|t| t.values()) {
             q.addr.do_send(StoreReopened(Arc::clone(&store)));
         }

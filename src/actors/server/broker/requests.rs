@@ -296,6 +296,16 @@ impl Broker {
                 Err(e) => inb.fail(ResponseCode::SystemError, e.to_string()),
             },
             Request::UpdateAndCreateTopic(h) => {
+                if !self.config.is_master() {
+                    return inb.fail(
+                        ResponseCode::NoPermission,
+                        format!(
+                            "broker {} id {} is a slave: it copies its topics from its master; \
+                             update the topic on the master (id 0) instead",
+                            self.config.broker_name, self.config.broker_id
+                        ),
+                    );
+                }
                 if let Err(e) = validate_topic_name(&h.topic) {
                     return inb.fail(ResponseCode::InvalidParameter, e);
                 }
@@ -403,7 +413,30 @@ impl Broker {
             BrokerRole::SyncMaster => "SYNC_MASTER",
             BrokerRole::Slave => "SLAVE",
         };
-        let entries: [(&str, String); 16] = [
+        let ha = self.ha.state();
+        let (ha_state, ha_lag, ha_detail) = if self.config.is_master() {
+            let slaves = ha.slaves();
+            let lag = slaves.iter().map(|s| s.lag_bytes).min().unwrap_or(0);
+            let state = if slaves.is_empty() {
+                "no slave connected".to_owned()
+            } else {
+                format!("{} slave(s), {} in sync", slaves.len(), ha.in_sync())
+            };
+            (
+                state,
+                lag,
+                serde_json::to_string(&slaves).unwrap_or_default(),
+            )
+        } else {
+            let link = ha.link();
+            let lag = link.master_end.saturating_sub(store.max_physical_offset());
+            (
+                link.state.clone(),
+                lag,
+                serde_json::to_string(&link).unwrap_or_default(),
+            )
+        };
+        let entries: [(&str, String); 21] = [
             ("brokerVersion", env!("CARGO_PKG_VERSION").to_owned()),
             (
                 "brokerVersionDesc",
@@ -423,6 +456,18 @@ impl Broker {
                 store.max_physical_offset().to_string(),
             ),
             ("commitLogFlushedOffset", store.flushed_offset().to_string()),
+            (
+                "commitLogConfirmedOffset",
+                store.confirmed_offset().to_string(),
+            ),
+            ("haState", ha_state),
+            // A master: the smallest lag of its slaves; a slave: its own.
+            ("haLagBytes", ha_lag.to_string()),
+            ("haDetail", ha_detail),
+            (
+                "haAddress",
+                self.ha.advertised().unwrap_or_default().to_owned(),
+            ),
             (
                 "openedClean",
                 stats.opened_clean.load(Ordering::Relaxed).to_string(),

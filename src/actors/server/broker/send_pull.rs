@@ -252,6 +252,9 @@ impl Broker {
             tracing::warn!(messages = msgs.len(), stored = results.len(), error = %e, "append failed");
         }
         let sync_flush = self.store.config().flush_disk_type == FlushDiskType::SyncFlush;
+        let sync_master = self.config.broker_role == crate::config::BrokerRole::SyncMaster;
+        let slaves_in_sync = self.ha.state().in_sync() >= self.config.min_in_sync_replicas;
+        let slave_timeout = Duration::from_millis(self.store.config().sync_flush_timeout);
         // Answers due now go back to their connection together, one message per run of
         // sends from the same connection (a batch comes from one, so one message).
         let mut answers = Answers::default();
@@ -287,7 +290,30 @@ impl Broker {
                 batch_uniq_id: None,
             };
             let opaque = s.opaque;
-            if sync_flush {
+            if sync_master {
+                if slaves_in_sync {
+                    // Answered when the slaves hold it (see `replication`).
+                    self.ha.await_slaves(
+                        last.end_offset(),
+                        slave_timeout,
+                        opaque,
+                        header,
+                        Arc::clone(reply),
+                    );
+                } else {
+                    // Stored here, not acknowledged: RocketMQ's SLAVE_NOT_AVAILABLE status.
+                    let frame = Frame::response(
+                        opaque,
+                        ResponseCode::SlaveNotAvailable,
+                        &header,
+                        Bytes::new(),
+                    )
+                    .unwrap_or_else(|e| {
+                        Frame::error(opaque, ResponseCode::SystemError, e.to_string())
+                    });
+                    answers.push(&s.replies, frame);
+                }
+            } else if sync_flush {
                 let reply = Arc::clone(reply);
                 self.store.on_durable(
                     last.end_offset(),
@@ -308,18 +334,46 @@ impl Broker {
             }
         }
         answers.send();
-        // Records of a request stored in part are readable too.
+        // Records of a request stored in part are readable too, once confirmed: held pulls
+        // are woken when they are (flushed, or held by the slaves), not at the append.
         let stored = sends.iter().filter(|s| s.first < results.len());
-        self.tell_queues(&msgs, stored);
+        let mut wakes = self.queue_wakes(&msgs, stored);
+        let Some(batch_end) = results.last().map(|r| r.end_offset()) else {
+            return;
+        };
+        let acceptor = self.ha.acceptor_if_slaves();
+        if sync_master {
+            self.ha
+                .wake_when_replicated(batch_end, std::mem::take(&mut wakes));
+        }
+        if sync_flush {
+            // Slaves are shipped flushed bytes only: tell them after the flush too.
+            if !wakes.is_empty() || acceptor.is_some() {
+                self.store.on_durable(
+                    batch_end,
+                    Box::new(move |_| {
+                        replication::wake(&wakes);
+                        if let Some(a) = acceptor {
+                            a.do_send(crate::actors::server::ha::LogGrew);
+                        }
+                    }),
+                );
+            }
+        } else {
+            replication::wake(&wakes);
+            self.ha.log_grew();
+        }
     }
 
-    /// Tells the queue actors (those that exist: pulls start them) that their queue grew.
-    fn tell_queues<'a>(
+    /// The queue actors (those that exist: pulls start them) of the queues these sends
+    /// touched, to wake once their records are confirmed.
+    fn queue_wakes<'a>(
         &self,
         msgs: &[MessageToStore],
         sends: impl Iterator<Item = &'a PendingSend>,
-    ) {
+    ) -> Vec<replication::Wake> {
         let mut told: Vec<(&str, u32)> = Vec::new();
+        let mut wakes = Vec::new();
         for s in sends {
             let topic = msgs[s.first].topic.as_str();
             if told.contains(&(topic, s.queue_id)) {
@@ -327,14 +381,10 @@ impl Broker {
             }
             told.push((topic, s.queue_id));
             if let Some(q) = self.queues.get(topic).and_then(|t| t.get(&s.queue_id)) {
-                if !q
-                    .wake_pending
-                    .swap(true, std::sync::atomic::Ordering::AcqRel)
-                {
-                    q.addr.do_send(Appended);
-                }
+                wakes.push((q.addr.clone(), Arc::clone(&q.wake_pending)));
             }
         }
+        wakes
     }
 
     pub(super) fn on_pull(&mut self, inb: Inbound, h: PullMessageRequestHeader) {

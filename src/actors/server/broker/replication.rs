@@ -1,0 +1,428 @@
+//! The broker's side of replication: binding the master's HA port, starting the master's
+//! [`HaAcceptor`] or the slave's supervised [`HaSlaveLink`], the confirmed-offset policy of
+//! each role, `sync_master` answers (released when the slaves' acknowledgement passes
+//! them, `FLUSH_SLAVE_TIMEOUT` after `sync_flush_timeout`, `SLAVE_NOT_AVAILABLE` at once
+//! with too few slaves in sync), waking held pulls when records become confirmed, and a
+//! slave's copy of its master's topic table.
+//!
+//! It never answers a send `SEND_OK` before the records are confirmed as the role
+//! promises, and never shows a consumer a record before that either.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use super::*;
+use crate::actors::server::ha::acceptor::{AcceptorSettings, HaAcceptor};
+use crate::actors::server::ha::session::SessionSettings;
+use crate::actors::server::ha::slave_link::{HaSlaveLink, MasterAddress, SlaveSettings};
+use crate::actors::server::ha::{HaState, LogGrew, ReplicaProgress, SlaveAppended, UseStore};
+use crate::config::BrokerRole;
+use crate::protocol::route::RegisterBrokerResponseHeader;
+use crate::protocol::topic::TopicConfigWrapper;
+use crate::storage::{ConfirmPolicy, FlushDiskType};
+
+/// How often a slave copies its master's topic table.
+const METADATA_SYNC_INTERVAL: Duration = Duration::from_secs(3);
+/// How often `sync_master` answers are checked against their deadline.
+const SLAVE_WAIT_CHECK: Duration = Duration::from_millis(50);
+/// Most batches of wake-ups kept waiting for slaves; past it, every queue is woken at the
+/// next progress instead (a slave away for long must not grow the broker's memory).
+const MAX_WAITING_WAKES: usize = 4096;
+
+/// A queue actor to wake, with its flag (see `MessageQueue::wake_flag`).
+pub(super) type Wake = (Addr<MessageQueue>, Arc<AtomicBool>);
+
+/// Tells each queue actor that its queue has new confirmed messages.
+pub(super) fn wake(wakes: &[Wake]) {
+    for (addr, flag) in wakes {
+        if !flag.swap(true, Ordering::AcqRel) {
+            addr.do_send(Appended);
+        }
+    }
+}
+
+/// A `sync_master` send stored and waiting for its slaves.
+struct AwaitingSlaves {
+    end: u64,
+    deadline: Instant,
+    opaque: u32,
+    header: SendMessageResponseHeader,
+    reply: Arc<Recipient<Outbound>>,
+}
+
+enum Role {
+    None,
+    Master(Addr<HaAcceptor>),
+    Slave(Addr<HaSlaveLink>),
+}
+
+/// The broker's replication state.
+pub(super) struct Replication {
+    state: Arc<HaState>,
+    /// The HA address registered with the name servers (a master's).
+    advertised: Option<String>,
+    role: Role,
+    /// What the name servers last said about this broker name's master (for a slave).
+    master: Option<RegisterBrokerResponseHeader>,
+    /// A slave's link to its master as a client (topic table copies).
+    master_link: Option<(String, Addr<RemoteLink>)>,
+    awaiting: VecDeque<AwaitingSlaves>,
+    wakes: VecDeque<(u64, Vec<Wake>)>,
+    wake_all_at_progress: bool,
+}
+
+/// Sets what a record needs before consumers see it, for this broker's role.
+pub(super) fn set_confirm_policy(store: &MessageStore, config: &BrokerConfig) {
+    let sync_flush = config.store.flush_disk_type == FlushDiskType::SyncFlush;
+    store.set_confirm_policy(match config.broker_role {
+        BrokerRole::AsyncMaster => ConfirmPolicy {
+            flushed: sync_flush,
+            replicated: false,
+        },
+        BrokerRole::SyncMaster => ConfirmPolicy {
+            flushed: sync_flush,
+            replicated: true,
+        },
+        // What a master ships is confirmed there; a slave shows it once written.
+        BrokerRole::Slave => ConfirmPolicy::default(),
+    });
+}
+
+/// Binds a master's HA port; `None` for a slave. Returns the address to publish.
+pub(super) async fn bind_ha(
+    config: &BrokerConfig,
+    listen_port: u16,
+) -> Result<(Option<tokio::net::TcpListener>, Option<String>), BrokerError> {
+    if !config.is_master() {
+        return Ok((None, None));
+    }
+    let bind = config.ha_listen_addr(listen_port);
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|source| BrokerError::Bind {
+            addr: bind.clone(),
+            source,
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| BrokerError::Bind { addr: bind, source })?
+        .port();
+    Ok((
+        Some(listener),
+        Some(format!("{}:{port}", config.broker_ip1)),
+    ))
+}
+
+/// Starts the master's acceptor (given its listener) or the slave's link, and hands it to
+/// the broker.
+pub(super) fn start_ha_actors(
+    broker: &Addr<Broker>,
+    listener: Option<tokio::net::TcpListener>,
+    store: &Arc<MessageStore>,
+    config: &BrokerConfig,
+    state: Arc<HaState>,
+) {
+    let max_frame = ha::CHUNK_BYTES + config.store.max_message_size as usize + 1024;
+    if let Some(listener) = listener {
+        let acceptor = HaAcceptor::start(
+            listener,
+            Arc::clone(store),
+            state,
+            broker.clone().recipient(),
+            AcceptorSettings {
+                session: SessionSettings {
+                    broker_name: config.broker_name.clone(),
+                    ship_flushed_only: config.store.flush_disk_type == FlushDiskType::SyncFlush,
+                    max_frame,
+                },
+                min_in_sync_replicas: config.min_in_sync_replicas,
+                fallbehind_max: config.ha_slave_fallbehind_max,
+            },
+        );
+        broker.do_send(SetHa(Role::Master(acceptor)));
+    } else if !config.is_master() {
+        let fixed = config.ha_master_address.trim();
+        let link = HaSlaveLink::new(
+            Arc::clone(store),
+            state,
+            broker.clone().recipient(),
+            SlaveSettings {
+                broker_name: config.broker_name.clone(),
+                broker_id: config.broker_id,
+                fixed_master: (!fixed.is_empty()).then(|| fixed.to_owned()),
+                max_frame,
+            },
+        );
+        let link = Supervisor::start(move |_| link);
+        broker.do_send(SetHa(Role::Slave(link)));
+    }
+}
+
+impl Replication {
+    pub(super) fn new(state: Arc<HaState>, advertised: Option<String>) -> Self {
+        Replication {
+            state,
+            advertised,
+            role: Role::None,
+            master: None,
+            master_link: None,
+            awaiting: VecDeque::new(),
+            wakes: VecDeque::new(),
+            wake_all_at_progress: false,
+        }
+    }
+
+    /// The HA address to register (a master's).
+    pub(super) fn advertised(&self) -> Option<&str> {
+        self.advertised.as_deref()
+    }
+
+    /// What the replication actors report.
+    pub(super) fn state(&self) -> &HaState {
+        &self.state
+    }
+
+    /// Holds a `sync_master` answer until the slaves hold `end`.
+    pub(super) fn await_slaves(
+        &mut self,
+        end: u64,
+        timeout: Duration,
+        opaque: u32,
+        header: SendMessageResponseHeader,
+        reply: Arc<Recipient<Outbound>>,
+    ) {
+        self.awaiting.push_back(AwaitingSlaves {
+            end,
+            deadline: Instant::now() + timeout,
+            opaque,
+            header,
+            reply,
+        });
+    }
+
+    /// Wakes `wakes` once the slaves hold `end`.
+    pub(super) fn wake_when_replicated(&mut self, end: u64, wakes: Vec<Wake>) {
+        if wakes.is_empty() || self.wake_all_at_progress {
+            return;
+        }
+        if self.wakes.len() >= MAX_WAITING_WAKES {
+            self.wakes.clear();
+            self.wake_all_at_progress = true;
+            return;
+        }
+        self.wakes.push_back((end, wakes));
+    }
+
+    /// Tells the sessions that there is more to ship, if any slave is connected.
+    pub(super) fn log_grew(&self) {
+        if let Role::Master(a) = &self.role {
+            if self.state.any_connected() {
+                a.do_send(LogGrew);
+            }
+        }
+    }
+
+    /// The acceptor, to tell from another thread (after a flush).
+    pub(super) fn acceptor_if_slaves(&self) -> Option<Addr<HaAcceptor>> {
+        match &self.role {
+            Role::Master(a) if self.state.any_connected() => Some(a.clone()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SetHa(Role);
+
+impl Handler<SetHa> for Broker {
+    type Result = ();
+    fn handle(&mut self, msg: SetHa, _: &mut Context<Self>) {
+        self.ha.role = msg.0;
+        if let (Role::Slave(link), Some(h)) = (&self.ha.role, &self.ha.master) {
+            link.do_send(MasterAddress(h.ha_server_addr.clone()));
+        }
+    }
+}
+
+impl Handler<ReplicaProgress> for Broker {
+    type Result = ();
+    fn handle(&mut self, msg: ReplicaProgress, _: &mut Context<Self>) {
+        let ReplicaProgress(offset) = msg;
+        let ha = &mut self.ha;
+        while ha.awaiting.front().is_some_and(|a| a.end <= offset) {
+            if let Some(a) = ha.awaiting.pop_front() {
+                let frame =
+                    Frame::response(a.opaque, ResponseCode::Success, &a.header, Bytes::new())
+                        .unwrap_or_else(|e| {
+                            Frame::error(a.opaque, ResponseCode::SystemError, e.to_string())
+                        });
+                a.reply.do_send(Outbound(frame));
+            }
+        }
+        while ha.wakes.front().is_some_and(|(end, _)| *end <= offset) {
+            if let Some((_, w)) = ha.wakes.pop_front() {
+                wake(&w);
+            }
+        }
+        if std::mem::take(&mut ha.wake_all_at_progress) {
+            self.wake_all_queues();
+        }
+    }
+}
+
+impl Handler<SlaveAppended> for Broker {
+    type Result = ();
+    fn handle(&mut self, _: SlaveAppended, _: &mut Context<Self>) {
+        self.wake_all_queues();
+    }
+}
+
+impl Broker {
+    /// The replication timers, armed in `started` (so again after a restart).
+    pub(super) fn start_replication_timers(&self, ctx: &mut Context<Self>) {
+        match self.config.broker_role {
+            BrokerRole::Slave => {
+                ctx.run_interval(METADATA_SYNC_INTERVAL, |act, ctx| {
+                    act.copy_master_topics(ctx)
+                });
+            }
+            BrokerRole::SyncMaster => {
+                ctx.run_interval(SLAVE_WAIT_CHECK, |act, _| act.expire_slave_waits());
+            }
+            BrokerRole::AsyncMaster => {}
+        }
+    }
+
+    /// After a reopen: the replication actors read and write the new handle (sessions
+    /// close and slaves reconnect; a slave's link reconnects from the new store's end).
+    pub(super) fn replication_store_reopened(&self, store: &Arc<MessageStore>) {
+        set_confirm_policy(store, &self.config);
+        match &self.ha.role {
+            Role::Master(a) => a.do_send(UseStore(Arc::clone(store))),
+            Role::Slave(l) => l.do_send(UseStore(Arc::clone(store))),
+            Role::None => {}
+        }
+    }
+
+    /// Wakes every queue actor (a slave does not know which queues a chunk touched).
+    pub(super) fn wake_all_queues(&self) {
+        for q in self.queues.values().flat_map(|t| t.values()) {
+            if !q.wake_pending.swap(true, Ordering::AcqRel) {
+                q.addr.do_send(Appended);
+            }
+        }
+    }
+
+    /// Answers `FLUSH_SLAVE_TIMEOUT` to the sends whose slaves did not answer in time (the
+    /// message is stored on the master; it is not acknowledged).
+    fn expire_slave_waits(&mut self) {
+        let now = Instant::now();
+        while self.ha.awaiting.front().is_some_and(|a| a.deadline <= now) {
+            if let Some(a) = self.ha.awaiting.pop_front() {
+                let frame = Frame::response(
+                    a.opaque,
+                    ResponseCode::FlushSlaveTimeout,
+                    &a.header,
+                    Bytes::new(),
+                )
+                .unwrap_or_else(|e| {
+                    Frame::error(a.opaque, ResponseCode::SystemError, e.to_string())
+                });
+                a.reply.do_send(Outbound(frame));
+            }
+        }
+    }
+
+    /// What a registration answered about this broker name's master (a slave follows it).
+    pub(super) fn master_published(
+        &mut self,
+        header: Option<RegisterBrokerResponseHeader>,
+        _: &mut Context<Self>,
+    ) {
+        if self.config.is_master() {
+            return;
+        }
+        let Some(h) = header else { return };
+        if h.ha_server_addr.as_deref().is_none_or(str::is_empty) {
+            return;
+        }
+        if let Role::Slave(link) = &self.ha.role {
+            link.do_send(MasterAddress(h.ha_server_addr.clone()));
+        }
+        self.ha.master = Some(h);
+    }
+
+    /// A slave copies its master's topic table (over the normal protocol), so that it can
+    /// serve consumers of every topic the master has. Topics are added or updated, never
+    /// removed: a consumer may still be reading them here.
+    fn copy_master_topics(&mut self, ctx: &mut Context<Self>) {
+        let Some(master) = self.ha.master.as_ref().and_then(|h| h.master_addr.clone()) else {
+            return;
+        };
+        let link = match &self.ha.master_link {
+            Some((addr, link)) if *addr == master => link.clone(),
+            _ => {
+                let config = LinkConfig {
+                    max_frame_size: self.config.max_frame_size,
+                    ..LinkConfig::default()
+                };
+                let link = RemoteLink::start(master.clone(), config, None);
+                self.ha.master_link = Some((master.clone(), link.clone()));
+                link
+            }
+        };
+        let Ok(frame) = Frame::request(
+            RequestCode::GetAllTopicConfig,
+            0,
+            &NoHeader {},
+            Bytes::new(),
+        ) else {
+            return;
+        };
+        ctx.spawn(
+            async move { remote_link::call(&link, &master, frame, NAMESRV_TIMEOUT).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    let table = match res {
+                        Ok(f) if f.response_code() == Some(ResponseCode::Success) => {
+                            match f.decode_body::<TopicConfigWrapper>() {
+                                Ok(t) => t,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "the master's topic table does not decode");
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(f) => {
+                            tracing::debug!(code = f.code, "the master refused its topic table");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot copy the master's topic table");
+                            return;
+                        }
+                    };
+                    let mut changed = false;
+                    for (name, t) in table.topic_config_table {
+                        if act.topics.get(&name) != Some(&t) {
+                            act.topics.upsert(t);
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        tracing::info!("topic table copied from the master");
+                        act.register_all(ctx);
+                        if let Ok(snapshot) = act.topics.snapshot() {
+                            actix::spawn(async move {
+                                if let Err(e) = snapshot.save().await {
+                                    tracing::warn!(error = %e, "cannot save the copied topic table");
+                                }
+                            });
+                        }
+                    }
+                }),
+        );
+    }
+}
