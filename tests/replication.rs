@@ -223,3 +223,211 @@ fn a_slave_holds_a_byte_identical_log_and_the_same_queues() {
     m.shutdown().unwrap();
     s.shutdown().unwrap();
 }
+
+/// Sends `n` single messages one by one; returns the bodies answered SEND_OK and counts
+/// the other statuses. Errors (a broker gone) are counted apart.
+async fn send_each(
+    producer: &Producer,
+    topic: &str,
+    from: usize,
+    n: usize,
+) -> (Vec<String>, BTreeMap<String, usize>) {
+    let mut ok = Vec::new();
+    let mut other: BTreeMap<String, usize> = BTreeMap::new();
+    for i in from..from + n {
+        let body = format!("numbered-{i}");
+        match producer.send(Message::new(topic, body.clone())).await {
+            Ok(r) if r.status == SendStatus::SendOk => ok.push(body),
+            Ok(r) => *other.entry(r.status.to_string()).or_default() += 1,
+            Err(_) => *other.entry("error".into()).or_default() += 1,
+        }
+    }
+    (ok, other)
+}
+
+/// Every message body stored in `topic` (queues 0..queues) of the store at `dir`.
+fn bodies_in_store(dir: &Path, topic: &str, queues: u32) -> std::collections::HashSet<String> {
+    let store = open_store(dir);
+    let mut out = std::collections::HashSet::new();
+    for q in 0..queues {
+        for o in store.min_offset(topic, q)..store.max_offset(topic, q) {
+            let m = store.read_by_queue_offset(topic, q, o).unwrap();
+            out.insert(String::from_utf8_lossy(&m.body).into_owned());
+        }
+    }
+    store.shutdown().unwrap();
+    out
+}
+
+#[test]
+fn a_sync_master_acknowledges_only_what_its_slave_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    let sync = "broker_role = \"sync_master\"\nflush_disk_type = \"sync_flush\"\nsync_flush_timeout = 1000";
+    let mut master = start(&config(dir.path(), "master", sync), &ns.addr);
+    let mut slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
+    let (ok, out, err) = mqadmin(&[
+        "-n", &ns.addr, "updateTopic", "-b", &master.addr, "-t", "Sync", "-r", "2", "-w", "2",
+    ]);
+    assert!(ok, "{out}{err}");
+    eventually(WAIT, "the slave in sync", || {
+        status(&ns.addr, &master.addr)
+            .get("haState")
+            .filter(|s| s.contains("1 in sync"))
+            .cloned()
+    });
+    let visible = |ns: &str, addr: &str| {
+        let (ok, out, _) = mqadmin(&["-n", ns, "topicStatus", "-t", "Sync", "--json"]);
+        assert!(ok);
+        let _ = addr;
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["max_offset"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+
+    let pid = slave.child.id().to_string();
+    let master_pid = master.child.id().to_string();
+    let (acked, during_stop, stopped_statuses, seen_while_stopped, seen_after) =
+        actix_rt::System::new().block_on(async {
+            let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+            let producer = Producer::start(client.clone(), ProducerConfig::new("sync-producers"));
+            let (mut acked, other) = send_each(&producer, "Sync", 0, 200).await;
+            assert!(other.is_empty(), "statuses with the slave up: {other:?}");
+            let before = visible(&ns.addr, &master.addr);
+            assert_eq!(before, 200);
+
+            // A hung slave: no acknowledgement, so no SEND_OK and nothing new for consumers.
+            std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+            let (during, statuses) = send_each(&producer, "Sync", 200, 5).await;
+            let seen_while_stopped = visible(&ns.addr, &master.addr);
+            std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+            let seen_after = {
+                let deadline = std::time::Instant::now() + WAIT;
+                loop {
+                    let v = visible(&ns.addr, &master.addr);
+                    if v == 205 || std::time::Instant::now() > deadline {
+                        break v;
+                    }
+                    actix_rt::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            let (more, other) = send_each(&producer, "Sync", 205, 100).await;
+            assert!(other.is_empty(), "statuses after SIGCONT: {other:?}");
+            acked.extend(more);
+            // kill -9 of the master in the middle of a send loop.
+            let (more, _) = send_each(&producer, "Sync", 305, 50).await;
+            acked.extend(more);
+            std::process::Command::new("kill").args(["-KILL", &master_pid]).status().unwrap();
+            let (more, _) = send_each(&producer, "Sync", 355, 50).await;
+            acked.extend(more);
+            producer.shutdown().await;
+            ClientInstance::shutdown(&client).await;
+            (acked, during, statuses, seen_while_stopped, seen_after)
+        });
+    assert!(
+        during_stop.is_empty(),
+        "SEND_OK while the only slave was stopped: {during_stop:?}"
+    );
+    assert_eq!(
+        stopped_statuses.get("FLUSH_SLAVE_TIMEOUT"),
+        Some(&5),
+        "{stopped_statuses:?}"
+    );
+    assert_eq!(seen_while_stopped, 200, "consumers saw unreplicated messages");
+    assert_eq!(seen_after, 205, "the stored messages never became visible");
+
+    // After the kill -9 of the master: everything acknowledged is on the slave.
+    master.kill9();
+    let slave_end = eventually(WAIT, "the slave's status", || {
+        num(&status(&ns.addr, &slave.addr), "commitLogMaxOffset")
+    });
+    assert!(slave_end > 0);
+    slave.terminate();
+    let on_slave = bodies_in_store(&dir.path().join("slave-store"), "Sync", 2);
+    let missing: Vec<_> = acked.iter().filter(|b| !on_slave.contains(*b)).collect();
+    assert!(missing.is_empty(), "acknowledged but not on the slave: {missing:?}");
+    assert!(acked.len() >= 350, "only {} acknowledged", acked.len());
+}
+
+#[test]
+fn a_killed_slave_and_a_restarted_master_resume_with_no_gap_and_no_byte_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    let master_config = config(dir.path(), "master", "");
+    let slave_config = config(dir.path(), "slave", SLAVE);
+    let mut master = start(&master_config, &ns.addr);
+    let mut slave = start(&slave_config, &ns.addr);
+    let (ok, out, err) = mqadmin(&[
+        "-n", &ns.addr, "updateTopic", "-b", &master.addr, "-t", "Resume", "-r", "4", "-w", "4",
+    ]);
+    assert!(ok, "{out}{err}");
+    let system = actix_rt::System::new();
+    system.block_on(send_batches(&ns.addr, "Resume", 200, 100));
+    // SIGKILL the slave while it is (or may be) mid-stream, write more, start it again.
+    slave.kill9();
+    system.block_on(send_batches(&ns.addr, "Resume", 200, 100));
+    let mut slave = start(&slave_config, &ns.addr);
+    let end = wait_caught_up(&ns.addr, &master.addr, &slave.addr);
+    // Restart the master under its connected slave (a new HA port: the slave follows the
+    // name servers' route to it) and write more.
+    master.terminate();
+    let mut master = start(&master_config, &ns.addr);
+    eventually(WAIT, "the restarted master in the route", || {
+        let (ok, out, _) = mqadmin(&["-n", &ns.addr, "topicRoute", "-t", "Resume", "--json"]);
+        (ok && out.contains(&master.addr)).then_some(())
+    });
+    let more = system.block_on(send_batches(&ns.addr, "Resume", 100, 100));
+    assert_eq!(more, 10_000);
+    let end2 = wait_caught_up(&ns.addr, &master.addr, &slave.addr);
+    assert!(end2 > end);
+    master.terminate();
+    slave.terminate();
+    let (mdir, sdir) = (dir.path().join("master-store"), dir.path().join("slave-store"));
+    assert_eq!(log_crc(&mdir, end2), log_crc(&sdir, end2), "logs differ below {end2}");
+    let (m, s) = (open_store(&mdir), open_store(&sdir));
+    assert_eq!(s.max_physical_offset(), end2, "the slave holds bytes twice or misses some");
+    for q in 0..4 {
+        assert_eq!(s.max_offset("Resume", q), m.max_offset("Resume", q), "queue {q}");
+    }
+    m.shutdown().unwrap();
+    s.shutdown().unwrap();
+}
+
+#[test]
+fn a_divergent_slave_refuses_to_replicate_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    // The slave's store holds more than the master's: bytes the master never had.
+    let slave_store = dir.path().join("slave-store");
+    {
+        let store = open_store(&slave_store);
+        for i in 0..50u64 {
+            store
+                .append(&common::message("Elsewhere", 0, i, 300))
+                .unwrap();
+        }
+        store.shutdown().unwrap();
+    }
+    let before = std::fs::read(slave_store.join("commitlog").join("00000000000000000000")).unwrap();
+    let master = start(&config(dir.path(), "master", ""), &ns.addr);
+    let slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
+    let state = eventually(WAIT, "the slave to report the refusal", || {
+        status(&ns.addr, &slave.addr)
+            .get("haState")
+            .filter(|s| s.starts_with("refused"))
+            .cloned()
+    });
+    assert!(state.contains("divergent"), "{state}");
+    let (ok, ha, _) = mqadmin(&["-n", &ns.addr, "haStatus", "-b", &slave.addr]);
+    assert!(ok && ha.contains("divergent"), "{ha}");
+    // The master keeps serving; a send there does not reach the slave's log.
+    let (ok, out, err) = mqadmin(&["-n", &ns.addr, "sendMessage", "-t", "Fresh", "-p", "hello"]);
+    assert!(ok, "{out}{err}");
+    assert!(slave.log_text().contains("divergent"), "not in the slave's log");
+    drop((master, slave));
+    let after = std::fs::read(slave_store.join("commitlog").join("00000000000000000000")).unwrap();
+    assert!(before == after, "the divergent slave's log was changed");
+}
