@@ -421,6 +421,7 @@ impl MappedFile {
         let target = self.wrote();
         let done = self.flushed();
         if target > done {
+            crate::common::fs::disk_faults::pause_if_held(&self.path);
             self.map
                 .flush_range(done, target - done)
                 .map_err(|e| Error::io(&self.path, e))?;
