@@ -50,7 +50,11 @@ fn under_sync_flush_a_record_is_invisible_until_flushed() {
     );
     assert_eq!(store.written_max_offset("Confirm", 0), 1);
     assert_eq!(while_held.0, 0, "queue end shows an unflushed record");
-    assert_ne!(while_held.1, GetStatus::Found, "a pull got an unflushed record");
+    assert_ne!(
+        while_held.1,
+        GetStatus::Found,
+        "a pull got an unflushed record"
+    );
     assert_eq!(while_held.2, 0, "a key lookup found an unflushed record");
     assert!(by_id.is_none(), "an id lookup found an unflushed record");
     store.wait_durable(r.end_offset()).unwrap();

@@ -386,7 +386,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let v: Vec<_> = rows
                     .iter()
                     .zip(&states)
-                    .map(|(b, st)| serde_json::json!({"cluster": b.cluster, "broker_name": b.broker_name, "broker_id": b.broker_id, "addr": b.addr, "version": version, "max_offset": field(st, "commitLogMaxOffset"), "ha_lag_bytes": field(st, "haLagBytes"), "ha_state": field(st, "haState")}))
+                    .map(|(b, st)| serde_json::json!({"cluster": b.cluster, "broker_name": b.broker_name, "broker_id": b.broker_id, "addr": b.addr, "version": version, "max_offset": field(st, "commitLogMaxOffset").parse::<u64>().ok(), "ha_lag_bytes": field(st, "haLagBytes").parse::<u64>().ok(), "ha_state": field(st, "haState")}))
                     .collect();
                 print_json(&v)?;
             } else {
@@ -442,9 +442,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         println!(
                             "{:<24} {:<5} {:<16} {:<12} {}",
                             s["addr"].as_str().unwrap_or("?"),
-                            s["broker_id"],
-                            s["acked_offset"],
-                            s["lag_bytes"],
+                            s["broker_id"].to_string(),
+                            s["acked_offset"].to_string(),
+                            s["lag_bytes"].to_string(),
                             s["state"].as_str().unwrap_or("?")
                         );
                     }
@@ -481,15 +481,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let r = admin.send_message(msg).await?;
             if json {
                 print_json(
-                    &serde_json::json!({"msg_id": r.msg_id(), "offset_msg_id": r.offset_msg_id, "broker_name": r.message_queue.broker_name, "queue_id": r.message_queue.queue_id, "queue_offset": r.queue_offset}),
+                    &serde_json::json!({"status": r.status.to_string(), "msg_id": r.msg_id(), "offset_msg_id": r.offset_msg_id, "broker_name": r.message_queue.broker_name, "queue_id": r.message_queue.queue_id, "queue_offset": r.queue_offset}),
                 )?;
             } else {
                 println!(
-                    "{:<34} {:<34} {:<20} {:<5} #Offset",
-                    "#MsgId", "#OffsetMsgId", "#Broker Name", "#QID"
+                    "{:<20} {:<34} {:<34} {:<20} {:<5} #Offset",
+                    "#Status", "#MsgId", "#OffsetMsgId", "#Broker Name", "#QID"
                 );
                 println!(
-                    "{:<34} {:<34} {:<20} {:<5} {}",
+                    "{:<20} {:<34} {:<34} {:<20} {:<5} {}",
+                    r.status.to_string(),
                     r.msg_id(),
                     r.offset_msg_id,
                     r.message_queue.broker_name,

@@ -157,11 +157,11 @@ pub enum BrokerRole {
     /// A master that answers a send once it is stored locally.
     #[default]
     AsyncMaster,
-    /// RocketMQ's synchronous master. Replication to slaves is not implemented yet, so it
-    /// acknowledges like [`BrokerRole::AsyncMaster`].
+    /// RocketMQ's synchronous master: a send is answered `SEND_OK` only once
+    /// `min_in_sync_replicas` slaves hold it, and consumers see it only then.
     SyncMaster,
-    /// A slave (broker_id > 0): registers under its master's name and refuses sends; it does
-    /// not copy the master's log yet.
+    /// A slave (broker_id > 0): registers under its master's name, copies the master's log
+    /// and topics, serves reads and refuses sends and topic updates.
     Slave,
 }
 

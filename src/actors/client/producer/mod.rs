@@ -245,7 +245,9 @@ impl Producer {
             routes: Mutex::new(HashMap::new()),
             faults: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(0),
+            // A random first queue (as RocketMQ): producers started together, or one send
+            // per process, do not all land on the first queue.
+            next: AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().0 >> 1),
             uniq_prefix,
             uniq_counter: AtomicU64::new(0),
             closed: AtomicBool::new(false),

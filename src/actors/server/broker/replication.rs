@@ -339,15 +339,24 @@ impl Broker {
     pub(super) fn master_published(
         &mut self,
         header: Option<RegisterBrokerResponseHeader>,
-        _: &mut Context<Self>,
+        ctx: &mut Context<Self>,
     ) {
         if self.config.is_master() {
             return;
         }
-        let Some(h) = header else { return };
-        if h.ha_server_addr.as_deref().is_none_or(str::is_empty) {
+        let Some(h) = header.filter(|h| h.ha_server_addr.as_deref().is_some_and(|a| !a.is_empty()))
+        else {
+            // No master registered yet: ask again soon rather than at the next periodic
+            // registration (a slave started before its master would otherwise wait 30 s).
+            if self.ha.master.is_none() && !self.registration_retry && !self.shutting_down {
+                self.registration_retry = true;
+                ctx.run_later(REGISTRATION_RETRY, |act, ctx| {
+                    act.registration_retry = false;
+                    act.register_all(ctx);
+                });
+            }
             return;
-        }
+        };
         if let Role::Slave(link) = &self.ha.role {
             link.do_send(MasterAddress(h.ha_server_addr.clone()));
         }

@@ -416,7 +416,12 @@ impl Broker {
         let ha = self.ha.state();
         let (ha_state, ha_lag, ha_detail) = if self.config.is_master() {
             let slaves = ha.slaves();
-            let lag = slaves.iter().map(|s| s.lag_bytes).min().unwrap_or(0);
+            // With no slave: what no slave holds (since the last acknowledgement).
+            let lag = slaves.iter().map(|s| s.lag_bytes).min().unwrap_or_else(|| {
+                store
+                    .max_physical_offset()
+                    .saturating_sub(store.replicated_offset())
+            });
             let state = if slaves.is_empty() {
                 "no slave connected".to_owned()
             } else {
