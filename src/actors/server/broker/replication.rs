@@ -123,7 +123,7 @@ pub(super) fn start_ha_actors(
     config: &BrokerConfig,
     state: Arc<HaState>,
 ) {
-    let max_frame = ha::CHUNK_BYTES + config.store.max_message_size as usize + 1024;
+    let max_frame = ha::CHUNK_BYTES + config.store.max_message_size + 1024;
     if let Some(listener) = listener {
         let acceptor = HaAcceptor::start(
             listener,
