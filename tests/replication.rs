@@ -21,12 +21,17 @@ const SEGMENT: u64 = 8 * 1024 * 1024;
 
 /// A broker config: `broker-a`, its own store under `dir/<file>-store`, small segments.
 fn config(dir: &Path, file: &str, extra: &str) -> PathBuf {
+    config_named(dir, file, "broker-a", extra)
+}
+
+/// The same for broker name `name`.
+fn config_named(dir: &Path, file: &str, name: &str, extra: &str) -> PathBuf {
     let path = dir.join(format!("{file}.toml"));
     let store = dir.join(format!("{file}-store"));
     std::fs::write(
         &path,
         format!(
-            "broker_name = \"broker-a\"\nlisten_host = \"127.0.0.1\"\nregister_broker_interval = 500\n\
+            "broker_name = \"{name}\"\nlisten_host = \"127.0.0.1\"\nregister_broker_interval = 500\n\
              store_path_root_dir = \"{}\"\nmapped_file_size_commit_log = {SEGMENT}\n\
              warm_mapped_file_enable = false\nauto_create_topic_enable = true\n{extra}\n",
             store.display()
@@ -485,4 +490,182 @@ fn a_divergent_slave_refuses_to_replicate_and_says_why() {
     drop((master, slave));
     let after = std::fs::read(slave_store.join("commitlog").join("00000000000000000000")).unwrap();
     assert!(before == after, "the divergent slave's log was changed");
+}
+
+type Deliveries = std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>;
+
+fn counting_listener() -> (actimq::MessageListener, Deliveries) {
+    let deliveries: Deliveries = Default::default();
+    let d = deliveries.clone();
+    let listener = actimq::MessageListener::from_fn(move |msgs| {
+        let mut map = d.lock().unwrap();
+        for m in msgs {
+            *map.entry(String::from_utf8_lossy(m.body()).into_owned())
+                .or_default() += 1;
+        }
+        actimq::ConsumeResult::Success
+    });
+    (listener, deliveries)
+}
+
+/// Waits (without blocking the actors on this thread) until every `numbered-i`, i < n,
+/// arrived.
+async fn wait_delivered(deliveries: &Deliveries, n: usize, what: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = {
+            let map = deliveries.lock().unwrap();
+            (0..n)
+                .filter(|i| map.contains_key(&format!("numbered-{i}")))
+                .count()
+        };
+        if got == n {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let map = deliveries.lock().unwrap();
+            let missing: Vec<usize> = (0..n)
+                .filter(|i| !map.contains_key(&format!("numbered-{i}")))
+                .collect();
+            panic!("{what}: {got} of {n} delivered; missing {missing:?}");
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs a blocking probe (mqadmin) off the actix thread.
+async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[test]
+fn consumers_read_from_the_slave_while_the_master_is_down_and_go_back_without_redelivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    let a_config = config_named(dir.path(), "a", "broker-a", "");
+    let mut master_a = start(&a_config, &ns.addr);
+    let slave_a = start(
+        &config_named(dir.path(), "a-s", "broker-a", SLAVE),
+        &ns.addr,
+    );
+    let master_b = start(&config_named(dir.path(), "b", "broker-b", ""), &ns.addr);
+    let _slave_b = start(
+        &config_named(dir.path(), "b-s", "broker-b", SLAVE),
+        &ns.addr,
+    );
+    let route = |ns: &str| {
+        let (ok, out, _) = mqadmin(&["-n", ns, "topicRoute", "-t", "Fo", "--json"]);
+        ok.then_some(out)
+    };
+    eventually(WAIT, "both masters in clusterList", || {
+        let (ok, out, _) = mqadmin(&["-n", &ns.addr, "clusterList"]);
+        (ok && out.contains(&master_a.addr) && out.contains(&master_b.addr)).then_some(())
+    });
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "updateTopic",
+        "-c",
+        "DefaultCluster",
+        "-t",
+        "Fo",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    assert!(ok, "{out}{err}");
+    eventually(WAIT, "the route of Fo", || {
+        route(&ns.addr).filter(|r| r.contains(&master_a.addr) && r.contains(&master_b.addr))
+    });
+
+    let system = actix_rt::System::new();
+    let client = system.block_on(async {
+        let mut cc = ClientConfig::new(ns.addr.clone());
+        cc.poll_name_server_interval = Duration::from_millis(500);
+        ClientInstance::start(cc).unwrap()
+    });
+    let producer = system
+        .block_on(async { Producer::start(client.clone(), ProducerConfig::new("fo-producers")) });
+    // 400 messages over both masters, copied to the slaves; then broker-a's master dies.
+    let (first, _) = system.block_on(send_each(&producer, "Fo", 0, 400));
+    assert_eq!(first.len(), 400);
+    let _ = wait_caught_up(&ns.addr, &master_a.addr, &slave_a.addr);
+    master_a.kill9();
+    let dead = master_a.addr.clone();
+    eventually(WAIT, "the route without broker-a's master", || {
+        route(&ns.addr).filter(|r| !r.contains(&dead) && r.contains(&slave_a.addr))
+    });
+
+    let (listener, deliveries) = counting_listener();
+    let mut by_queue: BTreeMap<(String, i32), u32> = BTreeMap::new();
+    let consumer = system.block_on(async {
+        let mut c = actimq::PushConsumerConfig::new("fo-group").subscribe("Fo", "*");
+        c.consume_from_where = actimq::ConsumeFromWhere::FirstOffset;
+        c.rebalance_interval = Duration::from_secs(1);
+        c.pull_suspend = Duration::from_secs(2);
+        let consumer = actimq::PushConsumer::start(client.clone(), c, listener)
+            .await
+            .unwrap();
+        // Meanwhile producers go to broker-b, spread over its queues.
+        for i in 400..800 {
+            let r = producer
+                .send(Message::new("Fo", format!("numbered-{i}")))
+                .await
+                .unwrap_or_else(|e| panic!("send {i} with broker-a's master down: {e}"));
+            assert_eq!(r.status, SendStatus::SendOk);
+            *by_queue
+                .entry((r.message_queue.broker_name, r.message_queue.queue_id))
+                .or_default() += 1;
+        }
+        // broker-a's share of the first 400 comes from its slave.
+        wait_delivered(&deliveries, 800, "with broker-a's master down").await;
+        consumer
+    });
+    assert!(
+        by_queue.keys().all(|(b, _)| b == "broker-b") && by_queue.len() == 4,
+        "{by_queue:?}"
+    );
+    assert!(
+        by_queue.values().all(|&n| (80..=120).contains(&n)),
+        "sends piled up: {by_queue:?}"
+    );
+
+    // The master comes back (at a new address): the consumer goes back to it.
+    let master_a = start(&a_config, &ns.addr);
+    let back = master_a.addr.clone();
+    let ns_addr = ns.addr.clone();
+    system.block_on(async {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (n, b) = (ns_addr.clone(), back.clone());
+            let r = off_thread(move || {
+                let (ok, out, _) = mqadmin(&["-n", &n, "topicRoute", "-t", "Fo", "--json"]);
+                ok && out.contains(&b)
+            })
+            .await;
+            if r {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "broker-a's master not back in the route"
+            );
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (more, other) = send_each(&producer, "Fo", 800, 400).await;
+        assert_eq!(more.len(), 400, "{other:?}");
+        wait_delivered(&deliveries, 1200, "after broker-a's master returned").await;
+        consumer
+            .shutdown()
+            .await
+            .expect("offsets saved on the masters");
+        producer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    });
+    let map = deliveries.lock().unwrap();
+    let twice: Vec<_> = map.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_eq!(map.len(), 1200);
+    drop(master_a);
 }

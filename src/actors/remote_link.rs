@@ -142,6 +142,12 @@ enum State {
 #[rtype(result = "()")]
 pub struct Close;
 
+/// Whether the link is down (its last connection failed or was lost, and no new one is
+/// under way): a caller with another address for the same data goes there meanwhile.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsDown;
+
 /// One client connection.
 pub struct RemoteLink {
     addr: String,
@@ -445,6 +451,14 @@ impl Handler<Call> for RemoteLink {
         };
         self.write(msg.frame, Some(pending));
         self.arm_sweep(deadline, ctx);
+    }
+}
+
+impl Handler<IsDown> for RemoteLink {
+    type Result = bool;
+
+    fn handle(&mut self, _: IsDown, _: &mut Self::Context) -> bool {
+        matches!(self.state, State::Down(_))
     }
 }
 

@@ -66,6 +66,72 @@ pub async fn broker_for(
     Ok((addr, link))
 }
 
+/// Where to read `mq` from, and whether that is a slave: its master while the master is in
+/// the route and its link is not down; otherwise (after one route refresh, which finds a
+/// master that came back under a new address) the first slave of the same broker name whose
+/// link is not down. Reads and offsets only: orderly consumers and queue locks need the
+/// master ([`broker_for`]).
+pub async fn reader_for(
+    client: &Addr<ClientInstance>,
+    mq: &MessageQueue,
+) -> Result<(BrokerLink, bool), ClientError> {
+    let up = |addr: String| async move {
+        let link = client
+            .send(GetLink(addr.clone()))
+            .await
+            .map_err(|_| ClientError::Shutdown)?;
+        let down = link
+            .send(remote_link::IsDown)
+            .await
+            .map_err(|_| ClientError::Shutdown)?;
+        Ok::<_, ClientError>((!down).then_some((addr, link)))
+    };
+    let members = |route: &crate::protocol::route::TopicRouteData| {
+        route
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == mq.broker_name)
+            .map(|b| b.broker_addrs.clone())
+            .unwrap_or_default()
+    };
+    let route = |refresh| {
+        client.send(GetRoute {
+            topic: mq.topic.clone(),
+            refresh,
+        })
+    };
+    let cached = members(&route(false).await.map_err(|_| ClientError::Shutdown)??);
+    if let Some(master) = cached.get(&crate::protocol::route::MASTER_ID) {
+        if let Some(link) = up(master.clone()).await? {
+            return Ok((link, false));
+        }
+    }
+    let fresh = match route(true).await.map_err(|_| ClientError::Shutdown)? {
+        Ok(r) => members(&r),
+        Err(_) => cached,
+    };
+    let mut fallback = None;
+    for (id, addr) in &fresh {
+        if let Some(link) = up(addr.clone()).await? {
+            return Ok((link, *id != crate::protocol::route::MASTER_ID));
+        }
+        fallback.get_or_insert((*id, addr.clone()));
+    }
+    // Nothing up: the master (or any member) anyway; the request fails and is retried.
+    let (id, addr) = fallback.ok_or_else(|| ClientError::BrokerUnavailable {
+        broker: mq.broker_name.clone(),
+        reason: format!(
+            "no broker of {} in the route of '{}'",
+            mq.broker_name, mq.topic
+        ),
+    })?;
+    let link = client
+        .send(GetLink(addr.clone()))
+        .await
+        .map_err(|_| ClientError::Shutdown)?;
+    Ok(((addr, link), id != crate::protocol::route::MASTER_ID))
+}
+
 /// The readable queues of a topic, sorted.
 pub async fn read_queues(
     client: &Addr<ClientInstance>,

@@ -145,7 +145,7 @@ impl PullConsumer {
         offset: u64,
         max: u32,
     ) -> Result<PullResult, ClientError> {
-        let link = consumer_support::broker_for(&self.client, mq).await?;
+        let (link, _) = consumer_support::reader_for(&self.client, mq).await?;
         let p = consumer_support::pull(
             &link,
             &self.group,
@@ -161,13 +161,13 @@ impl PullConsumer {
 
     /// The group's committed offset of `mq`, if any.
     pub async fn fetch_offset(&self, mq: &MessageQueue) -> Result<Option<u64>, ClientError> {
-        let link = consumer_support::broker_for(&self.client, mq).await?;
+        let (link, _) = consumer_support::reader_for(&self.client, mq).await?;
         consumer_support::query_offset(&link, &self.group, mq).await
     }
 
     /// Commits the group's offset of `mq`.
     pub async fn commit_offset(&self, mq: &MessageQueue, offset: u64) -> Result<(), ClientError> {
-        let link = consumer_support::broker_for(&self.client, mq).await?;
+        let (link, _) = consumer_support::reader_for(&self.client, mq).await?;
         consumer_support::commit_offset(&link, &self.group, mq, offset).await
     }
 }
@@ -337,7 +337,7 @@ impl LitePullActor {
         async move {
             let mut done = Vec::new();
             for (mq, o) in changed {
-                if let Ok(link) = consumer_support::broker_for(&client, &mq).await {
+                if let Ok((link, _)) = consumer_support::reader_for(&client, &mq).await {
                     if consumer_support::commit_offset(&link, &group, &mq, o)
                         .await
                         .is_ok()
@@ -399,7 +399,7 @@ impl Handler<Assign> for LitePullActor {
             async move {
                 // Give queues away only after committing where this member got to.
                 for (mq, o) in gone {
-                    if let Ok(link) = consumer_support::broker_for(&client, &mq).await {
+                    if let Ok((link, _)) = consumer_support::reader_for(&client, &mq).await {
                         let _ = consumer_support::commit_offset(&link, &group, &mq, o).await;
                     }
                 }
@@ -431,7 +431,7 @@ impl Handler<Poll> for LitePullActor {
             let mut anchors = consumer_support::SubscriptionAnchors::new(since);
             loop {
                 for (mq, next) in order.iter_mut() {
-                    let Ok(link) = consumer_support::broker_for(&client, mq).await else {
+                    let Ok((link, _)) = consumer_support::reader_for(&client, mq).await else {
                         continue;
                     };
                     let offset = match next {

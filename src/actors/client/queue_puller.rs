@@ -5,14 +5,17 @@
 //! batches at once in concurrent mode; one batch at a time, in queue order, in orderly mode),
 //! redelivers a batch the listener answered `ReconsumeLater` after `reconsume_delay`, and
 //! stops pulling while `pull_threshold_for_queue` messages wait. Its consume offset (the
-//! lowest offset not yet consumed) is reported to the consumer, which commits it.
+//! lowest offset not yet consumed) is reported to the consumer, which commits it. While the
+//! queue's master is away (gone from the route, or its link down) a concurrent consumer
+//! reads from a slave of the same broker name, from the same offset, and looks for the
+//! master again every second; an orderly one waits for the master (it needs its lock).
 //!
 //! Not supervised: a queue taken away or a consumer shut down stops it for good, and a new
 //! owner starts from the committed offset.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -20,6 +23,9 @@ use crate::actors::client::client_instance::ClientInstance;
 use crate::actors::client::consumer_support::{self, BrokerLink};
 use crate::client::{ConsumeResult, MessageExt};
 use crate::protocol::{MessageQueue, ResponseCode};
+
+/// How often a puller reading from a slave looks for its master again.
+const SLAVE_RECHECK: Duration = Duration::from_secs(1);
 
 /// Runs a batch of messages through the application's handler.
 pub type ListenerFn = Arc<
@@ -80,6 +86,8 @@ pub struct QueuePuller {
     settings: PullerSettings,
     progress: Recipient<Progress>,
     link: Option<BrokerLink>,
+    /// Since when `link` is a slave's (the master was away), if it is.
+    from_slave_since: Option<Instant>,
     next_offset: u64,
     /// Pulled and not yet consumed, by queue offset.
     cache: BTreeMap<u64, MessageExt>,
@@ -108,6 +116,7 @@ impl QueuePuller {
             settings,
             progress,
             link: None,
+            from_slave_since: None,
             next_offset: start_offset,
             cache: BTreeMap::new(),
             waiting: VecDeque::new(),
@@ -147,11 +156,26 @@ impl QueuePuller {
         }
         let Some(link) = self.link.clone() else {
             let (client, mq) = (self.client.clone(), self.mq.clone());
+            // Orderly consumption needs the master's lock; other reads may go to a slave
+            // while the master is away.
+            let orderly = self.settings.orderly;
             ctx.spawn(
-                async move { consumer_support::broker_for(&client, &mq).await }
-                    .into_actor(self)
-                    .map(|res, act, ctx| match res {
-                        Ok(link) => {
+                async move {
+                    if orderly {
+                        consumer_support::broker_for(&client, &mq)
+                            .await
+                            .map(|l| (l, false))
+                    } else {
+                        consumer_support::reader_for(&client, &mq).await
+                    }
+                }
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                        Ok((link, slave)) => {
+                            if slave && act.from_slave_since.is_none() {
+                                tracing::info!(queue = ?act.mq, broker = %link.0, "the master is away: reading from a slave");
+                            }
+                            act.from_slave_since = slave.then(Instant::now);
                             act.link = Some(link);
                             act.pull(ctx);
                         }
@@ -179,6 +203,13 @@ impl QueuePuller {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if act.stopped {
                 return;
+            }
+            // On a slave, look for the master again every second.
+            if act
+                .from_slave_since
+                .is_some_and(|t| t.elapsed() >= SLAVE_RECHECK)
+            {
+                act.link = None;
             }
             match res {
                 Ok(p) => {

@@ -309,14 +309,19 @@ impl PushConsumerActor {
             let commits = changed.into_iter().map(|(mq, offset)| {
                 let (client, group) = (client.clone(), group.clone());
                 async move {
-                    let committed = match consumer_support::broker_for(&client, &mq).await {
-                        Ok(link) => {
-                            consumer_support::commit_offset(&link, &group, &mq, offset).await
+                    // While the master is away the slave takes the commit, and the queue
+                    // stays "changed" so that the master gets it once it is back.
+                    let committed = match consumer_support::reader_for(&client, &mq).await {
+                        Ok((link, slave)) => {
+                            consumer_support::commit_offset(&link, &group, &mq, offset)
+                                .await
+                                .map(|()| !slave)
                         }
                         Err(e) => Err(e),
                     };
                     match committed {
-                        Ok(()) => Some((mq, offset)),
+                        Ok(true) => Some((mq, offset)),
+                        Ok(false) => None,
                         Err(e) => {
                             tracing::debug!(queue = ?mq, error = %e, "offset commit failed; will retry");
                             None
@@ -491,7 +496,7 @@ impl Handler<Assign> for PushConsumerActor {
                     .flatten()
                     .or_else(|| offsets_before.get(&mq).copied());
                 if let (Some(offset), None) = (last, &local) {
-                    if let Ok(link) = consumer_support::broker_for(&client, &mq).await {
+                    if let Ok((link, _)) = consumer_support::reader_for(&client, &mq).await {
                         if let Err(e) =
                             consumer_support::commit_offset(&link, &group, &mq, offset).await
                         {
@@ -529,8 +534,8 @@ impl Handler<Assign> for PushConsumerActor {
                 let start = match &local {
                     Some(l) => match l.get(&mq) {
                         Some(o) => Ok((o, true)),
-                        None => match consumer_support::broker_for(&client, &mq).await {
-                            Ok(link) => consumer_support::initial_offset(
+                        None => match consumer_support::reader_for(&client, &mq).await {
+                            Ok((link, _)) => consumer_support::initial_offset(
                                 &link, &group, &mq, from, ts, since,
                             )
                             .await
@@ -538,8 +543,8 @@ impl Handler<Assign> for PushConsumerActor {
                             Err(e) => Err(e),
                         },
                     },
-                    None => match consumer_support::broker_for(&client, &mq).await {
-                        Ok(link) => {
+                    None => match consumer_support::reader_for(&client, &mq).await {
+                        Ok((link, _)) => {
                             match consumer_support::query_offset(&link, &group, &mq).await {
                                 Ok(Some(o)) => Ok((o, true)),
                                 // Not stored: committed again at the next persist.

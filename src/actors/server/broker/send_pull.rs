@@ -388,7 +388,8 @@ impl Broker {
     }
 
     pub(super) fn on_pull(&mut self, inb: Inbound, h: PullMessageRequestHeader) {
-        let Some(topic) = self.topics.get(&h.topic).cloned() else {
+        let known = self.topics.get(&h.topic).cloned();
+        let Some(topic) = known.or_else(|| self.replicated_topic(&h.topic)) else {
             return inb.fail(
                 ResponseCode::TopicNotExist,
                 format!(
@@ -445,6 +446,25 @@ impl Broker {
         {
             inb.fail(ResponseCode::SystemBusy, "broker busy, retry later");
         }
+    }
+
+    /// On a slave, a topic its log holds but its copy of the master's topic table does not
+    /// list yet (the copy runs every few seconds): readable, with the queues the log has, so
+    /// that consumers failing over right after the topic was created find its messages.
+    fn replicated_topic(&self, topic: &str) -> Option<crate::protocol::topic::TopicConfig> {
+        if self.config.is_master() {
+            return None;
+        }
+        let (_, queues) = self.store.topics().into_iter().find(|(t, _)| t == topic)?;
+        let count = queues.iter().max().map_or(0, |q| q + 1) as i32;
+        Some(crate::protocol::topic::TopicConfig {
+            topic_name: topic.to_owned(),
+            read_queue_nums: count,
+            write_queue_nums: 0,
+            perm: crate::protocol::topic::PERM_READ,
+            topic_sys_flag: 0,
+            order: false,
+        })
     }
 
     pub(super) fn topic_stats(&self, topic: &str) -> TopicStatsTable {

@@ -13,8 +13,10 @@
 //! # Invariants
 //! - An address sits in at most one broker set, under one id, and has exactly one liveness
 //!   entry; every liveness entry belongs to an address in some set.
-//! - A broker set has queue data only while its master (id [`MASTER_ID`]) is registered, and
-//!   only the master's topic table contributes it.
+//! - A broker set has queue data only while some member is registered. The master's topic
+//!   table contributes it; without a master (gone, or not registered yet) the set's queue
+//!   data is read-only (a slave serves reads), from the master's last table or the slave's
+//!   copy of it.
 //! - A topic is known only while some broker set has queue data for it.
 //! - Cluster membership is [`BrokerData::cluster`]; the cluster table is derived from it on
 //!   demand, so the two cannot drift apart.
@@ -139,6 +141,21 @@ impl RouteTable {
         } else if let Some(master) = master_addr {
             response.ha_server_addr = self.live.get(&master).map(|l| l.ha_server_addr.clone());
             response.master_addr = Some(master);
+        } else if first || version_changed {
+            // A slave with no master registered: its copy of the master's topics, read-only.
+            let read_only = TopicConfigWrapper {
+                topic_config_table: topics
+                    .topic_config_table
+                    .iter()
+                    .map(|(name, t)| {
+                        let mut t = t.clone();
+                        t.perm &= !crate::protocol::topic::PERM_WRITE;
+                        (name.clone(), t)
+                    })
+                    .collect(),
+                data_version: topics.data_version.clone(),
+            };
+            changed |= self.replace_queue_data(&req.broker_name, &read_only);
         }
         let routes_changed = changed;
         RegisterOutcome {
@@ -155,8 +172,8 @@ impl RouteTable {
     }
 
     /// Forgets a broker that said goodbye (RocketMQ `unregisterBroker`). Removing a master
-    /// drops its set's queue data (and topics left without any); removing the last member
-    /// drops the set. A request naming another set than the address is in now is stale and
+    /// makes its set's queue data read-only while slaves remain, else drops it (and topics
+    /// left without any); removing the last member drops the set. A request naming another set than the address is in now is stale and
     /// ignored. Returns whether anything was removed.
     pub fn unregister_broker(&mut self, req: &UnregisterBrokerRequestHeader) -> bool {
         match self.locate(&req.broker_addr) {
@@ -272,8 +289,9 @@ impl RouteTable {
         })
     }
 
-    /// Removes `addr` from set `name` under `id` (not its liveness): a master takes its
-    /// set's queue data with it, the last member takes the set. False if it was not there.
+    /// Removes `addr` from set `name` under `id` (not its liveness): a master leaves its
+    /// set's queue data read-only for the slaves; the last member takes the queue data and
+    /// the set. False if it was not there.
     fn detach(&mut self, name: &str, id: u64, addr: &str) -> bool {
         let Some(set) = self.brokers.get_mut(name) else {
             return false;
@@ -282,10 +300,20 @@ impl RouteTable {
             return false;
         }
         set.broker_addrs.remove(&id);
-        if set.broker_addrs.is_empty() {
+        let slaves_left = !set.broker_addrs.is_empty();
+        if !slaves_left {
             self.brokers.remove(name);
         }
-        if id == MASTER_ID {
+        if id == MASTER_ID && slaves_left {
+            // The slaves still serve reads (consumers fail over to them): keep the set's
+            // queues, read-only, until the master registers again (RocketMQ drops a set's
+            // queue data only with its last member).
+            for queues in self.topic_queues.values_mut() {
+                if let Some(q) = queues.get_mut(name) {
+                    q.perm &= !crate::protocol::topic::PERM_WRITE;
+                }
+            }
+        } else if !slaves_left {
             self.topic_queues.retain(|_, queues| {
                 queues.remove(name);
                 !queues.is_empty()

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::RouteTable;
 use crate::protocol::route::{QueueData, MASTER_ID};
-use crate::protocol::topic::PERM_READ_WRITE;
+use crate::protocol::topic::{PERM_READ_WRITE, PERM_WRITE};
 
 /// An invariant of the route tables that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,14 +47,16 @@ impl RouteTable {
             if queues.is_empty() {
                 return bad(format!("topic '{topic}' is known with no queue data"));
             }
-            for name in queues.keys() {
-                let has_master = self
-                    .brokers
-                    .get(name)
-                    .is_some_and(|set| set.broker_addrs.contains_key(&MASTER_ID));
-                if !has_master {
+            for (name, q) in queues {
+                let Some(set) = self.brokers.get(name) else {
                     return bad(format!(
-                        "topic '{topic}' has queue data of set '{name}', whose master is not registered"
+                        "topic '{topic}' has queue data of set '{name}', which has no member registered"
+                    ));
+                };
+                // Without its master a set serves reads only (its slaves).
+                if !set.broker_addrs.contains_key(&MASTER_ID) && q.perm & PERM_WRITE != 0 {
+                    return bad(format!(
+                        "topic '{topic}' is writable on set '{name}', whose master is not registered"
                     ));
                 }
             }
