@@ -620,8 +620,33 @@ fn consumers_read_from_the_slave_while_the_master_is_down_and_go_back_without_re
         }
         // broker-a's share of the first 400 comes from its slave.
         wait_delivered(&deliveries, 800, "with broker-a's master down").await;
-        consumer
+        // Ordered sends keep each key on its queue: a key whose queue is on broker-a fails
+        // (strict order) instead of moving to broker-b.
+        let mut failed_keys = Vec::new();
+        for k in 0..40 {
+            let key = format!("key-{k}");
+            match producer
+                .send_orderly(Message::new("Fo", format!("ordered-{k}")), key.clone())
+                .await
+            {
+                Ok(r) => assert_eq!(r.message_queue.broker_name, "broker-b", "{key} moved"),
+                Err(e) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.contains("broker-a") && text.contains("order"),
+                        "unclear error for {key}: {text}"
+                    );
+                    failed_keys.push(key);
+                }
+            }
+        }
+        assert!(
+            !failed_keys.is_empty(),
+            "no key mapped onto broker-a's queues"
+        );
+        (consumer, failed_keys)
     });
+    let (consumer, failed_keys) = consumer;
     assert!(
         by_queue.keys().all(|(b, _)| b == "broker-b") && by_queue.len() == 4,
         "{by_queue:?}"
@@ -655,6 +680,17 @@ fn consumers_read_from_the_slave_while_the_master_is_down_and_go_back_without_re
         }
         let (more, other) = send_each(&producer, "Fo", 800, 400).await;
         assert_eq!(more.len(), 400, "{other:?}");
+        // The keys that failed go to broker-a again, now that its master is back.
+        for key in &failed_keys {
+            let r = producer
+                .send_orderly(
+                    Message::new("Fo", format!("ordered-again-{key}")),
+                    key.clone(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{key} with broker-a's master back: {e}"));
+            assert_eq!(r.message_queue.broker_name, "broker-a", "{key}");
+        }
         wait_delivered(&deliveries, 1200, "after broker-a's master returned").await;
         consumer
             .shutdown()
@@ -666,6 +702,9 @@ fn consumers_read_from_the_slave_while_the_master_is_down_and_go_back_without_re
     let map = deliveries.lock().unwrap();
     let twice: Vec<_> = map.iter().filter(|(_, &n)| n > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
-    assert_eq!(map.len(), 1200);
+    assert_eq!(
+        map.keys().filter(|k| k.starts_with("numbered-")).count(),
+        1200
+    );
     drop(master_a);
 }

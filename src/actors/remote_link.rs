@@ -108,7 +108,9 @@ impl Default for LinkConfig {
         LinkConfig {
             connect_timeout: Duration::from_secs(3),
             backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
+            // A peer that comes back is found within a second (routes, registrations and
+            // failover lean on it); a refused connect costs next to nothing.
+            backoff_max: Duration::from_secs(1),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
         }
     }
@@ -142,6 +144,18 @@ enum State {
 #[rtype(result = "()")]
 pub struct Close;
 
+/// A watched link connected (`up`) or lost its connection (see
+/// [`RemoteLink::start_watched`]): the owner re-registers with a restarted peer, or
+/// refreshes what it knows of a peer that went away, at once rather than at its next timer.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LinkStateChanged {
+    /// The peer's address.
+    pub addr: String,
+    /// Connected now (`true`) or just lost (`false`).
+    pub up: bool,
+}
+
 /// Whether the link is down (its last connection failed or was lost, and no new one is
 /// under way): a caller with another address for the same data goes there meanwhile.
 #[derive(Message)]
@@ -160,6 +174,10 @@ pub struct RemoteLink {
     next_opaque: u32,
     backoff: Duration,
     on_request: Option<Recipient<PeerRequest>>,
+    /// Told when the link connects and when a connection is lost.
+    on_state: Option<Recipient<LinkStateChanged>>,
+    /// A connection was made since the last loss was reported.
+    was_up: bool,
     /// The timer that fails requests past their deadline, and the deadline it is set for.
     sweep: Option<(SpawnHandle, Instant)>,
 }
@@ -172,6 +190,17 @@ impl RemoteLink {
         config: LinkConfig,
         on_request: Option<Recipient<PeerRequest>>,
     ) -> Addr<RemoteLink> {
+        Self::start_watched(addr, config, on_request, None)
+    }
+
+    /// [`RemoteLink::start`], also telling `on_state` each time the link connects and each
+    /// time a connection is lost ([`LinkStateChanged`]).
+    pub fn start_watched(
+        addr: impl Into<String>,
+        config: LinkConfig,
+        on_request: Option<Recipient<PeerRequest>>,
+        on_state: Option<Recipient<LinkStateChanged>>,
+    ) -> Addr<RemoteLink> {
         let addr = addr.into();
         Supervisor::start(move |_| RemoteLink {
             addr,
@@ -183,6 +212,8 @@ impl RemoteLink {
             next_opaque: 0,
             backoff: Duration::ZERO,
             on_request,
+            on_state,
+            was_up: false,
             sweep: None,
         })
     }
@@ -216,6 +247,13 @@ impl RemoteLink {
                     FramedWrite::new(write, FrameCodec::new(act.config.max_frame_size), ctx);
                 act.state = State::Connected(writer);
                 tracing::debug!(addr = %act.addr, "link connected");
+                act.was_up = true;
+                if let Some(w) = &act.on_state {
+                    w.do_send(LinkStateChanged {
+                        addr: act.addr.clone(),
+                        up: true,
+                    });
+                }
                 for Queued { frame, reply } in std::mem::take(&mut act.queued) {
                     // A caller that gave up must not have its request sent after all (it may
                     // have retried elsewhere already).
@@ -391,6 +429,14 @@ impl Supervised for RemoteLink {
         };
         self.fail_all(|addr| LinkError::Lost { addr });
         self.state = State::Down(reason);
+        if std::mem::take(&mut self.was_up) {
+            if let Some(w) = &self.on_state {
+                w.do_send(LinkStateChanged {
+                    addr: self.addr.clone(),
+                    up: false,
+                });
+            }
+        }
     }
 }
 

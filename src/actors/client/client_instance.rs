@@ -205,13 +205,48 @@ impl ClientInstance {
         }
     }
 
+    /// Asks the name servers for the route of every known topic. With `rebalance`, the
+    /// consumers are told to rebalance when a route changed (a broker came or went).
+    fn refresh_routes(&mut self, rebalance: bool, ctx: &mut Context<Self>) {
+        for topic in self.routes.keys().cloned().collect::<Vec<_>>() {
+            let fut = fetch_route(
+                self.namesrvs.clone(),
+                self.preferred_namesrv,
+                topic.clone(),
+                self.config.namesrv_timeout,
+            );
+            ctx.spawn(fut.into_actor(self).map(move |(r, idx), act, _| {
+                if let Some(i) = idx {
+                    act.preferred_namesrv = i;
+                }
+                let changed = match r {
+                    Ok(route) => act.routes.insert(topic, route.clone()) != Some(route),
+                    Err(ClientError::NoRoute { .. }) => act.routes.remove(&topic).is_some(),
+                    Err(e) => {
+                        tracing::debug!(%topic, error = %e, "route refresh failed");
+                        false
+                    }
+                };
+                if changed && rebalance {
+                    for (_, r) in act.consumers.values() {
+                        r.do_send(RebalanceNow);
+                    }
+                }
+            }));
+        }
+    }
+
     fn link(&mut self, addr: &str, ctx: &mut Context<Self>) -> Addr<RemoteLink> {
         if let Some(l) = self.brokers.get(addr) {
             return l.clone();
         }
-        let l = RemoteLink::start(
+        // Watched: a broker that goes away or comes back changes routes now, not at the
+        // next poll of the name servers (which may not have noticed yet: asked again after
+        // a second).
+        let l = RemoteLink::start_watched(
             addr,
             self.config.link.clone(),
+            Some(ctx.address().recipient()),
             Some(ctx.address().recipient()),
         );
         self.brokers.insert(addr.to_owned(), l.clone());
@@ -330,6 +365,9 @@ async fn fetch_route(
     )
 }
 
+/// How long after a broker link changed the routes are asked for a second time.
+const ROUTE_RECHECK: Duration = Duration::from_secs(1);
+
 impl Actor for ClientInstance {
     type Context = Context<Self>;
 
@@ -357,28 +395,7 @@ impl Actor for ClientInstance {
                 .collect();
         }
         ctx.run_interval(self.config.poll_name_server_interval, |act, ctx| {
-            for topic in act.routes.keys().cloned().collect::<Vec<_>>() {
-                let fut = fetch_route(
-                    act.namesrvs.clone(),
-                    act.preferred_namesrv,
-                    topic.clone(),
-                    act.config.namesrv_timeout,
-                );
-                ctx.spawn(fut.into_actor(act).map(move |(r, idx), act, _| {
-                    if let Some(i) = idx {
-                        act.preferred_namesrv = i;
-                    }
-                    match r {
-                        Ok(route) => {
-                            act.routes.insert(topic, route);
-                        }
-                        Err(ClientError::NoRoute { .. }) => {
-                            act.routes.remove(&topic);
-                        }
-                        Err(e) => tracing::debug!(%topic, error = %e, "route refresh failed"),
-                    }
-                }));
-            }
+            act.refresh_routes(false, ctx);
         });
         ctx.run_interval(self.config.heartbeat_broker_interval, |act, ctx| {
             let fut = act.heartbeat(ctx);
@@ -537,5 +554,20 @@ impl Handler<PeerRequest> for ClientInstance {
         if let Some((_, r)) = self.consumers.get(&h.consumer_group) {
             r.do_send(RebalanceNow);
         }
+    }
+}
+
+impl Handler<remote_link::LinkStateChanged> for ClientInstance {
+    type Result = ();
+
+    fn handle(&mut self, msg: remote_link::LinkStateChanged, ctx: &mut Self::Context) {
+        if !self.brokers.contains_key(&msg.addr) {
+            return;
+        }
+        tracing::debug!(broker = %msg.addr, up = msg.up, "broker link changed; refreshing routes");
+        self.refresh_routes(true, ctx);
+        // The name servers drop a dead broker when its connection closes, which may be a
+        // moment after this client saw it: ask again shortly.
+        ctx.run_later(ROUTE_RECHECK, |act, ctx| act.refresh_routes(true, ctx));
     }
 }

@@ -61,6 +61,10 @@ pub struct ProducerConfig {
     /// not confirm in time): the message may then be stored twice. Off by default, as in
     /// RocketMQ; the last such result is returned when no broker does better.
     pub retry_another_broker_when_not_store_ok: bool,
+    /// An ordered send whose key's queue is on a broker whose master is down goes to another
+    /// queue (RocketMQ's rehash: the key's order across the switch is lost) instead of
+    /// failing with [`ClientError::BrokerUnavailable`]. Off by default: strict order.
+    pub rehash_orderly_when_broker_down: bool,
 }
 
 impl ProducerConfig {
@@ -74,6 +78,7 @@ impl ProducerConfig {
             not_available_duration: Duration::from_secs(10),
             route_ttl: Duration::from_secs(30),
             retry_another_broker_when_not_store_ok: false,
+            rehash_orderly_when_broker_down: false,
         }
     }
 }
@@ -119,6 +124,22 @@ fn publish_info(route: &TopicRouteData, topic: &str, cap_queues: Option<i32>) ->
     targets
 }
 
+/// The sets of `route` whose master is away (queue data but no master registered), with
+/// their write-queue counts.
+fn masterless_sets(route: &TopicRouteData) -> Vec<(String, i32)> {
+    route
+        .queue_datas
+        .iter()
+        .filter(|q| {
+            !route
+                .broker_datas
+                .iter()
+                .any(|b| b.broker_name == q.broker_name && b.master_addr().is_some())
+        })
+        .map(|q| (q.broker_name.clone(), q.write_queue_nums))
+        .collect()
+}
+
 /// How a send picks its queue.
 #[derive(Debug, Clone)]
 enum Placement {
@@ -142,6 +163,9 @@ struct Shared {
     config: ProducerConfig,
     client: Addr<ClientInstance>,
     routes: Mutex<HashMap<String, PublishInfo>>,
+    /// Per topic, the broker sets whose master is away, with their write-queue counts: an
+    /// ordered send's key still maps onto their queues, so it fails instead of moving.
+    masterless: Mutex<HashMap<String, Arc<[(String, i32)]>>>,
     faults: Mutex<HashMap<String, Instant>>,
     links: Mutex<HashMap<String, Addr<RemoteLink>>>,
     next: AtomicU64,
@@ -243,6 +267,7 @@ impl Producer {
             config,
             client,
             routes: Mutex::new(HashMap::new()),
+            masterless: Mutex::new(HashMap::new()),
             faults: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
             // A random first queue (as RocketMQ): producers started together, or one send

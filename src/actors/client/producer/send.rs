@@ -80,6 +80,9 @@ fn unique_id(prefix: &str, n: u64) -> String {
 
 use crate::common::clock::now_ms;
 
+/// How long a publish view listing a broker whose master is away is trusted.
+const MASTERLESS_TTL: Duration = Duration::from_secs(1);
+
 impl Shared {
     /// Why `topic` has no route now: never known (create it), or known before and now
     /// without a live broker (they are down).
@@ -116,10 +119,14 @@ impl Shared {
         now: Instant,
     ) -> Result<Arc<[Target]>, ClientError> {
         if !refresh {
+            // A view with a broker whose master is away is asked for again after a second:
+            // the master's return should reach sends (ordered ones wait for it) at once.
+            let ttl = match self.masterless.lock().get(topic) {
+                Some(away) if !away.is_empty() => self.config.route_ttl.min(MASTERLESS_TTL),
+                _ => self.config.route_ttl,
+            };
             if let Some(p) = self.routes.lock().get(topic) {
-                if now.saturating_duration_since(p.fetched) < self.config.route_ttl
-                    && !p.targets.is_empty()
-                {
+                if now.saturating_duration_since(p.fetched) < ttl && !p.targets.is_empty() {
                     return Ok(Arc::clone(&p.targets));
                 }
             }
@@ -134,7 +141,12 @@ impl Shared {
             .await
             .map_err(|_| ClientError::Shutdown)?
         {
-            Ok(route) => publish_info(&route, topic, None),
+            Ok(route) => {
+                self.masterless
+                    .lock()
+                    .insert(topic.to_owned(), masterless_sets(&route).into());
+                publish_info(&route, topic, None)
+            }
             // No route yet: send where brokers create topics on first use.
             Err(ClientError::NoRoute { .. }) => match self
                 .client
@@ -199,7 +211,40 @@ impl Shared {
             Placement::ShardingKey(key) => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 key.hash(&mut h);
-                Ok(&targets[(h.finish() % targets.len() as u64) as usize])
+                let hash = h.finish();
+                let by_hash = |n: usize| (hash % n as u64) as usize;
+                let away = targets
+                    .first()
+                    .and_then(|t| self.masterless.lock().get(&t.queue.topic).cloned())
+                    .unwrap_or_else(|| Arc::from([]));
+                if away.is_empty() {
+                    return Ok(&targets[by_hash(targets.len())]);
+                }
+                // The key maps onto the queues as when every master is up; one whose master
+                // is away fails (strict order) rather than moving to another queue.
+                let mut slots: Vec<(&str, i32, Option<&Target>)> = targets
+                    .iter()
+                    .map(|t| (t.queue.broker_name.as_str(), t.queue.queue_id, Some(t)))
+                    .collect();
+                for (broker, n) in away.iter() {
+                    slots.extend((0..*n).map(|id| (broker.as_str(), id, None)));
+                }
+                slots.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                match slots[by_hash(slots.len())] {
+                    (_, _, Some(t)) => Ok(t),
+                    _ if self.config.rehash_orderly_when_broker_down => {
+                        Ok(&targets[by_hash(targets.len())])
+                    }
+                    (broker, queue_id, None) => Err(ClientError::BrokerUnavailable {
+                        broker: broker.to_owned(),
+                        reason: format!(
+                            "the master of {broker}, which holds this key's queue {queue_id}, \
+                             is down: ordered sends of this key fail until it returns, to keep \
+                             their order (set ProducerConfig::rehash_orderly_when_broker_down \
+                             to send them to another queue instead)"
+                        ),
+                    }),
+                }
             }
             Placement::RoundRobin => {
                 let turn = self.next.fetch_add(1, Ordering::Relaxed) as usize;

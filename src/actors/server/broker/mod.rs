@@ -462,15 +462,27 @@ impl Actor for Broker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.namesrvs.is_empty() {
+            // A name server that restarts is found again within a second, and registered
+            // with at once (`LinkStateChanged`), not at the next periodic registration.
             let link_config = LinkConfig {
                 max_frame_size: self.config.max_frame_size,
+                backoff_max: Duration::from_secs(1),
                 ..LinkConfig::default()
             };
+            let watcher = ctx.address().recipient();
             self.namesrvs = self
                 .config
                 .namesrv_addrs()
                 .into_iter()
-                .map(|a| (a.clone(), RemoteLink::start(a, link_config.clone(), None)))
+                .map(|a| {
+                    let link = RemoteLink::start_watched(
+                        a.clone(),
+                        link_config.clone(),
+                        None,
+                        Some(watcher.clone()),
+                    );
+                    (a, link)
+                })
                 .collect();
         }
         tracing::info!(
@@ -486,6 +498,19 @@ impl Actor for Broker {
                 act.register_all(ctx);
             }
         });
+    }
+}
+
+impl Handler<remote_link::LinkStateChanged> for Broker {
+    type Result = ();
+    /// A name server link (re)connected: register with it now. (A restarted name server
+    /// knows nothing; waiting for the periodic registration would hide this broker for up
+    /// to `register_broker_interval`.)
+    fn handle(&mut self, msg: remote_link::LinkStateChanged, ctx: &mut Context<Self>) {
+        if msg.up && !self.shutting_down {
+            tracing::debug!(namesrv = %msg.addr, "name server link up; registering");
+            self.register_all(ctx);
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! gap, no byte twice (the store refuses an append that does not start at its end).
 //!
 //! Supervised: a connect failure, a lost or silent master, or an append that fails stops
-//! it; the restart waits a backoff (100 ms doubling to 5 s, reset once data flows) and
+//! it; the restart waits a backoff (100 ms doubling to 1 s, reset once data flows) and
 //! connects again. A refusal from the master (a divergent log, damaged bytes on the master)
 //! is not retried: the link stays idle, says why in its status, and writes nothing.
 
@@ -28,7 +28,7 @@ use super::{HaState, SlaveAppended, UseStore, HEARTBEAT, SILENCE_LIMIT};
 use crate::storage::{Error as StoreError, MessageStore};
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The master's HA address as the name servers publish it (`None`: not known now).
 #[derive(Message, Debug, Clone)]

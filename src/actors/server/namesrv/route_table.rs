@@ -485,7 +485,7 @@ mod tests {
     }
 
     #[test]
-    fn unregister_master_removes_its_queue_data_and_empty_topics() {
+    fn unregister_master_leaves_its_queues_read_only_to_its_slaves() {
         let mut f = Fixture::new();
         f.reg(("c1", "a", "a:0", 0), &[("T", RW), ("A", RW)]);
         f.reg(("c1", "a", "a:1", 1), &[("T", RW), ("A", RW)]);
@@ -493,17 +493,36 @@ mod tests {
         // A request naming another set than the address is in is stale and ignored.
         assert!(!f.unregister("b", "a:0", 0));
         assert!(f.unregister("a", "a:0", 0));
-        assert!(f.rt.route("A").is_none());
-        assert_eq!(f.holders("T"), ["b"]);
-        assert_eq!(f.rt.route("T").unwrap().broker_datas.len(), 1);
-        // The slave keeps the set, without a master; the last member takes it away.
+        // The slave keeps the set, without a master, and its queues, read-only: consumers
+        // read from it while producers write elsewhere.
         assert_eq!(
             f.rt.cluster_info().broker_addr_table["a"].master_addr(),
             None
         );
+        let a = f.rt.route("A").unwrap();
+        assert_eq!(a.queue_datas[0].perm, PERM_READ);
+        assert_eq!(f.holders("T"), ["a", "b"]);
+        assert!(f.rt.audit().is_ok());
+        // The master's return restores them.
+        f.reg(("c1", "a", "a:0", 0), &[("T", RW), ("A", RW)]);
+        assert_eq!(f.rt.route("A").unwrap().queue_datas[0].perm, RW);
+        // The last member takes the set and its queue data away.
+        assert!(f.unregister("a", "a:0", 0));
         assert!(f.unregister("a", "a:1", 1));
+        assert!(f.rt.route("A").is_none());
+        assert_eq!(f.holders("T"), ["b"]);
         assert!(!f.has_set("a"));
         assert!(!f.unregister("a", "a:1", 1));
+    }
+
+    #[test]
+    fn a_slave_without_a_master_offers_its_topics_read_only() {
+        let mut f = Fixture::new();
+        f.reg(("c1", "a", "a:1", 1), &[("T", RW)]);
+        let route = f.rt.route("T").unwrap();
+        assert_eq!(route.queue_datas[0].perm, PERM_READ);
+        assert_eq!(route.broker_datas[0].master_addr(), None);
+        assert!(f.rt.audit().is_ok());
     }
 
     #[test]
@@ -595,9 +614,10 @@ mod tests {
         let mut f = Fixture::new();
         f.reg(("c1", "a", "m:1", 0), &[("T", RW)]);
         f.reg(("c1", "a", "s:1", 1), &[("T", RW)]);
-        // The master is gone; the slave is promoted under id 0 and brings the topic back.
+        // The master is gone (the slave keeps the topic, read-only); the slave is promoted
+        // under id 0 and makes it writable again.
         assert!(f.rt.remove_broker_by_addr("m:1"));
-        assert!(f.rt.route("T").is_none());
+        assert_eq!(f.rt.route("T").unwrap().queue_datas[0].perm, PERM_READ);
         assert!(f.reg(("c1", "a", "s:1", 0), &[("T", RW)]).routes_changed);
         let route = f.rt.route("T").unwrap();
         assert_eq!(
