@@ -124,6 +124,9 @@ fn publish_info(route: &TopicRouteData, topic: &str, cap_queues: Option<i32>) ->
     targets
 }
 
+/// Broker sets whose master is away, with their write-queue counts.
+type MasterlessSets = Arc<[(String, i32)]>;
+
 /// The sets of `route` whose master is away (queue data but no master registered), with
 /// their write-queue counts.
 fn masterless_sets(route: &TopicRouteData) -> Vec<(String, i32)> {
@@ -165,7 +168,7 @@ struct Shared {
     routes: Mutex<HashMap<String, PublishInfo>>,
     /// Per topic, the broker sets whose master is away, with their write-queue counts: an
     /// ordered send's key still maps onto their queues, so it fails instead of moving.
-    masterless: Mutex<HashMap<String, Arc<[(String, i32)]>>>,
+    masterless: Mutex<HashMap<String, MasterlessSets>>,
     faults: Mutex<HashMap<String, Instant>>,
     links: Mutex<HashMap<String, Addr<RemoteLink>>>,
     next: AtomicU64,

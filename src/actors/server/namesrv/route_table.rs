@@ -153,7 +153,7 @@ impl RouteTable {
                         (name.clone(), t)
                     })
                     .collect(),
-                data_version: topics.data_version.clone(),
+                data_version: topics.data_version,
             };
             changed |= self.replace_queue_data(&req.broker_name, &read_only);
         }
