@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the mqbench rows of docs/BENCHMARKS.md on this machine: release binaries, one
 # name server and one broker on 127.0.0.1, a topic with 8 queues, 1 KiB bodies.
-#   bash benches/mqbench.sh [async|sync_flush|batch|drain|latency|latency_busy|e2e|e2e_busy|startup|all] [RUNS=3]
+#   bash benches/mqbench.sh [async|sync_flush|batch|drain|latency|latency_busy|e2e|e2e_busy|ha|startup|all] [RUNS=3]
+#   (ha: a master with one slave, async_master then sync_master, interleaved per run; also
+#   prints how long the slave's lag takes to reach 0 once the producer stops)
 #   BIN_DIR=/path/to/other/release bash benches/mqbench.sh async 3   (compare another build)
 #   BROKER_EXTRA='server_worker_threads = 2' bash benches/mqbench.sh async 3 (extra broker keys)
 #   bash benches/mqbench.sh all 3 | tee bench.txt; python3 benches/mqbench_summary.py bench.txt
@@ -45,8 +47,9 @@ await_listening() {
   done
 }
 
-start_cluster() { # $1 = flush type, $2 = the broker's busy_poll_us (default 0: off)
+start_cluster() { # $1 = flush type, $2 = the broker's busy_poll_us (default 0: off), $3 = the master's role with a slave (none: no slave)
   require_free_port $ns_port; require_free_port $broker_port
+  local role=${3:-}
   cluster_store="$dir/store-$RANDOM"
   local store=$cluster_store
   cat >"$dir/broker.toml" <<EOT
@@ -60,10 +63,21 @@ disk_max_used_space_ratio = 95
 disk_space_warning_level_ratio = 98
 ${BROKER_EXTRA:-}
 EOT
+  if [[ -n $role ]]; then
+    echo "broker_role = \"$role\"" >>"$dir/broker.toml"
+    require_free_port $((broker_port + 1)); require_free_port $((broker_port + 10))
+    sed -e "s#$store#$store-slave#" -e '/^broker_role/d' "$dir/broker.toml" >"$dir/slave.toml"
+    printf 'broker_role = "slave"\nbroker_id = 1\n' >>"$dir/slave.toml"
+  fi
   "$bin/mqnamesrv" --listen-port $ns_port 2>"$dir/ns.log" & pids+=($!)
   await_listening "$dir/ns.log" "${pids[-1]}"
   "$bin/mqbroker" -c "$dir/broker.toml" -n "$ns" --listen-port $broker_port 2>"$dir/broker.log" & broker_pid=$!; pids+=($broker_pid)
   await_listening "$dir/broker.log" "$broker_pid"
+  if [[ -n $role ]]; then
+    "$bin/mqbroker" -c "$dir/slave.toml" -n "$ns" --listen-port $((broker_port + 10)) 2>"$dir/slave.log" & slave_pid=$!; pids+=($slave_pid)
+    await_listening "$dir/slave.log" "$slave_pid"
+    for _ in $(seq 200); do "$bin/mqadmin" -n "$ns" haStatus -b "127.0.0.1:$broker_port" 2>/dev/null | grep -q "1 in sync" && break; sleep 0.05; done
+  fi
   local up=""
   for _ in $(seq 100); do "$bin/mqadmin" -n "$ns" clusterList 2>/dev/null | grep -q broker-a && { up=1; break; }; sleep 0.05; done
   if [[ -z $up ]]; then echo "broker did not register; logs:" >&2; tail -n 5 "$dir/ns.log" "$dir/broker.log" >&2; exit 1; fi
@@ -77,7 +91,7 @@ stop_cluster() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   pids=()
-  rm -rf "${cluster_store:?}"
+  rm -rf "${cluster_store:?}" "${cluster_store:?}-slave"
 }
 # Latency rows measure a broker in its steady state: routes and connections made, the first
 # commit-log segment warmed (its pages are faulted in by a background thread at start).
@@ -126,6 +140,25 @@ if [[ $what == async || $what == all ]]; then
       run "$bin/mqbench" consumer -n "$ns" -t BenchmarkTest -g "drain-$i" --from-beginning --count 1000000 --duration 60 --json
     fi
     stop_cluster
+  done
+fi
+# A master with one slave, both async_flush; async_master and sync_master alternate within
+# each run so both see the same host. The slave's catch-up is timed from the producer's end
+# to its lag reading 0 (polled every 50 ms through mqadmin, so ~50 ms is the resolution).
+if [[ $what == ha || $what == all ]]; then
+  for i in $(seq "$runs"); do
+    for role in async_master sync_master; do
+      start_cluster async_flush 0 $role
+      run_costed "$bin/mqbench" producer -n "$ns" -t BenchmarkTest -s 1024 -w 256 --count 1000000 --duration 30 --mode async --json
+      t0=$(date +%s%N)
+      for _ in $(seq 400); do
+        lag=$("$bin/mqadmin" -n "$ns" haStatus -b "127.0.0.1:$((broker_port + 10))" 2>/dev/null | awk -F: '/^lag/ {gsub(/ /, "", $2); print $2}')
+        [[ $lag == 0 ]] && break
+        sleep 0.05
+      done
+      echo "## $role slave lag 0 after $(( ($(date +%s%N) - t0) / 1000000 )) ms (lag $lag)"
+      stop_cluster
+    done
   done
 fi
 if [[ $what == drain ]]; then

@@ -4,7 +4,10 @@
 //! SIGKILL, or a master restarted under its slave, resumes with no gap and no byte twice;
 //! a divergent slave refuses to replicate and says why; a `sync_master` acknowledges only
 //! what its slave holds (SIGSTOP the slave: FLUSH_SLAVE_TIMEOUT, and consumers see nothing
-//! new), and after a SIGKILL of the master every acknowledged message is on the slave.
+//! new), and after a SIGKILL of the master every acknowledged message is on the slave; with
+//! two masters and two slaves, consumers read from a slave while its master is down and go
+//! back to the master without a redelivery, producers spread over the other master, and
+//! ordered sends of a key whose queue is on the dead master fail instead of moving.
 
 mod common;
 
@@ -12,8 +15,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use actimq::internals::actors::remote_link::{self, LinkConfig, RemoteLink};
+use actimq::internals::protocol::message::SendMessageRequestHeader;
+use actimq::internals::protocol::{Frame, RequestCode, ResponseCode};
 use actimq::internals::storage::{MessageStore, StoreConfig};
 use actimq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig, SendStatus};
+use bytes::Bytes;
 use common::process::{eventually, mqadmin, spawn, Proc};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -139,6 +146,31 @@ async fn send_batches(ns: &str, topic: &str, batches: usize, per_batch: usize) -
     ok
 }
 
+/// A SEND_MESSAGE straight to `addr` (no route): the answer's code and remark.
+async fn raw_send(addr: &str) -> (Option<ResponseCode>, String) {
+    let link = RemoteLink::start(addr, LinkConfig::default(), None);
+    let header = SendMessageRequestHeader {
+        producer_group: "raw".into(),
+        topic: "Repl".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 1,
+        queue_id: 0,
+        born_timestamp: 1,
+        ..Default::default()
+    };
+    let frame = Frame::request(
+        RequestCode::SendMessage,
+        0,
+        &header,
+        Bytes::from_static(b"x"),
+    )
+    .unwrap();
+    let answer = remote_link::call(&link, addr, frame, Duration::from_secs(5))
+        .await
+        .unwrap();
+    (answer.response_code(), answer.remark.unwrap_or_default())
+}
+
 #[test]
 fn a_slave_holds_a_byte_identical_log_and_the_same_queues() {
     let dir = tempfile::tempdir().unwrap();
@@ -177,6 +209,9 @@ fn a_slave_holds_a_byte_identical_log_and_the_same_queues() {
     ]);
     assert!(!ok, "updateTopic on a slave succeeded: {out}");
     assert!(err.contains("is a slave"), "unclear refusal: {err}");
+    let (code, remark) = actix_rt::System::new().block_on(raw_send(&slave.addr));
+    assert_eq!(code, Some(ResponseCode::ServiceNotAvailable), "{remark}");
+    assert!(remark.contains("slave"), "unclear refusal: {remark}");
 
     let sent = actix_rt::System::new().block_on(send_batches(&ns.addr, "Repl", 1_000, 100));
     assert_eq!(sent, 100_000);
