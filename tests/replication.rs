@@ -743,3 +743,125 @@ fn consumers_read_from_the_slave_while_the_master_is_down_and_go_back_without_re
     );
     drop(master_a);
 }
+
+/// The offsets `group` has committed on the broker at `addr` for `topic`'s queues 0..n
+/// (asked directly, no route): the sum, and whether every queue has one.
+async fn committed_on(addr: &str, group: &str, topic: &str, queues: i32) -> (i64, bool) {
+    use actimq::internals::protocol::message::{
+        OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
+    };
+    let link = RemoteLink::start(addr, LinkConfig::default(), None);
+    let (mut sum, mut all) = (0, true);
+    for q in 0..queues {
+        let header = QueryConsumerOffsetRequestHeader {
+            consumer_group: group.into(),
+            topic: topic.into(),
+            queue_id: q,
+            set_zero_if_not_found: None,
+        };
+        let frame =
+            Frame::request(RequestCode::QueryConsumerOffset, 0, &header, Bytes::new()).unwrap();
+        match remote_link::call(&link, addr, frame, Duration::from_secs(5)).await {
+            Ok(f) if f.response_code() == Some(ResponseCode::Success) => {
+                sum += f.decode_header::<OffsetResponseHeader>().unwrap().offset;
+            }
+            _ => all = false,
+        }
+    }
+    (sum, all)
+}
+
+#[test]
+fn a_new_member_resumes_from_the_offsets_the_slave_copied_from_its_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    let mut master = start(&config(dir.path(), "master", ""), &ns.addr);
+    let slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "updateTopic",
+        "-b",
+        &master.addr,
+        "-t",
+        "Copy",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    assert!(ok, "{out}{err}");
+    let consumer_config = || {
+        let mut c = actimq::PushConsumerConfig::new("copy-group").subscribe("Copy", "*");
+        c.consume_from_where = actimq::ConsumeFromWhere::FirstOffset;
+        c.rebalance_interval = Duration::from_secs(1);
+        c.pull_suspend = Duration::from_secs(2);
+        c
+    };
+    let system = actix_rt::System::new();
+    let (listener, first) = counting_listener();
+    let slave_addr = slave.addr.clone();
+    system.block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let producer = Producer::start(client.clone(), ProducerConfig::new("copy-producers"));
+        let (sent, _) = send_each(&producer, "Copy", 0, 200).await;
+        assert_eq!(sent.len(), 200);
+        // One member consumes all 200 and leaves, committing its offsets on the master.
+        let consumer = actimq::PushConsumer::start(client.clone(), consumer_config(), listener)
+            .await
+            .unwrap();
+        wait_delivered(&first, 200, "the first member").await;
+        consumer.shutdown().await.expect("offsets committed");
+        // 100 more that nobody consumed yet.
+        let (sent, _) = send_each(&producer, "Copy", 200, 100).await;
+        assert_eq!(sent.len(), 100);
+        producer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+        // The slave's copy of the group's offsets catches up (every 3 s).
+        let deadline = std::time::Instant::now() + WAIT;
+        while committed_on(&slave_addr, "copy-group", "Copy", 4).await != (200, true) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slave never copied the offsets"
+            );
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    // The master dies; a new member of the group, in a new client, reads from the slave
+    // from the copied offsets: the 100 new messages, none of the 200 consumed before.
+    master.kill9();
+    let (listener, second) = counting_listener();
+    system.block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let consumer = actimq::PushConsumer::start(client.clone(), consumer_config(), listener)
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let got = {
+                let map = second.lock().unwrap();
+                (200..300)
+                    .filter(|i| map.contains_key(&format!("numbered-{i}")))
+                    .count()
+            };
+            if got == 100 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{got} of the 100 new messages"
+            );
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = consumer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    });
+    let map = second.lock().unwrap();
+    let again: Vec<_> = (0..200)
+        .filter(|i| map.contains_key(&format!("numbered-{i}")))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "consumed before, delivered again from the slave: {again:?}"
+    );
+}

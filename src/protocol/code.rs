@@ -78,6 +78,9 @@ code_enum! {
         UpdateAndCreateTopic = 17 => "UPDATE_AND_CREATE_TOPIC",
         /// Admin → broker: every topic configuration the broker holds.
         GetAllTopicConfig = 21 => "GET_ALL_TOPIC_CONFIG",
+        /// Slave → master: every consumer group's committed offsets (the slave keeps a
+        /// copy, so consumers that fail over to it resume where they were).
+        GetAllConsumerOffset = 43 => "GET_ALL_CONSUMER_OFFSET",
         /// Admin → broker: the broker's runtime state as a key/value table.
         GetBrokerRuntimeInfo = 28 => "GET_BROKER_RUNTIME_INFO",
         /// Consumer → broker: first queue offset stored at or after a timestamp.

@@ -54,6 +54,8 @@ pub enum Request {
     UpdateAndCreateTopic(CreateTopicRequestHeader),
     /// `GET_ALL_TOPIC_CONFIG` (no header).
     GetAllTopicConfig,
+    /// `GET_ALL_CONSUMER_OFFSET` (no header).
+    GetAllConsumerOffset,
     /// `GET_BROKER_RUNTIME_INFO` (no header).
     GetBrokerRuntimeInfo,
     /// `SEARCH_OFFSET_BY_TIMESTAMP`.
@@ -146,6 +148,7 @@ pub fn decode_request(frame: &Frame) -> Result<Request> {
         RequestCode::UpdateConsumerOffset => Request::UpdateConsumerOffset(frame.decode_header()?),
         RequestCode::UpdateAndCreateTopic => Request::UpdateAndCreateTopic(frame.decode_header()?),
         RequestCode::GetAllTopicConfig => Request::GetAllTopicConfig,
+        RequestCode::GetAllConsumerOffset => Request::GetAllConsumerOffset,
         RequestCode::GetBrokerRuntimeInfo => Request::GetBrokerRuntimeInfo,
         RequestCode::SearchOffsetByTimestamp => {
             Request::SearchOffsetByTimestamp(frame.decode_header()?)
@@ -205,6 +208,7 @@ impl Request {
             Request::UpdateConsumerOffset(_) => RequestCode::UpdateConsumerOffset,
             Request::UpdateAndCreateTopic(_) => RequestCode::UpdateAndCreateTopic,
             Request::GetAllTopicConfig => RequestCode::GetAllTopicConfig,
+            Request::GetAllConsumerOffset => RequestCode::GetAllConsumerOffset,
             Request::GetBrokerRuntimeInfo => RequestCode::GetBrokerRuntimeInfo,
             Request::SearchOffsetByTimestamp(_) => RequestCode::SearchOffsetByTimestamp,
             Request::GetMaxOffset(_) => RequestCode::GetMaxOffset,
@@ -292,6 +296,7 @@ impl Request {
             Request::DeleteTopicInBroker(h) => (encode_header(h)?, none()),
             Request::DeleteTopicInNamesrv(h) => (encode_header(h)?, none()),
             Request::GetAllTopicConfig
+            | Request::GetAllConsumerOffset
             | Request::GetBrokerRuntimeInfo
             | Request::GetBrokerClusterInfo
             | Request::GetAllTopicListFromNameserver => (none(), none()),

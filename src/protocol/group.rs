@@ -184,3 +184,11 @@ pub struct UnlockBatchRequestBody {
     /// Queues to unlock.
     pub mq_set: BTreeSet<MessageQueue>,
 }
+
+/// `GET_ALL_CONSUMER_OFFSET` response body (RocketMQ's `ConsumerOffsetSerializeWrapper`):
+/// `"topic@group"` → queue id → committed offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerOffsetWrapper {
+    /// The offsets.
+    pub offset_table: std::collections::BTreeMap<String, std::collections::BTreeMap<i32, i64>>,
+}

@@ -265,11 +265,21 @@ impl ClientInstance {
     }
 
     /// Master addresses of every broker in a cached route.
+    /// The brokers heartbeats go to: every master in the routes, and, when this client has
+    /// consumers, the slaves too (as RocketMQ): a consumer that fails over to a slave, or
+    /// joins while its master is down, is a member there too, so the slave can answer who
+    /// is in the group.
     fn brokers_in_use(&self) -> BTreeSet<String> {
+        let slaves_too = !self.consumers.is_empty();
         self.routes
             .values()
             .flat_map(|r| r.broker_datas.iter())
-            .filter_map(|b| b.master_addr().map(str::to_owned))
+            .flat_map(|b| {
+                b.broker_addrs
+                    .iter()
+                    .filter(move |(id, _)| slaves_too || **id == crate::protocol::route::MASTER_ID)
+                    .map(|(_, a)| a.clone())
+            })
             .collect()
     }
 

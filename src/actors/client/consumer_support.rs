@@ -587,8 +587,10 @@ pub async fn consumer_ids(
             broker_name: b.to_owned(),
             queue_id: 0,
         };
-        let link = match broker_for(client, &mq).await {
-            Ok(l) => l,
+        // The slave of a broker whose master is away knows the members too (they heartbeat
+        // to it).
+        let link = match reader_for(client, &mq).await {
+            Ok((l, _)) => l,
             Err(e) => {
                 last = e;
                 continue;

@@ -161,6 +161,53 @@ pub struct GroupTimings {
     pub flush_consumer_offset_interval: Duration,
 }
 
+/// Offsets copied from the master (a slave's metadata copy): each queue keeps the larger of
+/// its own and the copy's, so the copy never lowers what a consumer committed here while the
+/// master was away. Persisted with the group's next periodic write.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MergeOffsets(pub BTreeMap<(String, i32), i64>);
+
+/// The committed offsets in a group's offsets file (`None` if it is missing or damaged),
+/// for a group whose actor is not running; anchors are left out.
+pub fn read_offsets_file(
+    store_root: &std::path::Path,
+    group: &str,
+) -> Option<BTreeMap<(String, i32), i64>> {
+    let path = offsets_path(store_root, group);
+    let text = std::fs::read_to_string(path).ok()?;
+    let map = toml::from_str::<BTreeMap<String, i64>>(&text).ok()?;
+    Some(
+        map.into_iter()
+            .filter_map(|(k, v)| {
+                let (topic, q) = k.rsplit_once('@')?;
+                Some(((topic.to_owned(), q.parse().ok()?), v))
+            })
+            .collect(),
+    )
+}
+
+/// The groups that have an offsets file under `store_root`.
+pub fn groups_on_disk(store_root: &std::path::Path) -> Vec<String> {
+    let dir = store_root.join("config").join("consumer_offsets");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".toml").map(str::to_owned)
+        })
+        .collect()
+}
+
+fn offsets_path(store_root: &std::path::Path, group: &str) -> std::path::PathBuf {
+    store_root
+        .join("config")
+        .join("consumer_offsets")
+        .join(format!("{group}.toml"))
+}
+
 /// One consumer group.
 pub struct ConsumerGroup {
     name: String,
@@ -194,10 +241,7 @@ const SUBSCRIBED_SINCE: &str = "subscribed_since";
 impl ConsumerGroup {
     /// A group whose offsets live under `store_root` (not started).
     pub fn new(name: String, store_root: &std::path::Path, timings: GroupTimings) -> Self {
-        let file = store_root
-            .join("config")
-            .join("consumer_offsets")
-            .join(format!("{name}.toml"));
+        let file = offsets_path(store_root, &name);
         let mut g = ConsumerGroup {
             name,
             file: SnapshotFile::new(file),
@@ -527,6 +571,20 @@ impl Handler<ListMembers> for ConsumerGroup {
         let mut ids: Vec<String> = self.members.keys().cloned().collect();
         ids.sort();
         ids
+    }
+}
+
+impl Handler<MergeOffsets> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: MergeOffsets, _ctx: &mut Self::Context) {
+        for (queue, offset) in msg.0 {
+            let ours = self.offsets.entry(queue).or_insert(-1);
+            if offset > *ours {
+                *ours = offset;
+                self.dirty = true;
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use crate::actors::server::ha::session::SessionSettings;
 use crate::actors::server::ha::slave_link::{HaSlaveLink, MasterAddress, SlaveSettings};
 use crate::actors::server::ha::{HaState, LogGrew, ReplicaProgress, SlaveAppended, UseStore};
 use crate::config::BrokerRole;
+use crate::protocol::group::ConsumerOffsetWrapper;
 use crate::protocol::route::RegisterBrokerResponseHeader;
 use crate::protocol::topic::TopicConfigWrapper;
 use crate::storage::{ConfirmPolicy, FlushDiskType};
@@ -280,12 +281,59 @@ impl Handler<SlaveAppended> for Broker {
 }
 
 impl Broker {
+    /// Answers GET_ALL_CONSUMER_OFFSET: every group's committed offsets, from its actor when
+    /// it runs, else from its file (read on the blocking pool).
+    pub(super) fn all_consumer_offsets(&mut self, inb: Inbound) {
+        let running: Vec<(String, Addr<ConsumerGroup>)> = self
+            .groups
+            .iter()
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect();
+        let root = self.config.store.store_path_root_dir.clone();
+        actix::spawn(async move {
+            let mut table: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
+            let mut add = |group: &str, offsets: BTreeMap<(String, i32), i64>| {
+                for ((topic, queue), offset) in offsets {
+                    table
+                        .entry(format!("{topic}@{group}"))
+                        .or_default()
+                        .insert(queue, offset);
+                }
+            };
+            for (name, addr) in &running {
+                if let Ok(offsets) = addr.send(consumer_group::ListOffsets).await {
+                    add(name, offsets);
+                }
+            }
+            let skip: std::collections::HashSet<String> =
+                running.into_iter().map(|(n, _)| n).collect();
+            let from_files = tokio::task::spawn_blocking(move || {
+                consumer_group::groups_on_disk(&root)
+                    .into_iter()
+                    .filter(|g| !skip.contains(g))
+                    .filter_map(|g| consumer_group::read_offsets_file(&root, &g).map(|o| (g, o)))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for (name, offsets) in from_files {
+                add(&name, offsets);
+            }
+            requests::ok_body(
+                &inb,
+                &ConsumerOffsetWrapper {
+                    offset_table: table,
+                },
+            );
+        });
+    }
+
     /// The replication timers, armed in `started` (so again after a restart).
     pub(super) fn start_replication_timers(&self, ctx: &mut Context<Self>) {
         match self.config.broker_role {
             BrokerRole::Slave => {
                 ctx.run_interval(METADATA_SYNC_INTERVAL, |act, ctx| {
-                    act.copy_master_topics(ctx)
+                    act.copy_master_metadata(ctx)
                 });
             }
             BrokerRole::SyncMaster => {
@@ -363,10 +411,11 @@ impl Broker {
         self.ha.master = Some(h);
     }
 
-    /// A slave copies its master's topic table (over the normal protocol), so that it can
-    /// serve consumers of every topic the master has. Topics are added or updated, never
-    /// removed: a consumer may still be reading them here.
-    fn copy_master_topics(&mut self, ctx: &mut Context<Self>) {
+    /// A slave copies its master's topic table and consumer offsets (over the normal
+    /// protocol), so that it can serve consumers of every topic the master has, from where
+    /// their group was. Topics are added or updated, never removed (a consumer may still be
+    /// reading them here); offsets only move up (`MergeOffsets`).
+    fn copy_master_metadata(&mut self, ctx: &mut Context<Self>) {
         let Some(master) = self.ha.master.as_ref().and_then(|h| h.master_addr.clone()) else {
             return;
         };
@@ -382,56 +431,90 @@ impl Broker {
                 link
             }
         };
-        let Ok(frame) = Frame::request(
-            RequestCode::GetAllTopicConfig,
-            0,
-            &NoHeader {},
-            Bytes::new(),
-        ) else {
-            return;
+        let fetch = async move {
+            let topics =
+                ask_master::<TopicConfigWrapper>(&link, &master, RequestCode::GetAllTopicConfig)
+                    .await;
+            let offsets = ask_master::<ConsumerOffsetWrapper>(
+                &link,
+                &master,
+                RequestCode::GetAllConsumerOffset,
+            )
+            .await;
+            (topics, offsets)
         };
-        ctx.spawn(
-            async move { remote_link::call(&link, &master, frame, NAMESRV_TIMEOUT).await }
-                .into_actor(self)
-                .map(|res, act, ctx| {
-                    let table = match res {
-                        Ok(f) if f.response_code() == Some(ResponseCode::Success) => {
-                            match f.decode_body::<TopicConfigWrapper>() {
-                                Ok(t) => t,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "the master's topic table does not decode");
-                                    return;
-                                }
-                            }
-                        }
-                        Ok(f) => {
-                            tracing::debug!(code = f.code, "the master refused its topic table");
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "cannot copy the master's topic table");
-                            return;
-                        }
-                    };
-                    let mut changed = false;
-                    for (name, t) in table.topic_config_table {
-                        if act.topics.get(&name) != Some(&t) {
-                            act.topics.upsert(t);
-                            changed = true;
-                        }
-                    }
-                    if changed {
-                        tracing::info!("topic table copied from the master");
-                        act.register_all(ctx);
-                        if let Ok(snapshot) = act.topics.snapshot() {
-                            actix::spawn(async move {
-                                if let Err(e) = snapshot.save().await {
-                                    tracing::warn!(error = %e, "cannot save the copied topic table");
-                                }
-                            });
-                        }
-                    }
-                }),
-        );
+        ctx.spawn(fetch.into_actor(self).map(|(topics, offsets), act, ctx| {
+            match topics {
+                Ok(table) => act.merge_master_topics(table, ctx),
+                Err(e) => tracing::debug!(error = %e, "cannot copy the master's topic table"),
+            }
+            match offsets {
+                Ok(table) => act.merge_master_offsets(table),
+                Err(e) => tracing::debug!(error = %e, "cannot copy the master's consumer offsets"),
+            }
+        }));
     }
+
+    fn merge_master_topics(&mut self, table: TopicConfigWrapper, ctx: &mut Context<Self>) {
+        let mut changed = false;
+        for (name, t) in table.topic_config_table {
+            if self.topics.get(&name) != Some(&t) {
+                self.topics.upsert(t);
+                changed = true;
+            }
+        }
+        if changed {
+            tracing::info!("topic table copied from the master");
+            self.register_all(ctx);
+            if let Ok(snapshot) = self.topics.snapshot() {
+                actix::spawn(async move {
+                    if let Err(e) = snapshot.save().await {
+                        tracing::warn!(error = %e, "cannot save the copied topic table");
+                    }
+                });
+            }
+        }
+    }
+
+    fn merge_master_offsets(&mut self, table: ConsumerOffsetWrapper) {
+        let mut by_group: BTreeMap<String, BTreeMap<(String, i32), i64>> = BTreeMap::new();
+        for (key, queues) in table.offset_table {
+            // "topic@group": a topic name has no '@', a group name may not either.
+            let Some((topic, group)) = key.split_once('@') else {
+                continue;
+            };
+            let offsets = by_group.entry(group.to_owned()).or_default();
+            for (queue, offset) in queues {
+                offsets.insert((topic.to_owned(), queue), offset);
+            }
+        }
+        for (group, offsets) in by_group {
+            match self.group(&group) {
+                Ok(g) => g.do_send(consumer_group::MergeOffsets(offsets)),
+                Err(e) => {
+                    tracing::debug!(%group, error = %e, "master's offsets for a group not kept")
+                }
+            }
+        }
+    }
+}
+
+/// One metadata request to the master, decoded.
+async fn ask_master<T: serde::de::DeserializeOwned>(
+    link: &Addr<RemoteLink>,
+    master: &str,
+    code: RequestCode,
+) -> Result<T, String> {
+    let frame = Frame::request(code, 0, &NoHeader {}, Bytes::new()).map_err(|e| e.to_string())?;
+    let f = remote_link::call(link, master, frame, NAMESRV_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if f.response_code() != Some(ResponseCode::Success) {
+        return Err(format!(
+            "the master answered {}: {}",
+            f.code,
+            f.remark.unwrap_or_default()
+        ));
+    }
+    f.decode_body::<T>().map_err(|e| e.to_string())
 }

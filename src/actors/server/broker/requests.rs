@@ -364,6 +364,7 @@ impl Broker {
                 response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
             }
             Request::GetAllTopicConfig => ok_body(&inb, &self.topics.wrapper()),
+            Request::GetAllConsumerOffset => self.all_consumer_offsets(inb),
             Request::GetBrokerRuntimeInfo => ok_body(&inb, &self.runtime_info()),
             Request::GetTopicStatsInfo(h) => {
                 if self.topics.get(&h.topic).is_none() {
