@@ -94,3 +94,71 @@ fn damaged_or_misplaced_bytes_are_refused_without_writing() {
     let consumed = slave.append_encoded(0, &bytes[..first_len + 10]).unwrap();
     assert_eq!(consumed, first_len as u64);
 }
+
+#[test]
+fn a_damaged_record_on_the_master_is_never_shipped() {
+    use actimq::internals::storage::damage::FoundBy;
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let master_dir = tempfile::tempdir().unwrap();
+    let slave_dir = tempfile::tempdir().unwrap();
+    let config = small_config(master_dir.path(), SEGMENT);
+    let sent: Vec<_> = {
+        let master = MessageStore::open(config.clone(), host()).unwrap();
+        let sent = (0..40)
+            .map(|seq| master.append(&message("Repl", 0, seq, 200)).unwrap())
+            .collect();
+        master.shutdown().unwrap();
+        sent
+    };
+    // Flip bytes inside the body of record 25 (the log's middle: recovery keeps it).
+    let victim = sent[25];
+    let at = victim.physical_offset + 150;
+    let path = master_dir
+        .path()
+        .join("commitlog")
+        .join(format!("{:020}", at - at % SEGMENT));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut buf = [0u8; 8];
+    f.seek(SeekFrom::Start(at % SEGMENT)).unwrap();
+    f.read_exact(&mut buf).unwrap();
+    buf.iter_mut().for_each(|b| *b ^= 0x5A);
+    f.seek(SeekFrom::Start(at % SEGMENT)).unwrap();
+    f.write_all(&buf).unwrap();
+    drop(f);
+
+    let master = MessageStore::open(config, host()).unwrap();
+    let slave = MessageStore::open(small_config(slave_dir.path(), SEGMENT), host()).unwrap();
+    let end = master.max_physical_offset();
+    let mut offset = 0;
+    let stopped_at = loop {
+        match master.ship_chunk(offset, end, 1_000) {
+            Ok(chunk) if chunk.next > offset => {
+                offset = slave.append_encoded(chunk.start, &chunk.bytes).unwrap();
+                assert_eq!(offset, chunk.next);
+            }
+            Ok(chunk) => panic!("no progress at {offset}: {chunk:?}"),
+            Err(Error::CorruptRecord { offset, .. }) => break offset,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    };
+    // Shipping stops exactly at the damaged record; everything before it is on the slave.
+    assert_eq!(stopped_at, victim.physical_offset);
+    assert_eq!(slave.max_physical_offset(), victim.physical_offset);
+    for r in &sent[..25] {
+        assert_eq!(
+            slave.read_by_physical(r.physical_offset).unwrap().raw,
+            master.read_by_physical(r.physical_offset).unwrap().raw
+        );
+    }
+    let (ranges, _) = master.damage();
+    assert!(
+        ranges
+            .iter()
+            .any(|r| r.from == victim.physical_offset && r.found_by == FoundBy::Replication),
+        "the damaged range is reported: {ranges:?}"
+    );
+}
