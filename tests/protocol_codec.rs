@@ -189,6 +189,11 @@ fn every_request() -> Vec<Request> {
                 sub_version: 1_700_000_000_000,
                 expression_type: "TAG".into(),
             }],
+            assigned_queues: Some(vec![MessageQueue {
+                topic: "TopicTest".into(),
+                broker_name: "broker-a".into(),
+                queue_id: 3,
+            }]),
         }],
     };
     let lock = LockBatchRequestBody {
@@ -237,6 +242,7 @@ fn every_request() -> Vec<Request> {
             order: true,
         }),
         Request::GetAllTopicConfig,
+        Request::GetAllConsumerOffset,
         Request::GetBrokerRuntimeInfo,
         Request::SearchOffsetByTimestamp(SearchOffsetRequestHeader {
             topic: "T".into(),
@@ -454,6 +460,15 @@ fn every_response_body_round_trips_through_codec() {
     });
     body_round_trip(&GetConsumerListByGroupResponseBody {
         consumer_id_list: vec!["c1".into(), "c2".into()],
+        assignments: [(
+            "c1".to_owned(),
+            vec![MessageQueue {
+                topic: "T".into(),
+                broker_name: "broker-a".into(),
+                queue_id: 0,
+            }],
+        )]
+        .into(),
     });
     body_round_trip(&LockBatchResponseBody {
         lock_ok_mq_set: BTreeSet::from([mq("T", 0)]),

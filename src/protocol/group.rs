@@ -100,6 +100,11 @@ pub struct ConsumerData {
     /// Subscriptions, one per topic.
     #[serde(default)]
     pub subscription_data_set: Vec<SubscriptionData>,
+    /// The queues this member consumes now, once it has rebalanced (an actimq addition
+    /// that RocketMQ brokers ignore): `mqadmin consumerConnection` shows what members hold
+    /// rather than recomputing a split. `None` from clients that do not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_queues: Option<Vec<MessageQueue>>,
 }
 
 /// `HEART_BEAT` body: who the client is and which groups it belongs to. Sent to every
@@ -141,6 +146,10 @@ pub struct GetConsumerListByGroupRequestHeader {
 pub struct GetConsumerListByGroupResponseBody {
     /// Client ids of the group's live members.
     pub consumer_id_list: Vec<String>,
+    /// The queues each member reported holding (an actimq addition; members that report
+    /// nothing are absent).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub assignments: std::collections::BTreeMap<String, Vec<MessageQueue>>,
 }
 
 /// `NOTIFY_CONSUMER_IDS_CHANGED` request header (broker → consumer, one-way).

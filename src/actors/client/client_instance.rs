@@ -23,7 +23,7 @@ use bytes::Bytes;
 use crate::actors::remote_link::{self, LinkConfig, PeerRequest, RemoteLink};
 use crate::client::ClientError;
 use crate::protocol::group::{
-    ConsumerData, HeartbeatData, NotifyConsumerIdsChangedRequestHeader, ProducerData,
+    ConsumerData, HeartbeatData, MessageQueue, NotifyConsumerIdsChangedRequestHeader, ProducerData,
 };
 use crate::protocol::route::{GetRouteInfoRequestHeader, TopicRouteData};
 use crate::protocol::{encode_body, Frame, NoHeader, RequestCode, ResponseCode};
@@ -97,6 +97,17 @@ pub struct RegisterConsumer {
     pub data: ConsumerData,
     /// Its rebalancer.
     pub rebalance: Recipient<RebalanceNow>,
+}
+
+/// The queues a consumer of `group` holds after a rebalance: announced in the next
+/// heartbeat, sent at once when they changed (`mqadmin consumerConnection` shows them).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportAssignment {
+    /// The group.
+    pub group: String,
+    /// Its queues now, sorted.
+    pub queues: Vec<MessageQueue>,
 }
 
 /// Forgets a consumer group and tells the brokers.
@@ -537,6 +548,22 @@ impl Handler<Shutdown> for ClientInstance {
                     ctx.stop();
                 }),
         )
+    }
+}
+
+impl Handler<ReportAssignment> for ClientInstance {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReportAssignment, ctx: &mut Self::Context) {
+        let Some((data, _)) = self.consumers.get_mut(&msg.group) else {
+            return;
+        };
+        if data.assigned_queues.as_ref() == Some(&msg.queues) {
+            return;
+        }
+        data.assigned_queues = Some(msg.queues);
+        let fut = self.heartbeat(ctx);
+        ctx.spawn(fut.into_actor(self));
     }
 }
 

@@ -265,6 +265,7 @@ impl LitePullConsumer {
                     ..Default::default()
                 })
                 .collect(),
+            assigned_queues: None,
         };
         let (c, cfg) = (client.clone(), config.clone());
         let addr = Actor::start(LitePullActor {

@@ -161,6 +161,12 @@ pub struct GroupTimings {
     pub flush_consumer_offset_interval: Duration,
 }
 
+/// The queues each member reported holding in its last heartbeat (members that report none
+/// are left out).
+#[derive(Message)]
+#[rtype(result = "BTreeMap<String, Vec<crate::protocol::group::MessageQueue>>")]
+pub struct ListAssignments;
+
 /// Offsets copied from the master (a slave's metadata copy): each queue keeps the larger of
 /// its own and the copy's, so the copy never lowers what a consumer committed here while the
 /// master was away. Persisted with the group's next periodic write.
@@ -571,6 +577,19 @@ impl Handler<ListMembers> for ConsumerGroup {
         let mut ids: Vec<String> = self.members.keys().cloned().collect();
         ids.sort();
         ids
+    }
+}
+
+impl Handler<ListAssignments> for ConsumerGroup {
+    type Result = MessageResult<ListAssignments>;
+
+    fn handle(&mut self, _: ListAssignments, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.members
+                .iter()
+                .filter_map(|(id, m)| Some((id.clone(), m.data.assigned_queues.clone()?)))
+                .collect(),
+        )
     }
 }
 

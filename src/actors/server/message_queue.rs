@@ -151,12 +151,14 @@ impl MessageQueue {
                 }
                 (ResponseCode::PullNotFound, Bytes::new())
             }
-            // Nothing here passes the filter yet: keep holding from past what was scanned.
-            GetStatus::NoMatchedMessage if !pull.hold.is_zero() => {
-                return Some(Pull {
-                    offset: got.next_offset,
-                    ..pull
-                });
+            // Nothing new here passes the filter, and the scan moved on: say so at once (as
+            // RocketMQ's PULL_RETRY_IMMEDIATELY does), so that the consumer's offset moves
+            // past what it will never consume instead of waiting for the hold to end.
+            // Without progress (a held pull woken by messages it filters out), keep holding.
+            GetStatus::NoMatchedMessage
+                if !pull.hold.is_zero() && got.next_offset == pull.offset =>
+            {
+                return Some(pull);
             }
             GetStatus::NoMatchedMessage | GetStatus::MessageWasRemoving => {
                 (ResponseCode::PullRetryImmediately, Bytes::new())

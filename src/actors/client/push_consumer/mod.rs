@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::actors::client::client_instance::{
-    ClientInstance, GetClientId, GetRoute, UnregisterConsumer,
+    ClientInstance, GetClientId, GetRoute, ReportAssignment, UnregisterConsumer,
 };
 use crate::actors::client::consumer_support::{self, LocalOffsets};
 use crate::actors::client::queue_puller::{
@@ -199,6 +199,7 @@ impl PushConsumer {
                     }
                 })
                 .collect(),
+            assigned_queues: None,
         };
         let local = (config.message_model == MessageModel::Broadcasting)
             .then(|| LocalOffsets::new(config.offset_store_dir.clone(), &config.consumer_group));
@@ -603,6 +604,12 @@ impl Handler<Assign> for PushConsumerActor {
                 }
                 let owned = &act.owned;
                 act.offsets.retain(|mq, _| owned.contains_key(mq));
+                let mut queues: Vec<MessageQueue> = act.owned.keys().cloned().collect();
+                queues.sort();
+                act.client.do_send(ReportAssignment {
+                    group: act.config.consumer_group.clone(),
+                    queues,
+                });
                 settled
             },
         )))

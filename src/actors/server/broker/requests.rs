@@ -181,12 +181,19 @@ impl Broker {
                 };
                 actix::spawn(async move {
                     match group.send(consumer_group::ListMembers).await {
-                        Ok(ids) if !ids.is_empty() => ok_body(
-                            &inb,
-                            &GetConsumerListByGroupResponseBody {
-                                consumer_id_list: ids,
-                            },
-                        ),
+                        Ok(ids) if !ids.is_empty() => {
+                            let assignments = group
+                                .send(consumer_group::ListAssignments)
+                                .await
+                                .unwrap_or_default();
+                            ok_body(
+                                &inb,
+                                &GetConsumerListByGroupResponseBody {
+                                    consumer_id_list: ids,
+                                    assignments,
+                                },
+                            )
+                        }
                         Ok(_) => inb.fail(
                             ResponseCode::SystemError,
                             format!("no consumer for this group, {}", h.consumer_group),
