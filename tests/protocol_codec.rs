@@ -243,6 +243,12 @@ fn every_request() -> Vec<Request> {
         }),
         Request::GetAllTopicConfig,
         Request::GetAllConsumerOffset,
+        Request::WatchRoutes(
+            actimq::internals::protocol::route::WatchRoutesRequestHeader {
+                known_version: 7,
+                hold_ms: 20_000,
+            },
+        ),
         Request::GetBrokerRuntimeInfo,
         Request::SearchOffsetByTimestamp(SearchOffsetRequestHeader {
             topic: "T".into(),

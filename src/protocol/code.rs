@@ -131,6 +131,11 @@ code_enum! {
         DeleteTopicInNamesrv = 216 => "DELETE_TOPIC_IN_NAMESRV",
         /// Producer → broker: store several messages in one request (body = batch).
         SendBatchMessage = 320 => "SEND_BATCH_MESSAGE",
+        /// Client → name server (an actimq addition, no RocketMQ equivalent): answered once
+        /// the routes changed since the version the client knows, or after its hold, so
+        /// clients learn of a broker that came or went within moments, not at their next
+        /// 30 s poll.
+        WatchRoutes = 30001 => "WATCH_ROUTES",
     }
 }
 

@@ -104,6 +104,8 @@ pub enum Request {
     DeleteTopicInBroker(DeleteTopicRequestHeader),
     /// `DELETE_TOPIC_IN_NAMESRV`.
     DeleteTopicInNamesrv(DeleteTopicFromNamesrvRequestHeader),
+    /// `WATCH_ROUTES` (actimq).
+    WatchRoutes(crate::protocol::route::WatchRoutesRequestHeader),
 }
 
 /// A send's header: every send carries one, so the direct decoder reads it; anything it
@@ -185,6 +187,7 @@ pub fn decode_request(frame: &Frame) -> Result<Request> {
         RequestCode::GetConsumeStats => Request::GetConsumeStats(frame.decode_header()?),
         RequestCode::DeleteTopicInBroker => Request::DeleteTopicInBroker(frame.decode_header()?),
         RequestCode::DeleteTopicInNamesrv => Request::DeleteTopicInNamesrv(frame.decode_header()?),
+        RequestCode::WatchRoutes => Request::WatchRoutes(frame.decode_header()?),
     })
 }
 
@@ -233,6 +236,7 @@ impl Request {
             Request::GetConsumeStats(_) => RequestCode::GetConsumeStats,
             Request::DeleteTopicInBroker(_) => RequestCode::DeleteTopicInBroker,
             Request::DeleteTopicInNamesrv(_) => RequestCode::DeleteTopicInNamesrv,
+            Request::WatchRoutes(_) => RequestCode::WatchRoutes,
         }
     }
 
@@ -295,6 +299,7 @@ impl Request {
             Request::GetConsumeStats(h) => (encode_header(h)?, none()),
             Request::DeleteTopicInBroker(h) => (encode_header(h)?, none()),
             Request::DeleteTopicInNamesrv(h) => (encode_header(h)?, none()),
+            Request::WatchRoutes(h) => (encode_header(h)?, none()),
             Request::GetAllTopicConfig
             | Request::GetAllConsumerOffset
             | Request::GetBrokerRuntimeInfo

@@ -62,6 +62,23 @@ pub struct GetRouteInfoRequestHeader {
     pub topic: String,
 }
 
+/// `WATCH_ROUTES` request header (actimq): answer when the name server's routes version
+/// differs from `known_version`, or after `hold_ms` with the same version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRoutesRequestHeader {
+    /// The version the client knows (0: none yet, answered at once).
+    pub known_version: u64,
+    /// Longest the name server holds the request (it caps this).
+    pub hold_ms: u64,
+}
+
+/// `WATCH_ROUTES` response header: the name server's routes version now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRoutesResponseHeader {
+    /// Changes whenever any route changes (and when the name server restarts).
+    pub version: u64,
+}
+
 /// A master/slave set and where to reach each member.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerData {

@@ -136,6 +136,10 @@ pub struct ClientInstance {
     client_id: String,
     namesrvs: Vec<(String, Addr<RemoteLink>)>,
     preferred_namesrv: usize,
+    /// The name server's routes version last seen through `WATCH_ROUTES` (`None`: not yet;
+    /// the watch is off after a name server that does not know the request).
+    routes_version: Option<u64>,
+    watch_routes: bool,
     brokers: HashMap<String, Addr<RemoteLink>>,
     routes: HashMap<String, TopicRouteData>,
     producer_groups: BTreeSet<String>,
@@ -156,6 +160,8 @@ impl ClientInstance {
             client_id,
             namesrvs: Vec::new(),
             preferred_namesrv: 0,
+            routes_version: None,
+            watch_routes: true,
             brokers: HashMap::new(),
             routes: HashMap::new(),
             producer_groups: BTreeSet::new(),
@@ -245,6 +251,60 @@ impl ClientInstance {
                 }
             }));
         }
+    }
+
+    /// Holds a `WATCH_ROUTES` request on a name server; when it answers with a version other
+    /// than the one known, the routes are refreshed (and consumers rebalance if one changed):
+    /// a broker that comes or goes reaches this client within moments of the name server
+    /// seeing it, not at the next `poll_name_server_interval`. Then it watches again.
+    fn watch_routes(&mut self, ctx: &mut Context<Self>) {
+        if !self.watch_routes || self.namesrvs.is_empty() {
+            return;
+        }
+        let idx = self.preferred_namesrv % self.namesrvs.len();
+        let (addr, link) = self.namesrvs[idx].clone();
+        let header = crate::protocol::route::WatchRoutesRequestHeader {
+            known_version: self.routes_version.unwrap_or(0),
+            hold_ms: WATCH_HOLD.as_millis() as u64,
+        };
+        let Ok(frame) = Frame::request(RequestCode::WatchRoutes, 0, &header, Bytes::new()) else {
+            return;
+        };
+        let asked = std::time::Instant::now();
+        let timeout = WATCH_HOLD + self.config.namesrv_timeout;
+        let call = async move { remote_link::call(&link, &addr, frame, timeout).await };
+        ctx.spawn(call.into_actor(self).map(move |res, act, ctx| {
+            let version = match res {
+                Ok(f) if f.response_code() == Some(ResponseCode::Success) => f
+                    .decode_header::<crate::protocol::route::WatchRoutesResponseHeader>()
+                    .ok()
+                    .map(|h| h.version),
+                Ok(f) if f.response_code() == Some(ResponseCode::RequestCodeNotSupported) => {
+                    tracing::debug!("the name server does not watch routes; polling only");
+                    act.watch_routes = false;
+                    return;
+                }
+                _ => None,
+            };
+            let changed = match (version, act.routes_version) {
+                (Some(v), Some(known)) => v != known,
+                _ => false,
+            };
+            if version.is_some() {
+                act.routes_version = version;
+            } else {
+                // A name server down: the next watch goes to the next one.
+                act.preferred_namesrv = (idx + 1) % act.namesrvs.len().max(1);
+            }
+            if changed {
+                act.refresh_routes(true, ctx);
+            }
+            if changed || (version.is_some() && asked.elapsed() >= WATCH_HOLD / 2) {
+                act.watch_routes(ctx);
+            } else {
+                ctx.run_later(WATCH_PAUSE, |act, ctx| act.watch_routes(ctx));
+            }
+        }));
     }
 
     fn link(&mut self, addr: &str, ctx: &mut Context<Self>) -> Addr<RemoteLink> {
@@ -386,6 +446,11 @@ async fn fetch_route(
     )
 }
 
+/// How long a name server holds a `WATCH_ROUTES` request of this client.
+const WATCH_HOLD: Duration = Duration::from_secs(20);
+/// The pause before watching again after an error or an answer that changed nothing.
+const WATCH_PAUSE: Duration = Duration::from_secs(1);
+
 /// How long after a broker link changed the routes are asked for a second time.
 const ROUTE_RECHECK: Duration = Duration::from_secs(1);
 
@@ -418,6 +483,7 @@ impl Actor for ClientInstance {
         ctx.run_interval(self.config.poll_name_server_interval, |act, ctx| {
             act.refresh_routes(false, ctx);
         });
+        self.watch_routes(ctx);
         ctx.run_interval(self.config.heartbeat_broker_interval, |act, ctx| {
             let fut = act.heartbeat(ctx);
             ctx.spawn(fut.into_actor(act));

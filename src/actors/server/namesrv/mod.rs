@@ -3,7 +3,9 @@
 //! Owns one [`RouteTable`] (plain maps; no locks, since only this actor touches it) and the
 //! map from connection to the broker that registered over it. Requests: RegisterBroker,
 //! UnregisterBroker, GetRouteInfoByTopic, GetBrokerClusterInfo, GetAllTopicList,
-//! DeleteTopicInNamesrv. Timer: every `scan_not_active_broker_interval` it drops brokers not
+//! DeleteTopicInNamesrv, and WatchRoutes (actimq: held until any route changes, at most
+//! 30 s, at most 10,000 held; clients refresh their routes when it answers with a new
+//! version). Timer: every `scan_not_active_broker_interval` it drops brokers not
 //! heard from within `broker_channel_expired_time`; a broker whose connection closes is
 //! dropped at once; a connection silent for `channel_expired_timeout` is closed (see
 //! [`Connection`](crate::actors::server::connection::Connection)). Several name servers run side by side and never talk to each other.
@@ -59,6 +61,22 @@ pub struct NameServer {
     /// Which broker address registered over which connection, so a closed connection drops
     /// its broker at once.
     conn_brokers: HashMap<ConnId, String>,
+    /// Changes with every route change (`WATCH_ROUTES`); starts at the clock, so a restart
+    /// never repeats a version a client saw.
+    routes_version: u64,
+    /// Held `WATCH_ROUTES` requests, answered at the next change or their deadline.
+    watchers: HashMap<u64, Inbound>,
+    next_watcher: u64,
+}
+
+/// Longest a `WATCH_ROUTES` request is held.
+const MAX_WATCH_HOLD: Duration = Duration::from_secs(30);
+/// Most requests held at once; past it a watch is answered at once (the client then waits a
+/// second before asking again), so memory stays bounded whatever clients do.
+const MAX_WATCHERS: usize = 10_000;
+
+fn initial_routes_version() -> u64 {
+    crate::common::clock::now_ms().max(1) as u64
 }
 
 /// Binds the listen address and starts a name server. Must run inside an actix system.
@@ -75,6 +93,9 @@ pub async fn start_namesrv(config: NamesrvConfig) -> std::io::Result<NamesrvHand
         config,
         routes: RouteTable::new(),
         conn_brokers: HashMap::new(),
+        routes_version: initial_routes_version(),
+        watchers: HashMap::new(),
+        next_watcher: 0,
     });
     let listener = Listener::start(
         listener,
@@ -113,8 +134,12 @@ impl Actor for NameServer {
         let scan = Duration::from_millis(self.config.scan_not_active_broker_interval);
         ctx.run_interval(scan, |act, ctx| {
             let idle = Duration::from_millis(act.config.broker_channel_expired_time);
-            for addr in act.routes.expire(Instant::now(), idle) {
+            let expired = act.routes.expire(Instant::now(), idle);
+            for addr in &expired {
                 tracing::warn!(broker = %addr, "broker expired: not heard from within broker_channel_expired_time");
+            }
+            if !expired.is_empty() {
+                act.routes_changed();
             }
             if let Err(e) = act.routes.audit() {
                 tracing::error!(error = %e, "dropping every route: the tables cannot be trusted; brokers register again within register_broker_interval");
@@ -130,6 +155,9 @@ impl Supervised for NameServer {
         // registrations; a broker connection that closes meanwhile has nothing to drop.
         self.routes = RouteTable::new();
         self.conn_brokers.clear();
+        // Held watches had their deadlines in the old context: answer them now.
+        self.routes_version = self.routes_version.max(initial_routes_version()) + 1;
+        self.answer_watchers();
     }
 }
 
@@ -155,21 +183,64 @@ impl Handler<CorruptRoutes> for NameServer {
 impl Handler<InboundBatch> for NameServer {
     type Result = ();
 
-    fn handle(&mut self, batch: InboundBatch, _ctx: &mut Self::Context) {
+    fn handle(&mut self, batch: InboundBatch, ctx: &mut Self::Context) {
         for inb in batch.0 {
-            self.serve(inb);
+            self.serve(inb, ctx);
         }
     }
 }
 
 impl NameServer {
-    fn serve(&mut self, mut inb: Inbound) {
+    /// A route changed: bump the version and answer every held watch.
+    fn routes_changed(&mut self) {
+        self.routes_version += 1;
+        self.answer_watchers();
+    }
+
+    fn answer_watchers(&mut self) {
+        for (_, inb) in std::mem::take(&mut self.watchers) {
+            self.answer_watch(&inb);
+        }
+    }
+
+    fn answer_watch(&self, inb: &Inbound) {
+        let header = crate::protocol::route::WatchRoutesResponseHeader {
+            version: self.routes_version,
+        };
+        answer(
+            inb,
+            Frame::response(inb.opaque, ResponseCode::Success, &header, Bytes::new()),
+        );
+    }
+
+    fn watch(
+        &mut self,
+        inb: Inbound,
+        h: crate::protocol::route::WatchRoutesRequestHeader,
+        ctx: &mut Context<Self>,
+    ) {
+        if h.known_version != self.routes_version || self.watchers.len() >= MAX_WATCHERS {
+            return self.answer_watch(&inb);
+        }
+        let id = self.next_watcher;
+        self.next_watcher += 1;
+        self.watchers.insert(id, inb);
+        let hold = Duration::from_millis(h.hold_ms).min(MAX_WATCH_HOLD);
+        ctx.run_later(hold, move |act, _| {
+            if let Some(inb) = act.watchers.remove(&id) {
+                act.answer_watch(&inb);
+            }
+        });
+    }
+
+    fn serve(&mut self, mut inb: Inbound, ctx: &mut Context<Self>) {
         let request = std::mem::replace(&mut inb.request, Request::GetBrokerClusterInfo);
         match request {
             Request::RegisterBroker(h, topics) => {
                 let outcome = self.routes.register_broker(&h, &topics, Instant::now());
                 if outcome.routes_changed {
                     tracing::info!(broker = %h.broker_name, id = h.broker_id, addr = %h.broker_addr, topics = topics.topic_config_table.len(), "broker registered");
+                    self.routes_changed();
                 }
                 // A broker that reconnected must not be dropped when its old connection's
                 // close arrives later.
@@ -188,6 +259,7 @@ impl NameServer {
             Request::UnregisterBroker(h) => {
                 if self.routes.unregister_broker(&h) {
                     tracing::info!(broker = %h.broker_name, addr = %h.broker_addr, "broker unregistered");
+                    self.routes_changed();
                 }
                 self.conn_brokers.remove(&inb.conn);
                 answer(
@@ -212,9 +284,14 @@ impl NameServer {
             },
             Request::GetBrokerClusterInfo => with_body(&inb, &self.routes.cluster_info()),
             Request::GetAllTopicListFromNameserver => with_body(&inb, &self.routes.topics()),
+            Request::WatchRoutes(h) => self.watch(inb, h, ctx),
             Request::DeleteTopicInNamesrv(h) => {
-                self.routes
-                    .delete_topic(&h.topic, h.cluster_name.as_deref());
+                if self
+                    .routes
+                    .delete_topic(&h.topic, h.cluster_name.as_deref())
+                {
+                    self.routes_changed();
+                }
                 answer(
                     &inb,
                     Frame::response(
@@ -243,6 +320,7 @@ impl Handler<ConnectionClosed> for NameServer {
         if let Some(addr) = self.conn_brokers.remove(&msg.conn) {
             if self.routes.remove_broker_by_addr(&addr) {
                 tracing::info!(broker = %addr, "broker connection closed; routes dropped");
+                self.routes_changed();
             }
         }
     }
