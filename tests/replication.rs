@@ -232,6 +232,18 @@ fn a_slave_holds_a_byte_identical_log_and_the_same_queues() {
         ha.contains("streaming") && ha.contains("1 slave(s), 1 in sync"),
         "{ha}"
     );
+    // topicRoute lists the slave with read-only permission (4), the master read-write (6).
+    let (ok, route, _) = mqadmin(&["-n", &ns.addr, "topicRoute", "-t", "Repl"]);
+    assert!(ok);
+    let perm_of = |addr: &str| {
+        route
+            .lines()
+            .find(|l| l.contains(addr))
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_owned)
+    };
+    assert_eq!(perm_of(&master.addr).as_deref(), Some("6"), "{route}");
+    assert_eq!(perm_of(&slave.addr).as_deref(), Some("4"), "{route}");
 
     master.terminate();
     slave.terminate();

@@ -336,6 +336,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         let (r, w, p) = q
                             .map(|q| (q.read_queue_nums, q.write_queue_nums, q.perm))
                             .unwrap_or((0, 0, 0));
+                        // A slave serves reads only (PERM_READ, 4), whatever the set allows.
+                        let p = if *id == 0 { p } else { p & 4 };
                         println!(
                             "{:<20} {:<6} {:<24} {:<6} {:<6} {:<4}",
                             b.broker_name, id, addr, r, w, p

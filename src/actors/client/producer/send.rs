@@ -393,7 +393,17 @@ impl Shared {
                     break;
                 }
             };
-            let target = self.pick(&targets, &placement, avoid.as_deref())?;
+            let target = match self.pick(&targets, &placement, avoid.as_deref()) {
+                Ok(t) => t.clone(),
+                // An ordered send whose queue's master looked away in a cached view: the
+                // master may be back already; ask once before failing.
+                Err(ClientError::BrokerUnavailable { .. }) if n == 0 => {
+                    let fresh = self.publish(&header.topic, true, now).await?;
+                    self.pick(&fresh, &placement, avoid.as_deref())?.clone()
+                }
+                Err(e) => return Err(e),
+            };
+            let target = &target;
             header.queue_id = target.queue.queue_id;
             header.born_timestamp = now_ms();
             match self
