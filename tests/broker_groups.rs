@@ -359,6 +359,7 @@ fn committed_offsets_are_answered_counted_and_survive_a_sigterm_restart() {
             topic: topic.into(),
             queue_id: 1,
             commit_offset: 42,
+            keep_larger: None,
         };
         let f = admin
             .call(

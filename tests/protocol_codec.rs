@@ -231,6 +231,7 @@ fn every_request() -> Vec<Request> {
             topic: "T".into(),
             queue_id: 1,
             commit_offset: 99,
+            keep_larger: Some(true),
         }),
         Request::UpdateAndCreateTopic(CreateTopicRequestHeader {
             topic: "T".into(),

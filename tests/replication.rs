@@ -902,3 +902,72 @@ fn a_new_member_resumes_from_the_offsets_the_slave_copied_from_its_master() {
         "consumed before, delivered again from the slave: {again:?}"
     );
 }
+
+#[test]
+fn offsets_committed_on_the_slave_while_the_master_was_away_reach_the_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    let master_config = config(dir.path(), "master", "");
+    let mut master = start(&master_config, &ns.addr);
+    let slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "updateTopic",
+        "-b",
+        &master.addr,
+        "-t",
+        "Away",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ]);
+    assert!(ok, "{out}{err}");
+    let consumer_config = || {
+        let mut c = actimq::PushConsumerConfig::new("away-group").subscribe("Away", "*");
+        c.consume_from_where = actimq::ConsumeFromWhere::FirstOffset;
+        c.rebalance_interval = Duration::from_secs(1);
+        c.pull_suspend = Duration::from_secs(2);
+        c
+    };
+    let system = actix_rt::System::new();
+    system.block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let producer = Producer::start(client.clone(), ProducerConfig::new("away-producers"));
+        let (sent, _) = send_each(&producer, "Away", 0, 200).await;
+        assert_eq!(sent.len(), 200);
+        producer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    });
+    wait_caught_up(&ns.addr, &master.addr, &slave.addr);
+    // The master dies; a consumer reads everything from the slave, commits there, leaves.
+    master.kill9();
+    let (listener, first) = counting_listener();
+    system.block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let consumer = actimq::PushConsumer::start(client.clone(), consumer_config(), listener)
+            .await
+            .unwrap();
+        wait_delivered(&first, 200, "from the slave").await;
+        consumer
+            .shutdown()
+            .await
+            .expect("offsets committed on the slave");
+        ClientInstance::shutdown(&client).await;
+    });
+    // The master comes back: the slave pushes what was committed on it, and the master
+    // keeps it.
+    let master = start(&master_config, &ns.addr);
+    let master_addr = master.addr.clone();
+    system.block_on(async {
+        let deadline = std::time::Instant::now() + WAIT;
+        while committed_on(&master_addr, "away-group", "Away", 4).await != (200, true) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the master never got the offsets committed on its slave"
+            );
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}

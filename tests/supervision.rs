@@ -549,6 +549,7 @@ fn consumer_group_waits_for_a_readable_offsets_file_and_reloads_it() {
             topic: TOPIC.into(),
             queue_id: 1,
             commit_offset: 7,
+            keep_larger: None,
         };
         admin
             .call_ok(

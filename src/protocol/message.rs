@@ -181,6 +181,11 @@ pub struct UpdateConsumerOffsetRequestHeader {
     pub queue_id: i32,
     /// Next offset the group will consume.
     pub commit_offset: i64,
+    /// An actimq addition (RocketMQ brokers ignore it): keep the broker's offset if it is
+    /// already larger. A slave pushing the offsets consumers committed on it while the
+    /// master was away sets it, so a newer commit on the master is never undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_larger: Option<bool>,
 }
 
 /// `GET_MAX_OFFSET` request header.

@@ -283,6 +283,7 @@ pub async fn commit_offset(
         topic: mq.topic.clone(),
         queue_id: mq.queue_id,
         commit_offset: offset as i64,
+        keep_larger: None,
     };
     let f = request(link, RequestCode::UpdateConsumerOffset, &h, REQUEST_TIMEOUT).await?;
     if f.response_code() == Some(ResponseCode::Success) {

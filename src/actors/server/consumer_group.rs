@@ -94,6 +94,9 @@ pub struct CommitOffset {
     pub queue_id: i32,
     /// Next offset to consume.
     pub offset: i64,
+    /// Keep the group's offset if it is already larger (a slave's push, see
+    /// `UpdateConsumerOffsetRequestHeader::keep_larger`).
+    pub keep_larger: bool,
 }
 
 /// A commit that could not be made durable.
@@ -169,9 +172,11 @@ pub struct ListAssignments;
 
 /// Offsets copied from the master (a slave's metadata copy): each queue keeps the larger of
 /// its own and the copy's, so the copy never lowers what a consumer committed here while the
-/// master was away. Persisted with the group's next periodic write.
+/// master was away. Persisted with the group's next periodic write. Answers the queues
+/// where this group is ahead of the copy (committed here while the master was away), which
+/// the slave pushes to the master.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<((String, i32), i64)>")]
 pub struct MergeOffsets(pub BTreeMap<(String, i32), i64>);
 
 /// The committed offsets in a group's offsets file (`None` if it is missing or damaged),
@@ -549,7 +554,11 @@ impl Handler<CommitOffset> for ConsumerGroup {
     type Result = ResponseFuture<Result<(), OffsetsNotWritten>>;
 
     fn handle(&mut self, msg: CommitOffset, ctx: &mut Self::Context) -> Self::Result {
-        self.offsets.insert((msg.topic, msg.queue_id), msg.offset);
+        let key = (msg.topic, msg.queue_id);
+        if msg.keep_larger && self.offsets.get(&key).is_some_and(|o| *o >= msg.offset) {
+            return Box::pin(async { Ok(()) });
+        }
+        self.offsets.insert(key, msg.offset);
         self.dirty = true;
         if self.damaged.is_some() {
             // Nothing can be written until the file reads again (see the module doc).
@@ -594,9 +603,15 @@ impl Handler<ListAssignments> for ConsumerGroup {
 }
 
 impl Handler<MergeOffsets> for ConsumerGroup {
-    type Result = ();
+    type Result = MessageResult<MergeOffsets>;
 
-    fn handle(&mut self, msg: MergeOffsets, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: MergeOffsets, _ctx: &mut Self::Context) -> Self::Result {
+        let ahead = self
+            .offsets
+            .iter()
+            .filter(|(q, o)| msg.0.get(*q).is_none_or(|theirs| *o > theirs))
+            .map(|(q, o)| (q.clone(), *o))
+            .collect();
         for (queue, offset) in msg.0 {
             let ours = self.offsets.entry(queue).or_insert(-1);
             if offset > *ours {
@@ -604,6 +619,7 @@ impl Handler<MergeOffsets> for ConsumerGroup {
                 self.dirty = true;
             }
         }
+        MessageResult(ahead)
     }
 }
 

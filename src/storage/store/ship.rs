@@ -102,6 +102,14 @@ impl MessageStore {
         Error::CorruptRecord { offset: at, source }
     }
 
+    /// The log's end and its last record's start and CRC, read together under the write
+    /// lock (an append finishing between two separate reads would pair an end with another
+    /// record's digest): what a slave says when it connects.
+    pub fn end_and_last_digest(&self) -> (u64, Option<(u64, u32)>) {
+        let _w = self.shared.write_lock.lock();
+        (self.max_physical_offset(), self.last_record_digest())
+    }
+
     /// Where the last record of the log starts and the CRC of its bytes, or `None` for an
     /// empty log. A slave sends it when it connects; its master compares it with
     /// [`MessageStore::record_digest`] at the same place.

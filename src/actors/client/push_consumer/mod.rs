@@ -310,19 +310,16 @@ impl PushConsumerActor {
             let commits = changed.into_iter().map(|(mq, offset)| {
                 let (client, group) = (client.clone(), group.clone());
                 async move {
-                    // While the master is away the slave takes the commit, and the queue
-                    // stays "changed" so that the master gets it once it is back.
+                    // While the master is away its slave takes the commit (answered once
+                    // durable there) and pushes it to the master once it is back.
                     let committed = match consumer_support::reader_for(&client, &mq).await {
-                        Ok((link, slave)) => {
-                            consumer_support::commit_offset(&link, &group, &mq, offset)
-                                .await
-                                .map(|()| !slave)
+                        Ok((link, _)) => {
+                            consumer_support::commit_offset(&link, &group, &mq, offset).await
                         }
                         Err(e) => Err(e),
                     };
                     match committed {
-                        Ok(true) => Some((mq, offset)),
-                        Ok(false) => None,
+                        Ok(()) => Some((mq, offset)),
                         Err(e) => {
                             tracing::debug!(queue = ?mq, error = %e, "offset commit failed; will retry");
                             None

@@ -355,6 +355,9 @@ impl Broker {
         let actor = MessageQueue::new(topic.to_owned(), queue_id, Arc::clone(&self.store));
         let wake_pending = actor.wake_flag();
         let addr = Supervisor::start(move |_| actor);
+        // Records appended before this actor existed are in no wake list: wake it once they
+        // are confirmed too, or a pull it holds for them would wait for its deadline.
+        self.wake_once_confirmed(vec![(addr.clone(), Arc::clone(&wake_pending))]);
         self.queues.entry(topic.to_owned()).or_default().insert(
             queue_id,
             QueueActor {

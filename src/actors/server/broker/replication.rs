@@ -70,7 +70,8 @@ pub(super) struct Replication {
     master_link: Option<(String, Addr<RemoteLink>)>,
     awaiting: VecDeque<AwaitingSlaves>,
     wakes: VecDeque<(u64, Vec<Wake>)>,
-    wake_all_at_progress: bool,
+    /// Wake-ups dropped for memory's sake: every queue is woken once the slaves pass this.
+    wake_all_at: Option<u64>,
 }
 
 /// Sets what a record needs before consumers see it, for this broker's role.
@@ -170,7 +171,7 @@ impl Replication {
             master_link: None,
             awaiting: VecDeque::new(),
             wakes: VecDeque::new(),
-            wake_all_at_progress: false,
+            wake_all_at: None,
         }
     }
 
@@ -204,12 +205,12 @@ impl Replication {
 
     /// Wakes `wakes` once the slaves hold `end`.
     pub(super) fn wake_when_replicated(&mut self, end: u64, wakes: Vec<Wake>) {
-        if wakes.is_empty() || self.wake_all_at_progress {
+        if wakes.is_empty() {
             return;
         }
-        if self.wakes.len() >= MAX_WAITING_WAKES {
-            self.wakes.clear();
-            self.wake_all_at_progress = true;
+        if self.wake_all_at.is_some() || self.wakes.len() >= MAX_WAITING_WAKES {
+            let dropped = self.wakes.drain(..).map(|(e, _)| e).max().unwrap_or(0);
+            self.wake_all_at = Some(self.wake_all_at.unwrap_or(0).max(dropped).max(end));
             return;
         }
         self.wakes.push_back((end, wakes));
@@ -267,7 +268,8 @@ impl Handler<ReplicaProgress> for Broker {
                 wake(&w);
             }
         }
-        if std::mem::take(&mut ha.wake_all_at_progress) {
+        if ha.wake_all_at.is_some_and(|at| at <= offset) {
+            ha.wake_all_at = None;
             self.wake_all_queues();
         }
     }
@@ -281,6 +283,19 @@ impl Handler<SlaveAppended> for Broker {
 }
 
 impl Broker {
+    /// Wakes `wakes` once everything written so far is confirmed (at once if it is).
+    pub(super) fn wake_once_confirmed(&mut self, wakes: Vec<Wake>) {
+        let end = self.store.max_physical_offset();
+        if self.store.confirmed_offset() >= end {
+            return;
+        }
+        if self.store.confirm_policy().replicated {
+            self.ha.wake_when_replicated(end, wakes);
+        } else {
+            self.store.on_durable(end, Box::new(move |_| wake(&wakes)));
+        }
+    }
+
     /// Answers GET_ALL_CONSUMER_OFFSET: every group's committed offsets, from its actor when
     /// it runs, else from its file (read on the blocking pool).
     pub(super) fn all_consumer_offsets(&mut self, inb: Inbound) {
@@ -449,7 +464,7 @@ impl Broker {
                 Err(e) => tracing::debug!(error = %e, "cannot copy the master's topic table"),
             }
             match offsets {
-                Ok(table) => act.merge_master_offsets(table),
+                Ok(table) => act.merge_master_offsets(table, ctx),
                 Err(e) => tracing::debug!(error = %e, "cannot copy the master's consumer offsets"),
             }
         }));
@@ -476,7 +491,7 @@ impl Broker {
         }
     }
 
-    fn merge_master_offsets(&mut self, table: ConsumerOffsetWrapper) {
+    fn merge_master_offsets(&mut self, table: ConsumerOffsetWrapper, ctx: &mut Context<Self>) {
         let mut by_group: BTreeMap<String, BTreeMap<(String, i32), i64>> = BTreeMap::new();
         for (key, queues) in table.offset_table {
             // "topic@group": a topic name has no '@', a group name may not either.
@@ -488,14 +503,48 @@ impl Broker {
                 offsets.insert((topic.to_owned(), queue), offset);
             }
         }
+        // Groups only this slave knows (committed here while the master was away) too.
+        for name in self.groups.keys() {
+            by_group.entry(name.clone()).or_default();
+        }
+        let Some((master, link)) = self.ha.master_link.clone() else {
+            return;
+        };
+        let mut merges = Vec::new();
         for (group, offsets) in by_group {
             match self.group(&group) {
-                Ok(g) => g.do_send(consumer_group::MergeOffsets(offsets)),
+                Ok(g) => merges.push((group, g.send(consumer_group::MergeOffsets(offsets)))),
                 Err(e) => {
                     tracing::debug!(%group, error = %e, "master's offsets for a group not kept")
                 }
             }
         }
+        // What consumers committed here while the master was away goes up to the master,
+        // which keeps the larger (a newer commit there is never undone).
+        ctx.spawn(
+            async move {
+                for (group, merge) in merges {
+                    let Ok(ahead) = merge.await else { continue };
+                    for ((topic, queue_id), offset) in ahead {
+                        let h = crate::protocol::message::UpdateConsumerOffsetRequestHeader {
+                            consumer_group: group.clone(),
+                            topic,
+                            queue_id,
+                            commit_offset: offset,
+                            keep_larger: Some(true),
+                        };
+                        let Ok(frame) = Frame::request(RequestCode::UpdateConsumerOffset, 0, &h, Bytes::new()) else {
+                            continue;
+                        };
+                        if let Err(e) = remote_link::call(&link, &master, frame, NAMESRV_TIMEOUT).await {
+                            tracing::debug!(%group, error = %e, "cannot push an offset to the master; next copy tries again");
+                            return;
+                        }
+                    }
+                }
+            }
+            .into_actor(self),
+        );
     }
 }
 

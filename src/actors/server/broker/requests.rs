@@ -162,6 +162,7 @@ impl Broker {
                     topic: h.topic,
                     queue_id: h.queue_id,
                     offset: h.commit_offset,
+                    keep_larger: h.keep_larger == Some(true),
                 });
                 // Answered once durable: an acknowledged commit survives a kill -9.
                 actix::spawn(async move {

@@ -419,6 +419,7 @@ impl Broker {
                     topic: h.topic.clone(),
                     queue_id: h.queue_id,
                     offset: h.commit_offset,
+                    keep_larger: false,
                 });
             }
         }

@@ -20,6 +20,10 @@ use super::session::{HaSession, SessionSettings};
 use super::{HaState, LogGrew, ReplicaProgress, SlaveView, UseStore};
 use crate::storage::MessageStore;
 
+/// Most replication connections at once (a master has a few slaves; a peer opening more
+/// must not grow the master's memory).
+const MAX_SESSIONS: usize = 64;
+
 /// A session's slave acknowledged `offset` (or, with `broker_id`, said hello from there).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -114,12 +118,16 @@ impl HaAcceptor {
     /// Recomputes the replicated offset and the in-sync count (on every acknowledgement).
     fn tally(&mut self) {
         let end = self.store.max_physical_offset();
-        let mut acks: Vec<u64> = self
-            .slaves
-            .values()
-            .filter(|s| s.stopped.is_none())
-            .filter_map(|s| s.acked)
-            .collect();
+        // One vote per slave (`broker_id`): a slave that reconnected while its old session
+        // lingers must not count twice toward `min_in_sync_replicas`.
+        let mut by_slave: HashMap<u64, u64> = HashMap::new();
+        for s in self.slaves.values().filter(|s| s.stopped.is_none()) {
+            if let Some(a) = s.acked {
+                let best = by_slave.entry(s.broker_id).or_insert(a);
+                *best = (*best).max(a);
+            }
+        }
+        let mut acks: Vec<u64> = by_slave.into_values().collect();
         acks.sort_unstable_by(|a, b| b.cmp(a));
         let in_sync = acks
             .iter()
@@ -182,6 +190,10 @@ impl StreamHandler<std::io::Result<(TcpStream, SocketAddr)>> for HaAcceptor {
                 return;
             }
         };
+        if self.slaves.len() >= MAX_SESSIONS {
+            tracing::warn!(%peer, "too many replication connections; refusing this one");
+            return;
+        }
         let id = self.next_id;
         self.next_id += 1;
         let addr = HaSession::start(
@@ -260,5 +272,7 @@ impl Handler<UseStore> for HaAcceptor {
             s.addr.do_send(msg.clone());
         }
         self.store = msg.0;
+        // The new handle knows no slave position: the reconnecting slaves' hellos set it.
+        self.replicated = 0;
     }
 }

@@ -139,10 +139,17 @@ impl HaSession {
             );
         }
         if h.max_offset > 0 {
+            // The slave's last record must be the master's there, ending at the slave's end,
+            // or at the end of a segment the slave rolled past on the master's blank marker.
+            let segment = self.store.config().mapped_file_size_commit_log;
             let matches = h.last_record.is_some_and(|(at, crc)| {
-                self.store
-                    .record_digest(at)
-                    .is_ok_and(|(end, ours)| end == h.max_offset && ours == crc)
+                self.store.record_digest(at).is_ok_and(|(end, ours)| {
+                    ours == crc
+                        && (end == h.max_offset
+                            || (h.max_offset % segment == 0
+                                && end < h.max_offset
+                                && h.max_offset - end < segment))
+                })
             });
             if !matches {
                 return self.refuse(
@@ -221,7 +228,14 @@ impl HaSession {
                     };
                     act.pump(ctx);
                 }
-                Ok(Ok(_)) => {}
+                // Nothing readable where a record should start (a damaged tail): stop and say
+                // so rather than ask again forever.
+                Ok(Ok(_)) => act.refuse(
+                    format!(
+                        "replication stopped: no readable record at {sent} in the master's log"
+                    ),
+                    ctx,
+                ),
                 Ok(Err(e @ StoreError::CorruptRecord { .. })) => {
                     act.refuse(
                         format!(

@@ -144,11 +144,12 @@ impl HaSlaveLink {
         let (read, write) = tokio::io::split(stream);
         ctx.add_stream(FramedRead::new(read, codec(self.settings.max_frame)));
         let mut writer = FramedWrite::new(write, codec(self.settings.max_frame), ctx);
+        let (max_offset, last_record) = self.store.end_and_last_digest();
         let hello = HaFrame::Hello(Hello {
             broker_name: self.settings.broker_name.clone(),
             broker_id: self.settings.broker_id,
-            max_offset: self.store.max_physical_offset(),
-            last_record: self.store.last_record_digest(),
+            max_offset,
+            last_record,
         });
         match hello.encode() {
             Ok(b) => writer.write(b),
