@@ -146,7 +146,7 @@ impl HaSession {
                 self.store.record_digest(at).is_ok_and(|(end, ours)| {
                     ours == crc
                         && (end == h.max_offset
-                            || (h.max_offset % segment == 0
+                            || (h.max_offset.is_multiple_of(segment)
                                 && end < h.max_offset
                                 && h.max_offset - end < segment))
                 })
