@@ -971,3 +971,152 @@ fn offsets_committed_on_the_slave_while_the_master_was_away_reach_the_master() {
         }
     });
 }
+
+#[test]
+fn a_stored_but_unacknowledged_send_goes_to_another_broker_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    // broker-a: a sync_master with no slave (SLAVE_NOT_AVAILABLE); broker-b: async.
+    let a = start(
+        &config_named(dir.path(), "a", "broker-a", "broker_role = \"sync_master\""),
+        &ns.addr,
+    );
+    let b = start(&config_named(dir.path(), "b", "broker-b", ""), &ns.addr);
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "updateTopic",
+        "-c",
+        "DefaultCluster",
+        "-t",
+        "Retry",
+        "-r",
+        "2",
+        "-w",
+        "2",
+    ]);
+    assert!(ok, "{out}{err}");
+    eventually(WAIT, "the route of Retry", || {
+        let (ok, out, _) = mqadmin(&["-n", &ns.addr, "topicRoute", "-t", "Retry", "--json"]);
+        (ok && out.contains(&a.addr) && out.contains(&b.addr)).then_some(())
+    });
+    let (plain, retrying) = actix_rt::System::new().block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let plain = Producer::start(client.clone(), ProducerConfig::new("plain"));
+        let mut config = ProducerConfig::new("retrying");
+        config.retry_another_broker_when_not_store_ok = true;
+        let retrying = Producer::start(client.clone(), config);
+        let mut results = (Vec::new(), Vec::new());
+        for i in 0..20 {
+            let r = plain
+                .send(Message::new("Retry", format!("p-{i}")))
+                .await
+                .unwrap();
+            results.0.push((r.status, r.message_queue.broker_name));
+            let r = retrying
+                .send(Message::new("Retry", format!("r-{i}")))
+                .await
+                .unwrap();
+            results.1.push((r.status, r.message_queue.broker_name));
+        }
+        ClientInstance::shutdown(&client).await;
+        results
+    });
+    // Without the option, broker-a's answers come back as they are: stored, not SEND_OK.
+    assert!(
+        plain
+            .iter()
+            .any(|(s, b)| *s == SendStatus::SlaveNotAvailable && b == "broker-a"),
+        "{plain:?}"
+    );
+    // With it, each such send is retried on broker-b and acknowledged there.
+    assert!(
+        retrying
+            .iter()
+            .all(|(s, b)| *s == SendStatus::SendOk && b == "broker-b"),
+        "{retrying:?}"
+    );
+}
+
+#[test]
+fn an_orderly_consumer_waits_for_the_master_while_a_concurrent_one_reads_the_slave() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    let master_config = config(dir.path(), "master", "");
+    let mut master = start(&master_config, &ns.addr);
+    let slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        &ns.addr,
+        "updateTopic",
+        "-b",
+        &master.addr,
+        "-t",
+        "Ord",
+        "-r",
+        "2",
+        "-w",
+        "2",
+    ]);
+    assert!(ok, "{out}{err}");
+    let system = actix_rt::System::new();
+    system.block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let producer = Producer::start(client.clone(), ProducerConfig::new("ord-producers"));
+        let (sent, _) = send_each(&producer, "Ord", 0, 100).await;
+        assert_eq!(sent.len(), 100);
+        producer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    });
+    wait_caught_up(&ns.addr, &master.addr, &slave.addr);
+    master.kill9();
+    let killed = std::time::Instant::now();
+    let group = |name: &str, orderly: bool| {
+        let mut c = actimq::PushConsumerConfig::new(name).subscribe("Ord", "*");
+        c.consume_from_where = actimq::ConsumeFromWhere::FirstOffset;
+        c.rebalance_interval = Duration::from_secs(1);
+        c.pull_suspend = Duration::from_secs(2);
+        if orderly {
+            c = c.orderly();
+        }
+        c
+    };
+    let (concurrent_listener, concurrent) = counting_listener();
+    let (orderly_listener, ordered) = counting_listener();
+    let client = system.block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let c1 =
+            actimq::PushConsumer::start(client.clone(), group("ord-c", false), concurrent_listener)
+                .await
+                .unwrap();
+        let c2 =
+            actimq::PushConsumer::start(client.clone(), group("ord-o", true), orderly_listener)
+                .await
+                .unwrap();
+        // The concurrent group reads everything from the slave...
+        wait_delivered(&concurrent, 100, "the concurrent group, from the slave").await;
+        println!(
+            "a concurrent group started after the kill had all 100 messages from the slave {} ms after the kill",
+            killed.elapsed().as_millis()
+        );
+        (client, c1, c2)
+    });
+    // ...while the orderly one, which needs the master's lock, has read nothing.
+    assert!(
+        ordered.lock().unwrap().is_empty(),
+        "an orderly consumer read from a slave"
+    );
+    let restarted = std::time::Instant::now();
+    let _master = start(&master_config, &ns.addr);
+    let (client, c1, c2) = client;
+    system.block_on(async {
+        wait_delivered(&ordered, 100, "the orderly group, once the master is back").await;
+        println!(
+            "the orderly group had all 100 messages {} ms after the master restarted",
+            restarted.elapsed().as_millis()
+        );
+        let _ = c1.shutdown().await;
+        let _ = c2.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    });
+}

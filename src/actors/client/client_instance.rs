@@ -668,6 +668,12 @@ impl Handler<remote_link::LinkStateChanged> for ClientInstance {
             return;
         }
         tracing::debug!(broker = %msg.addr, up = msg.up, "broker link changed; refreshing routes");
+        if msg.up {
+            // A broker that (re)started knows none of this client's groups: tell it now,
+            // not at the next heartbeat (an orderly consumer's locks need it).
+            let fut = self.heartbeat(ctx);
+            ctx.spawn(fut.into_actor(self));
+        }
         self.refresh_routes(true, ctx);
         // The name servers drop a dead broker when its connection closes, which may be a
         // moment after this client saw it: ask again shortly.
