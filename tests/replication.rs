@@ -48,6 +48,35 @@ fn config_named(dir: &Path, file: &str, name: &str, extra: &str) -> PathBuf {
     path
 }
 
+/// `updateTopic -b` on one broker, asserting it worked.
+fn create_topic_on(ns: &str, broker: &str, topic: &str, queues: u32) {
+    let q = queues.to_string();
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        ns,
+        "updateTopic",
+        "-b",
+        broker,
+        "-t",
+        topic,
+        "-r",
+        &q,
+        "-w",
+        &q,
+    ]);
+    assert!(ok, "updateTopic {topic} on {broker}: {out}{err}");
+}
+
+/// A push consumer of `group` on `topic` (every tag) from the first offset, rebalancing
+/// every second and long-polling 2 s, so failovers show within a test's patience.
+fn push_config(group: &str, topic: &str) -> actimq::PushConsumerConfig {
+    let mut c = actimq::PushConsumerConfig::new(group).subscribe(topic, "*");
+    c.consume_from_where = actimq::ConsumeFromWhere::FirstOffset;
+    c.rebalance_interval = Duration::from_secs(1);
+    c.pull_suspend = Duration::from_secs(2);
+    c
+}
+
 const SLAVE: &str = "broker_id = 1\nbroker_role = \"slave\"";
 
 fn start(config: &Path, ns: &str) -> Proc {
@@ -118,6 +147,18 @@ fn log_crc(store: &Path, end: u64) -> u32 {
     hasher.finalize()
 }
 
+/// Checks that the stopped master's and slave's logs (under `dir`) hold the same bytes below
+/// `end`, then opens both stores for closer comparison.
+fn same_logs_below(dir: &Path, end: u64) -> (MessageStore, MessageStore) {
+    let (mdir, sdir) = (dir.join("master-store"), dir.join("slave-store"));
+    assert_eq!(
+        log_crc(&mdir, end),
+        log_crc(&sdir, end),
+        "logs differ below {end}"
+    );
+    (open_store(&mdir), open_store(&sdir))
+}
+
 fn open_store(dir: &Path) -> MessageStore {
     let config = StoreConfig {
         store_path_root_dir: dir.to_owned(),
@@ -178,20 +219,7 @@ fn a_slave_holds_a_byte_identical_log_and_the_same_queues() {
     let mut master = start(&config(dir.path(), "master", ""), &ns.addr);
     let mut slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
     // The master makes the topic; the slave copies it.
-    let (ok, out, err) = mqadmin(&[
-        "-n",
-        &ns.addr,
-        "updateTopic",
-        "-b",
-        &master.addr,
-        "-t",
-        "Repl",
-        "-r",
-        "8",
-        "-w",
-        "8",
-    ]);
-    assert!(ok, "{out}{err}");
+    create_topic_on(&ns.addr, &master.addr, "Repl", 8);
 
     // A slave refuses sends and topic updates, with a reason.
     let (ok, out, err) = mqadmin(&[
@@ -247,16 +275,7 @@ fn a_slave_holds_a_byte_identical_log_and_the_same_queues() {
 
     master.terminate();
     slave.terminate();
-    let (mdir, sdir) = (
-        dir.path().join("master-store"),
-        dir.path().join("slave-store"),
-    );
-    assert_eq!(
-        log_crc(&mdir, end),
-        log_crc(&sdir, end),
-        "logs differ below {end}"
-    );
-    let (m, s) = (open_store(&mdir), open_store(&sdir));
+    let (m, s) = same_logs_below(dir.path(), end);
     assert_eq!(s.max_physical_offset(), end);
     let mut messages = 0;
     for q in 0..8 {
@@ -297,6 +316,17 @@ async fn send_each(
     (ok, other)
 }
 
+/// Sends `numbered-from..from+n` to `topic` from a client of its own; returns how many were
+/// answered SEND_OK.
+async fn produce(ns: &str, topic: &str, from: usize, n: usize) -> usize {
+    let client = ClientInstance::start(ClientConfig::new(ns.to_owned())).unwrap();
+    let producer = Producer::start(client.clone(), ProducerConfig::new("repl-producers"));
+    let (sent, _) = send_each(&producer, topic, from, n).await;
+    producer.shutdown().await;
+    ClientInstance::shutdown(&client).await;
+    sent.len()
+}
+
 /// Every message body stored in `topic` (queues 0..queues) of the store at `dir`.
 fn bodies_in_store(dir: &Path, topic: &str, queues: u32) -> std::collections::HashSet<String> {
     let store = open_store(dir);
@@ -318,20 +348,7 @@ fn a_sync_master_acknowledges_only_what_its_slave_holds() {
     let sync = "broker_role = \"sync_master\"\nflush_disk_type = \"sync_flush\"\nsync_flush_timeout = 1000";
     let mut master = start(&config(dir.path(), "master", sync), &ns.addr);
     let mut slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
-    let (ok, out, err) = mqadmin(&[
-        "-n",
-        &ns.addr,
-        "updateTopic",
-        "-b",
-        &master.addr,
-        "-t",
-        "Sync",
-        "-r",
-        "2",
-        "-w",
-        "2",
-    ]);
-    assert!(ok, "{out}{err}");
+    create_topic_on(&ns.addr, &master.addr, "Sync", 2);
     eventually(WAIT, "the slave in sync", || {
         status(&ns.addr, &master.addr)
             .get("haState")
@@ -464,20 +481,7 @@ fn a_killed_slave_and_a_restarted_master_resume_with_no_gap_and_no_byte_twice() 
     let slave_config = config(dir.path(), "slave", SLAVE);
     let mut master = start(&master_config, &ns.addr);
     let mut slave = start(&slave_config, &ns.addr);
-    let (ok, out, err) = mqadmin(&[
-        "-n",
-        &ns.addr,
-        "updateTopic",
-        "-b",
-        &master.addr,
-        "-t",
-        "Resume",
-        "-r",
-        "4",
-        "-w",
-        "4",
-    ]);
-    assert!(ok, "{out}{err}");
+    create_topic_on(&ns.addr, &master.addr, "Resume", 4);
     let system = actix_rt::System::new();
     system.block_on(send_batches(&ns.addr, "Resume", 200, 100));
     // SIGKILL the slave while it is (or may be) mid-stream, write more, start it again.
@@ -499,16 +503,7 @@ fn a_killed_slave_and_a_restarted_master_resume_with_no_gap_and_no_byte_twice() 
     assert!(end2 > end);
     master.terminate();
     slave.terminate();
-    let (mdir, sdir) = (
-        dir.path().join("master-store"),
-        dir.path().join("slave-store"),
-    );
-    assert_eq!(
-        log_crc(&mdir, end2),
-        log_crc(&sdir, end2),
-        "logs differ below {end2}"
-    );
-    let (m, s) = (open_store(&mdir), open_store(&sdir));
+    let (m, s) = same_logs_below(dir.path(), end2);
     assert_eq!(
         s.max_physical_offset(),
         end2,
@@ -672,10 +667,7 @@ fn consumers_read_from_the_slave_while_the_master_is_down_and_go_back_without_re
     let (listener, deliveries) = counting_listener();
     let mut by_queue: BTreeMap<(String, i32), u32> = BTreeMap::new();
     let consumer = system.block_on(async {
-        let mut c = actimq::PushConsumerConfig::new("fo-group").subscribe("Fo", "*");
-        c.consume_from_where = actimq::ConsumeFromWhere::FirstOffset;
-        c.rebalance_interval = Duration::from_secs(1);
-        c.pull_suspend = Duration::from_secs(2);
+        let c = push_config("fo-group", "Fo");
         let consumer = actimq::PushConsumer::start(client.clone(), c, listener)
             .await
             .unwrap();
@@ -814,27 +806,8 @@ fn a_new_member_resumes_from_the_offsets_the_slave_copied_from_its_master() {
     let ns = common::process::namesrv(dir.path(), 3_000);
     let mut master = start(&config(dir.path(), "master", ""), &ns.addr);
     let slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
-    let (ok, out, err) = mqadmin(&[
-        "-n",
-        &ns.addr,
-        "updateTopic",
-        "-b",
-        &master.addr,
-        "-t",
-        "Copy",
-        "-r",
-        "4",
-        "-w",
-        "4",
-    ]);
-    assert!(ok, "{out}{err}");
-    let consumer_config = || {
-        let mut c = actimq::PushConsumerConfig::new("copy-group").subscribe("Copy", "*");
-        c.consume_from_where = actimq::ConsumeFromWhere::FirstOffset;
-        c.rebalance_interval = Duration::from_secs(1);
-        c.pull_suspend = Duration::from_secs(2);
-        c
-    };
+    create_topic_on(&ns.addr, &master.addr, "Copy", 4);
+    let consumer_config = || push_config("copy-group", "Copy");
     let system = actix_rt::System::new();
     let (listener, first) = counting_listener();
     let slave_addr = slave.addr.clone();
@@ -910,36 +883,10 @@ fn offsets_committed_on_the_slave_while_the_master_was_away_reach_the_master() {
     let master_config = config(dir.path(), "master", "");
     let mut master = start(&master_config, &ns.addr);
     let slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
-    let (ok, out, err) = mqadmin(&[
-        "-n",
-        &ns.addr,
-        "updateTopic",
-        "-b",
-        &master.addr,
-        "-t",
-        "Away",
-        "-r",
-        "4",
-        "-w",
-        "4",
-    ]);
-    assert!(ok, "{out}{err}");
-    let consumer_config = || {
-        let mut c = actimq::PushConsumerConfig::new("away-group").subscribe("Away", "*");
-        c.consume_from_where = actimq::ConsumeFromWhere::FirstOffset;
-        c.rebalance_interval = Duration::from_secs(1);
-        c.pull_suspend = Duration::from_secs(2);
-        c
-    };
+    create_topic_on(&ns.addr, &master.addr, "Away", 4);
+    let consumer_config = || push_config("away-group", "Away");
     let system = actix_rt::System::new();
-    system.block_on(async {
-        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
-        let producer = Producer::start(client.clone(), ProducerConfig::new("away-producers"));
-        let (sent, _) = send_each(&producer, "Away", 0, 200).await;
-        assert_eq!(sent.len(), 200);
-        producer.shutdown().await;
-        ClientInstance::shutdown(&client).await;
-    });
+    assert_eq!(system.block_on(produce(&ns.addr, "Away", 0, 200)), 200);
     wait_caught_up(&ns.addr, &master.addr, &slave.addr);
     // The master dies; a consumer reads everything from the slave, commits there, leaves.
     master.kill9();
@@ -1045,41 +992,19 @@ fn an_orderly_consumer_waits_for_the_master_while_a_concurrent_one_reads_the_sla
     let master_config = config(dir.path(), "master", "");
     let mut master = start(&master_config, &ns.addr);
     let slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
-    let (ok, out, err) = mqadmin(&[
-        "-n",
-        &ns.addr,
-        "updateTopic",
-        "-b",
-        &master.addr,
-        "-t",
-        "Ord",
-        "-r",
-        "2",
-        "-w",
-        "2",
-    ]);
-    assert!(ok, "{out}{err}");
+    create_topic_on(&ns.addr, &master.addr, "Ord", 2);
     let system = actix_rt::System::new();
-    system.block_on(async {
-        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
-        let producer = Producer::start(client.clone(), ProducerConfig::new("ord-producers"));
-        let (sent, _) = send_each(&producer, "Ord", 0, 100).await;
-        assert_eq!(sent.len(), 100);
-        producer.shutdown().await;
-        ClientInstance::shutdown(&client).await;
-    });
+    assert_eq!(system.block_on(produce(&ns.addr, "Ord", 0, 100)), 100);
     wait_caught_up(&ns.addr, &master.addr, &slave.addr);
     master.kill9();
     let killed = std::time::Instant::now();
     let group = |name: &str, orderly: bool| {
-        let mut c = actimq::PushConsumerConfig::new(name).subscribe("Ord", "*");
-        c.consume_from_where = actimq::ConsumeFromWhere::FirstOffset;
-        c.rebalance_interval = Duration::from_secs(1);
-        c.pull_suspend = Duration::from_secs(2);
+        let c = push_config(name, "Ord");
         if orderly {
-            c = c.orderly();
+            c.orderly()
+        } else {
+            c
         }
-        c
     };
     let (concurrent_listener, concurrent) = counting_listener();
     let (orderly_listener, ordered) = counting_listener();
