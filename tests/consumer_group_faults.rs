@@ -117,3 +117,52 @@ async fn consumer_connection_shows_the_queues_members_hold() {
     }
     cluster.shutdown().await;
 }
+
+/// The same for lite-pull consumers: `consumerConnection` shows the queues each member
+/// was given, before anything was committed.
+#[actix_rt::test]
+async fn consumer_connection_shows_the_queues_lite_pull_members_hold() {
+    use actimq::{LitePullConsumer, LitePullConsumerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path()).await.unwrap();
+    cluster.create_topic("LiteHeld", 8).await.unwrap();
+    let start = || async {
+        let client = ClientInstance::start(ClientConfig::new(cluster.namesrv_addr())).unwrap();
+        let mut config = LitePullConsumerConfig::new("lite-held").subscribe("LiteHeld", "*");
+        config.persist_consumer_offset_interval = Duration::from_secs(60);
+        config.rebalance_interval = Duration::from_secs(1);
+        let consumer = LitePullConsumer::start(client.clone(), config)
+            .await
+            .unwrap();
+        (client, consumer)
+    };
+    let (c1, p1) = start().await;
+    let (c2, p2) = start().await;
+    let mut admin =
+        actimq::admin::AdminClient::new(&cluster.namesrv_addr(), Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let members = admin
+            .consumer_connection("lite-held")
+            .await
+            .unwrap_or_default();
+        let held: Vec<usize> = members.iter().map(|m| m.queues.len()).collect();
+        let all: std::collections::BTreeSet<_> = members
+            .iter()
+            .flat_map(|m| m.queues.iter().cloned())
+            .collect();
+        if held == [4, 4] && all.len() == 8 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumerConnection shows {members:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (client, consumer) in [(c1, p1), (c2, p2)] {
+        consumer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    }
+    cluster.shutdown().await;
+}

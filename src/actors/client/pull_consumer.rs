@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::actors::client::client_instance::{ClientInstance, GetClientId, UnregisterConsumer};
+use crate::actors::client::client_instance::{
+    ClientInstance, GetClientId, ReportAssignment, UnregisterConsumer,
+};
 use crate::actors::client::consumer_support::{self, Pulled};
 use crate::actors::client::rebalancer::allocate::AllocateAveragely;
 use crate::actors::client::rebalancer::{Assign, Rebalancer, StopRebalancer};
@@ -395,6 +397,11 @@ impl Handler<Assign> for LitePullActor {
         for mq in &msg.queues {
             self.queues.entry(mq.clone()).or_insert(None);
         }
+        // Announced in heartbeats, so `consumerConnection` shows what this member holds.
+        self.client.do_send(ReportAssignment {
+            group: self.config.consumer_group.clone(),
+            queues: self.queues.keys().cloned().collect(),
+        });
         let (client, group) = (self.client.clone(), self.config.consumer_group.clone());
         Box::pin(
             async move {
