@@ -119,14 +119,19 @@ impl Shared {
         now: Instant,
     ) -> Result<Arc<[Target]>, ClientError> {
         if !refresh {
-            // A view with a broker whose master is away is asked for again after a second:
-            // the master's return should reach sends (ordered ones wait for it) at once.
-            let ttl = match self.masterless.lock().get(topic) {
-                Some(away) if !away.is_empty() => self.config.route_ttl.min(MASTERLESS_TTL),
-                _ => self.config.route_ttl,
-            };
             if let Some(p) = self.routes.lock().get(topic) {
-                if now.saturating_duration_since(p.fetched) < ttl && !p.targets.is_empty() {
+                let age = now.saturating_duration_since(p.fetched);
+                // A view with a broker whose master is away is asked for again after a
+                // second: the master's return should reach sends (ordered ones wait for it)
+                // at once. Younger views skip that lookup: it is on every send's path.
+                let fresh = age < self.config.route_ttl.min(MASTERLESS_TTL)
+                    || (age < self.config.route_ttl
+                        && self
+                            .masterless
+                            .lock()
+                            .get(topic)
+                            .is_none_or(|away| away.is_empty()));
+                if fresh && !p.targets.is_empty() {
                     return Ok(Arc::clone(&p.targets));
                 }
             }
@@ -340,7 +345,7 @@ impl Shared {
             batch,
             flag,
             properties,
-            unique_id,
+            mut unique_id,
         } = out;
         let started = Instant::now();
         let budget = budget.unwrap_or(self.config.send_msg_timeout);
@@ -393,17 +398,18 @@ impl Shared {
                     break;
                 }
             };
+            // Borrowed from the view, not cloned: this runs for every send.
+            let fresh: Arc<[Target]>;
             let target = match self.pick(&targets, &placement, avoid.as_deref()) {
-                Ok(t) => t.clone(),
+                Ok(t) => t,
                 // An ordered send whose queue's master looked away in a cached view: the
                 // master may be back already; ask once before failing.
                 Err(ClientError::BrokerUnavailable { .. }) if n == 0 => {
-                    let fresh = self.publish(&header.topic, true, now).await?;
-                    self.pick(&fresh, &placement, avoid.as_deref())?.clone()
+                    fresh = self.publish(&header.topic, true, now).await?;
+                    self.pick(&fresh, &placement, avoid.as_deref())?
                 }
                 Err(e) => return Err(e),
             };
-            let target = &target;
             header.queue_id = target.queue.queue_id;
             header.born_timestamp = now_ms();
             match self
@@ -421,17 +427,22 @@ impl Shared {
                     let (status, offset_msg_id, queue_offset) = answer
                         .map(|(s, a)| (s, a.msg_id, a.queue_offset.max(0) as u64))
                         .unwrap_or((SendStatus::SendOk, String::new(), 0));
+                    let last_try = status == SendStatus::SendOk
+                        || !self.config.retry_another_broker_when_not_store_ok
+                        || n + 1 >= attempts;
                     let result = SendResult {
                         status,
                         offset_msg_id,
-                        unique_id: unique_id.clone(),
+                        // Moved, not cloned, when this answer is the send's result.
+                        unique_id: if last_try {
+                            std::mem::take(&mut unique_id)
+                        } else {
+                            unique_id.clone()
+                        },
                         message_queue: target.queue.clone(),
                         queue_offset,
                     };
-                    if status == SendStatus::SendOk
-                        || !self.config.retry_another_broker_when_not_store_ok
-                        || n + 1 >= attempts
-                    {
+                    if last_try {
                         return Ok(result);
                     }
                     tracing::debug!(broker = %target.broker_addr, %status, attempt = n + 1, "stored without SEND_OK; trying another broker");

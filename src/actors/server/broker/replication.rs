@@ -37,9 +37,14 @@ pub(super) type Wake = (Addr<MessageQueue>, Arc<AtomicBool>);
 /// Tells each queue actor that its queue has new confirmed messages.
 pub(super) fn wake(wakes: &[Wake]) {
     for (addr, flag) in wakes {
-        if !flag.swap(true, Ordering::AcqRel) {
-            addr.do_send(Appended);
-        }
+        wake_one(addr, flag);
+    }
+}
+
+/// Wakes one queue actor unless a wake is already on its way.
+pub(super) fn wake_one(addr: &Addr<MessageQueue>, flag: &AtomicBool) {
+    if !flag.swap(true, Ordering::AcqRel) {
+        addr.do_send(Appended);
     }
 }
 

@@ -337,10 +337,21 @@ impl Broker {
         // Records of a request stored in part are readable too, once confirmed: held pulls
         // are woken when they are (flushed, or held by the slaves), not at the append.
         let stored = sends.iter().filter(|s| s.first < results.len());
-        let mut wakes = self.queue_wakes(&msgs, stored);
         let Some(batch_end) = results.last().map(|r| r.end_offset()) else {
             return;
         };
+        if !sync_master && !sync_flush {
+            // Confirmed at the append: wake at once, with no list to build.
+            self.each_touched_queue(&msgs, stored, |addr, flag| {
+                replication::wake_one(addr, flag)
+            });
+            self.ha.log_grew();
+            return;
+        }
+        let mut wakes = Vec::new();
+        self.each_touched_queue(&msgs, stored, |addr, flag| {
+            wakes.push((addr.clone(), Arc::clone(flag)))
+        });
         let acceptor = self.ha.acceptor_if_slaves();
         if sync_master {
             self.ha
@@ -359,21 +370,18 @@ impl Broker {
                     }),
                 );
             }
-        } else {
-            replication::wake(&wakes);
-            self.ha.log_grew();
         }
     }
 
-    /// The queue actors (those that exist: pulls start them) of the queues these sends
-    /// touched, to wake once their records are confirmed.
-    fn queue_wakes<'a>(
+    /// Calls `f` once for each queue actor (those that exist: pulls start them) of the
+    /// queues these sends touched, to wake it once its records are confirmed.
+    fn each_touched_queue<'a>(
         &self,
         msgs: &[MessageToStore],
         sends: impl Iterator<Item = &'a PendingSend>,
-    ) -> Vec<replication::Wake> {
+        mut f: impl FnMut(&Addr<MessageQueue>, &Arc<std::sync::atomic::AtomicBool>),
+    ) {
         let mut told: Vec<(&str, u32)> = Vec::new();
-        let mut wakes = Vec::new();
         for s in sends {
             let topic = msgs[s.first].topic.as_str();
             if told.contains(&(topic, s.queue_id)) {
@@ -381,10 +389,9 @@ impl Broker {
             }
             told.push((topic, s.queue_id));
             if let Some(q) = self.queues.get(topic).and_then(|t| t.get(&s.queue_id)) {
-                wakes.push((q.addr.clone(), Arc::clone(&q.wake_pending)));
+                f(&q.addr, &q.wake_pending);
             }
         }
-        wakes
     }
 
     pub(super) fn on_pull(&mut self, inb: Inbound, h: PullMessageRequestHeader) {
