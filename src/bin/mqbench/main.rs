@@ -12,6 +12,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod chaos;
 mod consumer;
 mod floor;
 mod producer;
@@ -153,6 +154,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A reliability audit: a cluster of real processes on loopback, load, seeded kills,
+    /// pauses and restarts, then an account of every message (see docs/RELIABILITY.md).
+    Chaos(chaos::ChaosArgs),
     /// The echo server of `mqbench floor`, started by it as a process of its own.
     #[command(hide = true)]
     FloorEcho {
@@ -281,6 +285,7 @@ fn main() -> ExitCode {
                 .await
             }
             Command::FloorEcho { size } => run_floor_echo(size).await,
+            Command::Chaos(chaos_args) => chaos::run_chaos(chaos_args).await,
         }
     });
     match result {
