@@ -40,6 +40,23 @@ pub(super) fn check_incomplete_budget(
     Ok(())
 }
 
+/// The bound of unread answers per connection must hold one answer of the largest size, or
+/// every reader of a large pull would be cut however fast it reads.
+pub(super) fn check_pending_write_bound(
+    bound: usize,
+    max_frame_size: usize,
+) -> Result<(), ConfigError> {
+    if bound < max_frame_size {
+        return Err(invalid(
+            "max_pending_write_bytes",
+            format!(
+                "{bound} bytes cannot hold one answer of max_frame_size ({max_frame_size} bytes)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = (1..=127).contains(&name.len())
         && name

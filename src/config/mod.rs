@@ -30,6 +30,12 @@ use crate::protocol::DEFAULT_MAX_FRAME_SIZE;
 /// few peers sending the largest frames at once are never cut, while thousands of peers
 /// announcing large frames and trickling them cannot take more.
 pub const DEFAULT_MAX_INCOMPLETE_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default of `max_pending_write_bytes`: four answers of the default maximum frame size, so
+/// a consumer pipelining a few large pulls and reading them at its own pace is never cut,
+/// while a peer that never reads holds at most this much of the server's memory (plus what
+/// the kernel buffers for its socket).
+pub const DEFAULT_MAX_PENDING_WRITE_BYTES: usize = 64 * 1024 * 1024;
 use crate::storage::{self, StoreConfig};
 
 mod checks;
@@ -319,6 +325,13 @@ pub struct BrokerConfig {
     /// arrived; past it the connections holding the largest are closed. At least
     /// `max_frame_size`, so one legitimate frame always fits.
     pub max_incomplete_frame_bytes: usize,
+    /// Most bytes of answers one client connection may leave unread: encoded and waiting
+    /// for the kernel to take them because the peer does not read its socket. Past it the
+    /// connection is closed with a warning naming the peer (RocketMQ closes such slow
+    /// readers too), so a client that sends requests and never reads the answers cannot
+    /// grow the broker's memory. At least `max_frame_size`, so one answer of the largest
+    /// size always fits.
+    pub max_pending_write_bytes: usize,
     /// Bound of the broker's request mailbox (RocketMQ's `sendThreadPoolQueueCapacity`),
     /// counted in socket reads of up to 64 requests each: requests that find it full are
     /// answered "system busy" instead of growing memory.
@@ -368,6 +381,7 @@ impl Default for BrokerConfig {
             flush_consumer_offset_interval: 5000,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_incomplete_frame_bytes: DEFAULT_MAX_INCOMPLETE_FRAME_BYTES,
+            max_pending_write_bytes: DEFAULT_MAX_PENDING_WRITE_BYTES,
             send_message_queue_capacity: 10_000,
             busy_poll_us: 0,
             server_worker_threads: 0,
@@ -520,6 +534,7 @@ impl BrokerConfig {
         )?;
         check_frame_size(self.max_frame_size)?;
         check_incomplete_budget(self.max_incomplete_frame_bytes, self.max_frame_size)?;
+        check_pending_write_bound(self.max_pending_write_bytes, self.max_frame_size)?;
         // A frame carries one whole message plus its header fields.
         if self.max_frame_size < self.store.max_message_size.saturating_add(64 * 1024) {
             return Err(invalid(
@@ -684,6 +699,21 @@ mod tests {
         };
         assert!(!c.fill_namesrv_addr(Some("b:2".into())));
         assert_eq!(c.namesrv_addrs(), ["a:1"]);
+    }
+
+    #[test]
+    fn pending_write_bound_holds_one_largest_answer() {
+        let c = BrokerConfig {
+            max_pending_write_bytes: DEFAULT_MAX_FRAME_SIZE - 1,
+            ..BrokerConfig::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key(), Some("max_pending_write_bytes"), "{e}");
+        let c = BrokerConfig {
+            max_pending_write_bytes: DEFAULT_MAX_FRAME_SIZE,
+            ..BrokerConfig::default()
+        };
+        c.validate().unwrap();
     }
 
     #[test]

@@ -14,6 +14,15 @@
 //! no byte for `channel_expired_timeout` is closed (checked every quarter of it), so silent
 //! sockets cannot pile up; real clients heartbeat well within it.
 //!
+//! Its writer is bounded too: the bytes encoded and not yet taken by the kernel are counted
+//! ([`WriteMeter`]), and a peer that lets them pass `max_pending_write_bytes` (it sends
+//! requests and does not read the answers) is closed at once, with a warning naming it,
+//! dropping what was buffered for it. Without that bound the buffer of such a peer grows
+//! with every answer, because the connection keeps reading and answering its requests.
+//! Not covered by it: the answers to the requests in flight (at most
+//! [`MAX_OUTSTANDING_PER_CONNECTION`]), which the owner builds in full before they reach
+//! this actor, so one peer can still cost up to that many answers at once.
+//!
 //! It is not supervised: a socket cannot be reattached, so a restart would be meaningless.
 
 use std::net::SocketAddr;
@@ -29,6 +38,8 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::actors::server::frame_budget::{FrameBudget, Meter, MeteredCodec};
+use crate::actors::server::write_meter::{MeteredEncoder, MeteredWriter, WriteMeter};
+use crate::config::DEFAULT_MAX_PENDING_WRITE_BYTES;
 use crate::protocol::{
     self, decode_request, Frame, FrameCodec, Request, ResponseCode, READ_BUFFER_CAPACITY,
 };
@@ -118,10 +129,14 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// The server-wide budget for bytes of incomplete frames.
     pub budget: Arc<FrameBudget>,
+    /// Most bytes of answers one connection may have waiting for its peer to read; past it
+    /// the connection is closed.
+    pub max_pending_write_bytes: usize,
 }
 
 impl ConnectionLimits {
-    /// Limits with a fresh budget of `max_incomplete_frame_bytes`.
+    /// Limits with a fresh budget of `max_incomplete_frame_bytes`, and the default bound of
+    /// unread answers per connection ([`DEFAULT_MAX_PENDING_WRITE_BYTES`]).
     pub fn new(
         max_frame_size: usize,
         idle_timeout: Duration,
@@ -131,23 +146,41 @@ impl ConnectionLimits {
             max_frame_size,
             idle_timeout,
             budget: FrameBudget::new(max_incomplete_frame_bytes),
+            max_pending_write_bytes: DEFAULT_MAX_PENDING_WRITE_BYTES,
         }
     }
+
+    /// The same limits with `bytes` as the bound of unread answers per connection.
+    pub fn with_max_pending_write_bytes(mut self, bytes: usize) -> Self {
+        self.max_pending_write_bytes = bytes;
+        self
+    }
 }
+
+/// The socket writer of a connection, with its buffer counted.
+type Writer = FramedWrite<Frame, MeteredWriter<WriteHalf<TcpStream>>, MeteredEncoder<FrameCodec>>;
 
 /// One accepted socket.
 pub struct Connection {
     id: ConnId,
     peer: SocketAddr,
-    writer: FramedWrite<Frame, WriteHalf<TcpStream>, FrameCodec>,
+    writer: Writer,
+    /// Bytes in `writer`'s buffer, not yet taken by the kernel.
+    unsent: WriteMeter,
+    /// More than this in `unsent` closes the connection.
+    max_pending_write_bytes: usize,
+    /// Closed for not reading its answers: nothing more is written (the buffer is dropped
+    /// with the actor).
+    cut_off: bool,
     owner: Recipient<InboundBatch>,
     on_close: Recipient<ConnectionClosed>,
     /// This connection, as the answer address of its requests.
     me: Arc<Recipient<Outbound>>,
     me_batch: Arc<Recipient<OutboundBatch>>,
     max_frame_size: usize,
-    /// Requests handed on and not answered yet. Capped so that a peer that pipelines
-    /// requests and never reads cannot make the server buffer answers without bound.
+    /// Requests handed on and not answered yet. Capped so that the answers being prepared
+    /// for one peer are bounded in number (what it leaves unread is bounded by
+    /// `max_pending_write_bytes`).
     outstanding: usize,
     /// The byte stream broke (a frame could not be delimited): nothing more is read, and
     /// the connection closes once the requests already handed on are answered.
@@ -182,6 +215,7 @@ impl Connection {
         let max_frame_size = limits.max_frame_size;
         let budget = Arc::clone(&limits.budget);
         let idle_timeout = limits.idle_timeout;
+        let max_pending_write_bytes = limits.max_pending_write_bytes;
         Connection::create(move |ctx| {
             let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
             let (read, write) = tokio::io::split(stream);
@@ -197,11 +231,19 @@ impl Connection {
                 FramedRead::with_capacity(read, codec, READ_BUFFER_CAPACITY)
                     .ready_chunks(MAX_FRAMES_PER_BATCH),
             );
-            let writer = FramedWrite::new(write, FrameCodec::new(max_frame_size), ctx);
+            let unsent = WriteMeter::default();
+            let writer = FramedWrite::new(
+                MeteredWriter::new(write, unsent.clone()),
+                MeteredEncoder::new(FrameCodec::new(max_frame_size), unsent.clone()),
+                ctx,
+            );
             Connection {
                 id,
                 peer,
                 writer,
+                unsent,
+                max_pending_write_bytes,
+                cut_off: false,
                 owner,
                 on_close,
                 me: Arc::new(ctx.address().recipient()),
@@ -260,7 +302,7 @@ impl Connection {
 
     /// Decodes one frame into a request for the owner, or answers it here (bad request,
     /// too many in flight). Counts the request as outstanding when it wants an answer.
-    fn accept_frame(&mut self, frame: Frame) -> Option<Inbound> {
+    fn accept_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) -> Option<Inbound> {
         if frame.is_response() {
             tracing::debug!(peer = %self.peer, opaque = frame.opaque, "ignoring an unsolicited response");
             return None;
@@ -272,17 +314,20 @@ impl Connection {
             Err(e) => {
                 tracing::warn!(peer = %self.peer, code = frame.code, error = %e, "rejecting request");
                 if let Some(reply) = frame.error_reply(&e) {
-                    self.writer.write(reply);
+                    self.send(reply, ctx);
                 }
                 return None;
             }
         };
         if !oneway && self.outstanding >= MAX_OUTSTANDING_PER_CONNECTION {
-            self.writer.write(Frame::error(
-                opaque,
-                ResponseCode::SystemBusy,
-                format!("more than {MAX_OUTSTANDING_PER_CONNECTION} requests in flight on this connection; read the answers first"),
-            ));
+            self.send(
+                Frame::error(
+                    opaque,
+                    ResponseCode::SystemBusy,
+                    format!("more than {MAX_OUTSTANDING_PER_CONNECTION} requests in flight on this connection; read the answers first"),
+                ),
+                ctx,
+            );
             return None;
         }
         if !oneway {
@@ -300,7 +345,7 @@ impl Connection {
     }
 
     /// Hands a read's worth of requests to the owner.
-    fn hand_over(&mut self, batch: Vec<Inbound>) {
+    fn hand_over(&mut self, batch: Vec<Inbound>, ctx: &mut Context<Self>) {
         if batch.is_empty() {
             return;
         }
@@ -315,7 +360,7 @@ impl Connection {
             };
             for inb in batch.iter().filter(|i| !i.oneway) {
                 self.outstanding -= 1;
-                self.writer.write(Frame::error(inb.opaque, code, why));
+                self.send(Frame::error(inb.opaque, code, why), ctx);
             }
         }
     }
@@ -345,13 +390,13 @@ impl Actor for Connection {
 impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
     fn handle(&mut self, items: Vec<Result<Frame, protocol::Error>>, ctx: &mut Self::Context) {
         crate::actors::busy_poll::note_activity();
-        if self.closing {
+        if self.closing || self.cut_off {
             return;
         }
         let mut batch = Vec::with_capacity(items.len());
         for item in items {
             match item {
-                Ok(frame) => batch.extend(self.accept_frame(frame)),
+                Ok(frame) => batch.extend(self.accept_frame(frame, ctx)),
                 Err(e) => {
                     // The byte stream can no longer be trusted to be aligned on frames;
                     // what came before the bad frame is still served and answered.
@@ -361,13 +406,13 @@ impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
                     } else {
                         tracing::warn!(peer = %self.peer, error = %e, "closing connection after a protocol error");
                     }
-                    self.hand_over(batch);
+                    self.hand_over(batch, ctx);
                     self.close_when_answered(ctx);
                     return;
                 }
             }
         }
-        self.hand_over(batch);
+        self.hand_over(batch, ctx);
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
@@ -381,8 +426,34 @@ impl StreamHandler<Vec<Result<Frame, protocol::Error>>> for Connection {
 }
 
 impl Connection {
+    /// Appends `frame` to the socket's buffer, and closes the connection if its peer has
+    /// left more than `max_pending_write_bytes` there unread. Every write goes through here.
+    fn send(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        if self.cut_off {
+            return;
+        }
+        self.writer.write(frame);
+        let pending = self.unsent.pending();
+        if pending > self.max_pending_write_bytes {
+            // Not throttled: each line costs the peer max_pending_write_bytes of answers it
+            // asked for, so lines cannot come faster than that memory is handed out.
+            tracing::warn!(
+                peer = %self.peer, conn = self.id, pending, limit = self.max_pending_write_bytes,
+                "closing a connection that does not read its answers: more than \
+                 max_pending_write_bytes are waiting to be sent to it"
+            );
+            self.cut_off = true;
+            // Stopping drops the writer and its buffer; answers already queued for this
+            // peer are dropped unwritten (`cut_off`), later ones go to a closed mailbox.
+            if let Some(reader) = self.reader.take() {
+                ctx.cancel_future(reader);
+            }
+            ctx.stop();
+        }
+    }
+
     /// Writes one frame to the socket's buffer, counting answers off `outstanding`.
-    fn write_frame(&mut self, frame: Frame) {
+    fn write_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         if frame.is_response() {
             self.outstanding = self.outstanding.saturating_sub(1);
         }
@@ -391,18 +462,19 @@ impl Connection {
         let approx = frame.body.len() + frame.header.len() + 64;
         if approx > self.max_frame_size {
             let opaque = frame.opaque;
-            self.writer.write(Frame::error(
+            let error = Frame::error(
                 opaque,
                 ResponseCode::SystemError,
                 format!(
                     "response of {approx} bytes exceeds max_frame_size {}",
                     self.max_frame_size
                 ),
-            ));
+            );
+            self.send(error, ctx);
         } else {
-            self.writer.write(frame);
+            self.send(frame, ctx);
         }
-        if self.closing && self.outstanding == 0 {
+        if self.closing && !self.cut_off && self.outstanding == 0 {
             self.writer.close();
         }
     }
@@ -411,17 +483,17 @@ impl Connection {
 impl Handler<Outbound> for Connection {
     type Result = ();
 
-    fn handle(&mut self, msg: Outbound, _ctx: &mut Self::Context) {
-        self.write_frame(msg.0);
+    fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        self.write_frame(msg.0, ctx);
     }
 }
 
 impl Handler<OutboundBatch> for Connection {
     type Result = ();
 
-    fn handle(&mut self, msg: OutboundBatch, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: OutboundBatch, ctx: &mut Self::Context) {
         for frame in msg.0 {
-            self.write_frame(frame);
+            self.write_frame(frame, ctx);
         }
     }
 }

@@ -13,3 +13,4 @@ pub mod listener;
 pub mod log_throttle;
 pub mod message_queue;
 pub mod namesrv;
+pub mod write_meter;

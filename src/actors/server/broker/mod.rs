@@ -280,7 +280,8 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
         config.max_frame_size,
         Duration::from_millis(config.channel_expired_timeout),
         config.max_incomplete_frame_bytes,
-    );
+    )
+    .with_max_pending_write_bytes(config.max_pending_write_bytes);
     // The Broker, its MessageQueues and its Connections all run on this thread.
     crate::actors::busy_poll::start(std::time::Duration::from_micros(config.busy_poll_us));
     let broker = Supervisor::start(move |ctx: &mut Context<Broker>| {
