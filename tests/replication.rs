@@ -1045,3 +1045,78 @@ fn an_orderly_consumer_waits_for_the_master_while_a_concurrent_one_reads_the_sla
         ClientInstance::shutdown(&client).await;
     });
 }
+
+/// A pull without hold on `addr`: the answer's code and `next_begin_offset`.
+async fn raw_pull(addr: &str, topic: &str, queue_id: i32, offset: u64) -> (ResponseCode, i64) {
+    use actimq::internals::protocol::message::{
+        PullMessageRequestHeader, PullMessageResponseHeader,
+    };
+    let link = RemoteLink::start(addr, LinkConfig::default(), None);
+    let header = PullMessageRequestHeader {
+        consumer_group: "raw-puller".into(),
+        topic: topic.into(),
+        queue_id,
+        queue_offset: offset as i64,
+        max_msg_nums: 32,
+        ..Default::default()
+    };
+    let frame = Frame::request(RequestCode::PullMessage, 0, &header, Bytes::new()).unwrap();
+    let answer = remote_link::call(&link, addr, frame, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let code = answer.response_code().unwrap();
+    let next = answer
+        .decode_header::<PullMessageResponseHeader>()
+        .map(|h| h.next_begin_offset)
+        .unwrap_or(-1);
+    (code, next)
+}
+
+/// Found by `mqbench chaos`: a `sync_master` restarted while its slave was down confirmed
+/// nothing until the slave came back, so every queue looked empty and each pull was told
+/// "offset moved" to 0; the consumers went back to the start and consumed everything again.
+/// A pull past the confirmed end, but not past the written one, now waits. And a slave
+/// behind a consumer (it missed the master's last records) leaves the offset where it is,
+/// as RocketMQ's slaves do, instead of sending the consumer back to its own end.
+#[test]
+fn no_broker_sends_a_consumer_back_for_records_it_has_not_confirmed_or_not_copied_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    let sync = "broker_role = \"sync_master\"\nflush_disk_type = \"sync_flush\"\nsync_flush_timeout = 1000";
+    let master_config = config(dir.path(), "master", sync);
+    let mut master = start(&master_config, &ns.addr);
+    let mut slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
+    create_topic_on(&ns.addr, &master.addr, "Rewind", 1);
+    eventually(WAIT, "the slave in sync", || {
+        status(&ns.addr, &master.addr)
+            .get("haState")
+            .filter(|s| s.contains("1 in sync"))
+            .cloned()
+    });
+    let system = actix_rt::System::new();
+    let acked = system.block_on(produce(&ns.addr, "Rewind", 0, 50));
+    assert_eq!(acked, 50);
+    wait_caught_up(&ns.addr, &master.addr, &slave.addr);
+
+    // The slave is behind a consumer that read the master's end plus what comes next.
+    let on_slave = system.block_on(raw_pull(&slave.addr, "Rewind", 0, 60));
+    assert_ne!(
+        on_slave.0,
+        ResponseCode::PullOffsetMoved,
+        "the slave moved the offset to {}",
+        on_slave.1
+    );
+    assert_eq!(on_slave.1, 60, "the slave changed the offset");
+
+    // The master restarts with its slave gone: nothing is confirmed until it returns.
+    slave.kill9();
+    master.kill9();
+    let master = start(&master_config, &ns.addr);
+    let (code, next) = system.block_on(raw_pull(&master.addr, "Rewind", 0, 30));
+    assert_ne!(
+        code,
+        ResponseCode::PullOffsetMoved,
+        "the restarted master moved offset 30 to {next}"
+    );
+    assert_eq!(next, 30);
+}

@@ -41,6 +41,12 @@ pub(crate) fn get_messages(
         cq.min_offset(),
         shared.visible_end(&cq, shared.confirmed_offset()),
     );
+    // Past the confirmed end but within the written one (say, a `sync_master` restarted
+    // before its slave is back: nothing is confirmed yet). The offset is not wrong, and
+    // correcting it would send the consumer back to consume again.
+    if offset > max && offset <= cq.max_offset() {
+        return done(GetStatus::NotConfirmedYet, offset, min, max);
+    }
     if max == 0 {
         return done(GetStatus::NoMessageInQueue, 0, min, max);
     }

@@ -96,11 +96,16 @@ pub struct MessageQueue {
     /// busy queue gets one wake-up message per turn instead of one per socket read, so
     /// wake-ups never fill the mailbox that pulls need.
     wake_pending: Arc<AtomicBool>,
+    /// Whether a pull past this queue's end is told where the end is (a master), or left
+    /// where it is (a slave: it may just be behind its master; RocketMQ's slaves do not
+    /// correct offsets either, and a correction would send the consumer back to consume
+    /// again what the master already gave it).
+    corrects_offsets: bool,
 }
 
 impl MessageQueue {
-    /// A queue actor over `store` (not started).
-    pub fn new(topic: String, queue_id: u32, store: Arc<MessageStore>) -> Self {
+    /// A queue actor over `store` (not started); `on_slave` for a slave's queue.
+    pub fn new(topic: String, queue_id: u32, store: Arc<MessageStore>, on_slave: bool) -> Self {
         MessageQueue {
             topic,
             queue_id,
@@ -108,6 +113,7 @@ impl MessageQueue {
             waiters: HashMap::new(),
             next_waiter: 0,
             wake_pending: Arc::new(AtomicBool::new(false)),
+            corrects_offsets: !on_slave,
         }
     }
 
@@ -129,13 +135,32 @@ impl MessageQueue {
             pull.max_bytes,
             Some(&accept),
         );
+        // Nothing to read yet at an offset that is not wrong: records not confirmed yet,
+        // or a slave behind its master. Waits like a pull at the end, offset unchanged.
+        let keep_offset = match got.status {
+            GetStatus::NotConfirmedYet => true,
+            GetStatus::OffsetOverflowBadly | GetStatus::NoMessageInQueue => {
+                !self.corrects_offsets && pull.offset > got.max_offset
+            }
+            _ => false,
+        };
         let header = PullMessageResponseHeader {
             suggest_which_broker_id: 0,
-            next_begin_offset: got.next_offset as i64,
+            next_begin_offset: if keep_offset {
+                pull.offset as i64
+            } else {
+                got.next_offset as i64
+            },
             min_offset: got.min_offset as i64,
             max_offset: got.max_offset as i64,
         };
         let (code, body) = match got.status {
+            _ if keep_offset => {
+                if !pull.hold.is_zero() {
+                    return Some(pull);
+                }
+                (ResponseCode::PullNotFound, Bytes::new())
+            }
             GetStatus::Found => {
                 let mut body = BytesMut::with_capacity(got.messages.iter().map(Bytes::len).sum());
                 for m in &got.messages {
@@ -166,7 +191,8 @@ impl MessageQueue {
             GetStatus::OffsetTooSmall
             | GetStatus::OffsetOverflowBadly
             | GetStatus::NoMessageInQueue
-            | GetStatus::OffsetOverflowOne => (ResponseCode::PullOffsetMoved, Bytes::new()),
+            | GetStatus::OffsetOverflowOne
+            | GetStatus::NotConfirmedYet => (ResponseCode::PullOffsetMoved, Bytes::new()),
         };
         respond(&pull.reply, pull.opaque, code, &header, body);
         None

@@ -95,6 +95,10 @@ pub enum GetStatus {
     OffsetOverflowBadly,
     /// Entries exist but their records were just deleted by retention.
     MessageWasRemoving,
+    /// The offset is past what consumers may see yet but not past what is written: the
+    /// records there wait for their flush or their slaves (see `confirm`). Nothing to read
+    /// now, and the offset is right; `next_offset` is the offset asked for.
+    NotConfirmedYet,
 }
 
 /// Result of [`MessageStore::get_messages`].

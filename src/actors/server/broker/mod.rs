@@ -353,7 +353,12 @@ impl Broker {
         if let Some(q) = self.queues.get(topic).and_then(|t| t.get(&queue_id)) {
             return q.addr.clone();
         }
-        let actor = MessageQueue::new(topic.to_owned(), queue_id, Arc::clone(&self.store));
+        let actor = MessageQueue::new(
+            topic.to_owned(),
+            queue_id,
+            Arc::clone(&self.store),
+            !self.config.is_master(),
+        );
         let wake_pending = actor.wake_flag();
         let addr = Supervisor::start(move |_| actor);
         // Records appended before this actor existed are in no wake list: wake it once they
