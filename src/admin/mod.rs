@@ -46,12 +46,14 @@ use crate::{ClientConfig, ClientError, ClientInstance, Producer};
 mod broker;
 mod group;
 mod message;
+mod query;
 mod topic;
 mod transport;
 
 pub use broker::{BrokerStatus, DamageRange};
 pub use group::{ConsumerAssignment, GroupProgress, QueueProgress};
 pub use message::{ConsumeOptions, ConsumedMessage, PullOutcome, PRODUCER_GROUP};
+pub use query::FoundMessage;
 pub use topic::{ClusterBroker, QueueStatus, TopicSpec};
 // Wire-level forms for this repository's tests and tools, not API.
 #[doc(hidden)]

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use actimq::admin::{
-    AdminClient, BrokerStatus, ConsumeOptions, ConsumedMessage, TopicSpec, PERM_READ_WRITE,
+    AdminClient, BrokerStatus, ConsumeOptions, ConsumedMessage, FoundMessage, TopicSpec,
+    PERM_READ_WRITE,
 };
 use actimq::Message;
 use anyhow::bail;
@@ -145,6 +146,50 @@ enum Command {
         #[arg(long = "from-beginning")]
         from_beginning: bool,
     },
+    /// Messages of a topic with a business key (from every broker serving the topic).
+    #[command(name = "queryMsgByKey")]
+    QueryMsgByKey {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The key (one of the message's `KEYS`).
+        #[arg(short = 'k', long = "msgKey")]
+        key: String,
+    },
+    /// The message an offset message id names (`#OffsetMsgId` of `sendMessage`: the
+    /// storing broker's address and the commit-log offset).
+    #[command(name = "queryMsgById")]
+    QueryMsgById {
+        /// The offset message id.
+        #[arg(short = 'i', long = "msgId")]
+        id: String,
+    },
+    /// The message with a unique id (`#MsgId` of `sendMessage`, what consumers see).
+    #[command(name = "queryMsgByUniqueKey")]
+    QueryMsgByUniqueKey {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The unique id.
+        #[arg(short = 'i', long = "msgId")]
+        id: String,
+    },
+    /// The message at one offset of one queue.
+    #[command(name = "queryMsgByOffset")]
+    QueryMsgByOffset {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Broker name (the set, as `topicRoute` shows it).
+        #[arg(short = 'b', long = "brokerName")]
+        broker_name: String,
+        /// Queue id.
+        #[arg(short = 'i', long = "queueId")]
+        queue_id: u32,
+        /// Offset in the queue.
+        #[arg(short = 'o', long = "offset")]
+        offset: u64,
+    },
     /// Per queue: broker offset, consumer offset and lag of a consumer group; total lag.
     #[command(name = "consumerProgress")]
     ConsumerProgress {
@@ -256,6 +301,53 @@ fn print_consumed(m: &ConsumedMessage, json: bool) {
             body
         );
     }
+}
+
+/// A found message: every field on its own line (as RocketMQ's `queryMsgById`), or one
+/// JSON object.
+fn print_found(m: &FoundMessage, json: bool) {
+    let body = String::from_utf8_lossy(&m.body);
+    if json {
+        // `{:#}` on a JSON value is `to_string_pretty`, and cannot fail.
+        println!(
+            "{:#}",
+            serde_json::json!({"topic": m.topic, "broker_name": m.broker_name, "queue_id": m.queue_id, "queue_offset": m.queue_offset, "msg_id": m.msg_id, "offset_msg_id": m.offset_msg_id, "tags": m.tags, "keys": m.keys, "properties": m.properties, "store_timestamp": m.store_timestamp, "born_timestamp": m.born_timestamp, "born_host": m.born_host.to_string(), "store_host": m.store_host.to_string(), "reconsume_times": m.reconsume_times, "body": body})
+        );
+        return;
+    }
+    let time = |ms: i64| {
+        let utc = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        match utc {
+            Some(utc) => format!("{utc} ({ms})"),
+            None => ms.to_string(),
+        }
+    };
+    let props: Vec<String> = m
+        .properties
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    println!("{:<18}: {}", "Msg Id", m.msg_id);
+    println!("{:<18}: {}", "Offset Msg Id", m.offset_msg_id);
+    println!("{:<18}: {}", "Topic", m.topic);
+    println!("{:<18}: {}", "Broker Name", m.broker_name);
+    println!("{:<18}: {}", "Queue ID", m.queue_id);
+    println!("{:<18}: {}", "Queue Offset", m.queue_offset);
+    println!("{:<18}: {}", "Tags", m.tags.as_deref().unwrap_or(""));
+    println!("{:<18}: {}", "Keys", m.keys.join(" "));
+    println!("{:<18}: {}", "Store Timestamp", time(m.store_timestamp));
+    println!("{:<18}: {}", "Born Timestamp", time(m.born_timestamp));
+    println!("{:<18}: {}", "Born Host", m.born_host);
+    println!("{:<18}: {}", "Store Host", m.store_host);
+    println!("{:<18}: {}", "Reconsume Times", m.reconsume_times);
+    println!("{:<18}: {}", "Properties", props.join(" "));
+    println!("{:<18}: {}", "Body", body);
+    println!();
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -520,6 +612,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 println!("consumed {read} message(s) from '{}'", options.topic);
             }
         }
+        Command::QueryMsgByKey { topic, key } => {
+            let found = admin.query_by_key(&topic, &key).await?;
+            if found.is_empty() {
+                bail!("no message of topic '{topic}' has the key '{key}'");
+            }
+            for m in &found {
+                print_found(m, json);
+            }
+        }
+        Command::QueryMsgById { id } => {
+            print_found(&admin.query_by_offset_id(&id).await?, json);
+        }
+        Command::QueryMsgByUniqueKey { topic, id } => {
+            let found = admin.query_by_unique_key(&topic, &id).await?;
+            if found.is_empty() {
+                bail!("no message of topic '{topic}' has the unique id '{id}'");
+            }
+            for m in &found {
+                print_found(m, json);
+            }
+        }
+        Command::QueryMsgByOffset {
+            topic,
+            broker_name,
+            queue_id,
+            offset,
+        } => match admin
+            .query_by_queue_offset(&topic, &broker_name, queue_id, offset)
+            .await?
+        {
+            Some(m) => print_found(&m, json),
+            None => {
+                bail!("queue {topic}:{broker_name}:{queue_id} holds no message at offset {offset}")
+            }
+        },
         Command::ConsumerProgress { group } => {
             let progress = admin.consumer_progress(&group).await?;
             let lag = progress.total_lag();
