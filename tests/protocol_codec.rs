@@ -250,6 +250,32 @@ fn every_request() -> Vec<Request> {
                 hold_ms: 20_000,
             },
         ),
+        Request::InvokeBrokerToResetOffset(
+            actimq::internals::protocol::group::ResetOffsetRequestHeader {
+                topic: "T".into(),
+                group: "G".into(),
+                timestamp: 1_700_000_000_000,
+                is_force: true,
+            },
+        ),
+        Request::ResetConsumerClientOffset(
+            actimq::internals::protocol::group::ResetOffsetRequestHeader {
+                topic: "T".into(),
+                group: "G".into(),
+                timestamp: 1_700_000_000_000,
+                is_force: true,
+            },
+            actimq::internals::protocol::group::ResetOffsetBody {
+                offset_table: vec![(
+                    MessageQueue {
+                        topic: "T".into(),
+                        broker_name: "broker-a".into(),
+                        queue_id: 1,
+                    },
+                    42,
+                )],
+            },
+        ),
         Request::GetBrokerRuntimeInfo,
         Request::SearchOffsetByTimestamp(SearchOffsetRequestHeader {
             topic: "T".into(),

@@ -47,6 +47,7 @@ mod broker;
 mod group;
 mod message;
 mod query;
+mod reset;
 mod topic;
 mod transport;
 

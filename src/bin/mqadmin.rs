@@ -190,6 +190,21 @@ enum Command {
         #[arg(short = 'o', long = "offset")]
         offset: u64,
     },
+    /// Move a consumer group's offsets of a topic to the first message stored at or after
+    /// a time (back or forward); its live consumers restart there within moments.
+    #[command(name = "resetOffsetByTime")]
+    ResetOffsetByTime {
+        /// Consumer group.
+        #[arg(short = 'g', long = "group")]
+        group: String,
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The time: milliseconds since the epoch, an RFC 3339 time
+        /// (2026-12-06T09:00:00Z), or `now`.
+        #[arg(short = 's', long = "timestamp")]
+        timestamp: String,
+    },
     /// Per queue: broker offset, consumer offset and lag of a consumer group; total lag.
     #[command(name = "consumerProgress")]
     ConsumerProgress {
@@ -300,6 +315,26 @@ fn print_consumed(m: &ConsumedMessage, json: bool) {
             m.keys,
             body
         );
+    }
+}
+
+/// A time on the command line: milliseconds since the epoch, RFC 3339, or `now`.
+fn parse_time(text: &str) -> anyhow::Result<i64> {
+    if text == "now" {
+        return Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0));
+    }
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    match time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => Ok((t.unix_timestamp_nanos() / 1_000_000) as i64),
+        Err(e) => bail!(
+            "'{text}' is not a time: give milliseconds since the epoch, an RFC 3339 time \
+             such as 2026-12-06T09:00:00Z, or now ({e})"
+        ),
     }
 }
 
@@ -647,6 +682,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 bail!("queue {topic}:{broker_name}:{queue_id} holds no message at offset {offset}")
             }
         },
+        Command::ResetOffsetByTime {
+            group,
+            topic,
+            timestamp,
+        } => {
+            let ms = parse_time(&timestamp)?;
+            let table = admin.reset_offset_by_time(&group, &topic, ms).await?;
+            if json {
+                let v: Vec<_> = table.iter().map(|(q, o)| serde_json::json!({"topic": q.topic, "broker_name": q.broker_name, "queue_id": q.queue_id, "offset": o})).collect();
+                print_json(&v)?;
+            } else {
+                println!(
+                    "{:<24} {:<20} {:<5} #Offset",
+                    "#Topic", "#Broker Name", "#QID"
+                );
+                for (q, o) in &table {
+                    println!(
+                        "{:<24} {:<20} {:<5} {o}",
+                        q.topic, q.broker_name, q.queue_id
+                    );
+                }
+            }
+        }
         Command::ConsumerProgress { group } => {
             let progress = admin.consumer_progress(&group).await?;
             let lag = progress.total_lag();

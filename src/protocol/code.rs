@@ -129,6 +129,12 @@ code_enum! {
         DeleteTopicInBroker = 215 => "DELETE_TOPIC_IN_BROKER",
         /// Admin → name server: forget a topic's routes.
         DeleteTopicInNamesrv = 216 => "DELETE_TOPIC_IN_NAMESRV",
+        /// Broker → consumer (one-way): the group's offsets of a topic were reset; body =
+        /// the new offset of each queue.
+        ResetConsumerClientOffset = 220 => "RESET_CONSUMER_CLIENT_OFFSET",
+        /// Admin → broker: reset a group's offsets of a topic to a time, and tell its
+        /// consumers.
+        InvokeBrokerToResetOffset = 222 => "INVOKE_BROKER_TO_RESET_OFFSET",
         /// Producer → broker: store several messages in one request (body = batch).
         SendBatchMessage = 320 => "SEND_BATCH_MESSAGE",
         /// Client → name server (an actimq addition, no RocketMQ equivalent): answered once

@@ -106,6 +106,13 @@ pub enum Request {
     DeleteTopicInNamesrv(DeleteTopicFromNamesrvRequestHeader),
     /// `WATCH_ROUTES` (actimq).
     WatchRoutes(crate::protocol::route::WatchRoutesRequestHeader),
+    /// `INVOKE_BROKER_TO_RESET_OFFSET`.
+    InvokeBrokerToResetOffset(crate::protocol::group::ResetOffsetRequestHeader),
+    /// `RESET_CONSUMER_CLIENT_OFFSET`: header and the new offsets.
+    ResetConsumerClientOffset(
+        crate::protocol::group::ResetOffsetRequestHeader,
+        crate::protocol::group::ResetOffsetBody,
+    ),
 }
 
 /// A send's header: every send carries one, so the direct decoder reads it; anything it
@@ -188,6 +195,12 @@ pub fn decode_request(frame: &Frame) -> Result<Request> {
         RequestCode::DeleteTopicInBroker => Request::DeleteTopicInBroker(frame.decode_header()?),
         RequestCode::DeleteTopicInNamesrv => Request::DeleteTopicInNamesrv(frame.decode_header()?),
         RequestCode::WatchRoutes => Request::WatchRoutes(frame.decode_header()?),
+        RequestCode::InvokeBrokerToResetOffset => {
+            Request::InvokeBrokerToResetOffset(frame.decode_header()?)
+        }
+        RequestCode::ResetConsumerClientOffset => {
+            Request::ResetConsumerClientOffset(frame.decode_header()?, frame.decode_body()?)
+        }
     })
 }
 
@@ -237,6 +250,8 @@ impl Request {
             Request::DeleteTopicInBroker(_) => RequestCode::DeleteTopicInBroker,
             Request::DeleteTopicInNamesrv(_) => RequestCode::DeleteTopicInNamesrv,
             Request::WatchRoutes(_) => RequestCode::WatchRoutes,
+            Request::InvokeBrokerToResetOffset(_) => RequestCode::InvokeBrokerToResetOffset,
+            Request::ResetConsumerClientOffset(..) => RequestCode::ResetConsumerClientOffset,
         }
     }
 
@@ -300,6 +315,8 @@ impl Request {
             Request::DeleteTopicInBroker(h) => (encode_header(h)?, none()),
             Request::DeleteTopicInNamesrv(h) => (encode_header(h)?, none()),
             Request::WatchRoutes(h) => (encode_header(h)?, none()),
+            Request::InvokeBrokerToResetOffset(h) => (encode_header(h)?, none()),
+            Request::ResetConsumerClientOffset(h, b) => (encode_header(h)?, encode_body(b)?),
             Request::GetAllTopicConfig
             | Request::GetAllConsumerOffset
             | Request::GetBrokerRuntimeInfo

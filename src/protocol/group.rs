@@ -159,6 +159,30 @@ pub struct NotifyConsumerIdsChangedRequestHeader {
     pub consumer_group: String,
 }
 
+/// `INVOKE_BROKER_TO_RESET_OFFSET` (admin → broker) and `RESET_CONSUMER_CLIENT_OFFSET`
+/// (broker → consumer) header: RocketMQ's `ResetOffsetRequestHeader`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetOffsetRequestHeader {
+    /// The topic whose offsets move.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Each queue goes to its first message stored at or after this time (ms since the
+    /// epoch); past the last message, to the queue's end.
+    pub timestamp: i64,
+    /// RocketMQ's `isForce`: move offsets forward as well as back (always, here).
+    #[serde(default)]
+    pub is_force: bool,
+}
+
+/// The body of the answer to `INVOKE_BROKER_TO_RESET_OFFSET` and of
+/// `RESET_CONSUMER_CLIENT_OFFSET`: the new offset of each queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetOffsetBody {
+    /// Queue → its new offset.
+    pub offset_table: Vec<(MessageQueue, i64)>,
+}
+
 /// `LOCK_BATCH_MQ` request body: lock queues for exclusive (orderly) consumption.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockBatchRequestBody {

@@ -24,6 +24,7 @@ use crate::actors::remote_link::{self, LinkConfig, PeerRequest, RemoteLink};
 use crate::client::ClientError;
 use crate::protocol::group::{
     ConsumerData, HeartbeatData, MessageQueue, NotifyConsumerIdsChangedRequestHeader, ProducerData,
+    ResetOffsetBody, ResetOffsetRequestHeader,
 };
 use crate::protocol::route::{GetRouteInfoRequestHeader, TopicRouteData};
 use crate::protocol::{encode_body, Frame, NoHeader, RequestCode, ResponseCode};
@@ -64,6 +65,18 @@ impl ClientConfig {
 #[rtype(result = "()")]
 pub struct RebalanceNow;
 
+/// A broker reset the group's offsets of a topic (`RESET_CONSUMER_CLIENT_OFFSET`, sent by
+/// `mqadmin resetOffsetByTime`): the consumer restarts each queue it holds at its new
+/// offset.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct ResetOffsets {
+    /// The topic.
+    pub topic: String,
+    /// Queue → its new offset (the broker's queues only).
+    pub offsets: Vec<(MessageQueue, u64)>,
+}
+
 /// The route of a topic (from the cache unless `refresh`).
 #[derive(Message)]
 #[rtype(result = "Result<TopicRouteData, ClientError>")]
@@ -97,6 +110,8 @@ pub struct RegisterConsumer {
     pub data: ConsumerData,
     /// Its rebalancer.
     pub rebalance: Recipient<RebalanceNow>,
+    /// Where offset resets go (push consumers; `None` for consumers that cannot take one).
+    pub reset: Option<Recipient<ResetOffsets>>,
 }
 
 /// The queues a consumer of `group` holds after a rebalance: announced in the next
@@ -144,6 +159,8 @@ pub struct ClientInstance {
     routes: HashMap<String, TopicRouteData>,
     producer_groups: BTreeSet<String>,
     consumers: HashMap<String, (ConsumerData, Recipient<RebalanceNow>)>,
+    /// Group → where its offset resets go.
+    resets: HashMap<String, Recipient<ResetOffsets>>,
 }
 
 impl ClientInstance {
@@ -166,6 +183,7 @@ impl ClientInstance {
             routes: HashMap::new(),
             producer_groups: BTreeSet::new(),
             consumers: HashMap::new(),
+            resets: HashMap::new(),
             config,
         }))
     }
@@ -548,6 +566,10 @@ impl Handler<RegisterConsumer> for ClientInstance {
     type Result = ();
 
     fn handle(&mut self, msg: RegisterConsumer, _: &mut Self::Context) {
+        match msg.reset {
+            Some(r) => self.resets.insert(msg.data.group_name.clone(), r),
+            None => self.resets.remove(&msg.data.group_name),
+        };
         self.consumers
             .insert(msg.data.group_name.clone(), (msg.data, msg.rebalance));
     }
@@ -558,6 +580,7 @@ impl Handler<UnregisterConsumer> for ClientInstance {
 
     fn handle(&mut self, msg: UnregisterConsumer, ctx: &mut Self::Context) -> Self::Result {
         self.consumers.remove(&msg.0);
+        self.resets.remove(&msg.0);
         Box::pin(self.unregister(None, Some(msg.0), ctx).into_actor(self))
     }
 }
@@ -645,6 +668,9 @@ impl Handler<PeerRequest> for ClientInstance {
     type Result = ();
 
     fn handle(&mut self, msg: PeerRequest, _: &mut Self::Context) {
+        if msg.frame.request_code() == Some(RequestCode::ResetConsumerClientOffset) {
+            return self.reset_offsets(&msg.frame);
+        }
         if msg.frame.request_code() != Some(RequestCode::NotifyConsumerIdsChanged) {
             return;
         }
@@ -657,6 +683,36 @@ impl Handler<PeerRequest> for ClientInstance {
         if let Some((_, r)) = self.consumers.get(&h.consumer_group) {
             r.do_send(RebalanceNow);
         }
+    }
+}
+
+impl ClientInstance {
+    /// Hands a broker's `RESET_CONSUMER_CLIENT_OFFSET` to the group's consumer here.
+    fn reset_offsets(&self, frame: &Frame) {
+        let decoded = frame
+            .decode_header::<ResetOffsetRequestHeader>()
+            .and_then(|h| Ok((h, frame.decode_body::<ResetOffsetBody>()?)));
+        let (h, body) = match decoded {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an undecodable offset reset");
+                return;
+            }
+        };
+        let Some(consumer) = self.resets.get(&h.group) else {
+            tracing::info!(group = %h.group, "an offset reset for a group with no push consumer here; ignored");
+            return;
+        };
+        let offsets = body
+            .offset_table
+            .into_iter()
+            .filter(|(mq, _)| mq.topic == h.topic)
+            .map(|(mq, offset)| (mq, offset.max(0) as u64))
+            .collect();
+        consumer.do_send(ResetOffsets {
+            topic: h.topic,
+            offsets,
+        });
     }
 }
 

@@ -299,12 +299,14 @@ pub async fn join_group(
     client: &Addr<ClientInstance>,
     data: crate::protocol::group::ConsumerData,
     rebalancer: &Addr<crate::actors::client::rebalancer::Rebalancer>,
+    reset: Option<actix::Recipient<crate::actors::client::client_instance::ResetOffsets>>,
 ) -> Result<(), ClientError> {
     use crate::actors::client::client_instance::{HeartbeatNow, RebalanceNow, RegisterConsumer};
     client
         .send(RegisterConsumer {
             data,
             rebalance: rebalancer.clone().recipient(),
+            reset,
         })
         .await
         .map_err(|_| ClientError::Shutdown)?;

@@ -299,7 +299,9 @@ impl LitePullConsumer {
             )
         });
         addr.do_send(SetRebalancer(rebalancer.clone()));
-        consumer_support::join_group(&client, data, &rebalancer).await?;
+        // A lite pull consumer keeps its own offsets per call: a broker reset reaches it
+        // through the committed offsets it reads back, not as a notice.
+        consumer_support::join_group(&client, data, &rebalancer, None).await?;
         Ok(LitePullConsumer { addr })
     }
 

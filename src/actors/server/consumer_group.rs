@@ -143,6 +143,11 @@ pub struct UnlockQueues {
 /// How long a queue lock lives without renewal (RocketMQ's `rebalanceLockMaxLiveTime`).
 pub const QUEUE_LOCK_LIFETIME: Duration = Duration::from_secs(60);
 
+/// Sends a one-way frame to every connected member (a reset of its offsets).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TellMembers(pub Frame);
+
 /// Writes offsets to disk now (shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -576,6 +581,16 @@ impl Handler<CommitOffset> for ConsumerGroup {
                 })
             })
         })
+    }
+}
+
+impl Handler<TellMembers> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: TellMembers, _: &mut Self::Context) {
+        for m in self.members.values() {
+            m.notify.do_send(Outbound(msg.0.clone()));
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::actors::client::client_instance::{
-    ClientInstance, GetClientId, GetRoute, ReportAssignment, UnregisterConsumer,
+    ClientInstance, GetClientId, GetRoute, ReportAssignment, ResetOffsets, UnregisterConsumer,
 };
 use crate::actors::client::consumer_support::{self, LocalOffsets};
 use crate::actors::client::queue_puller::{
@@ -235,7 +235,8 @@ impl PushConsumer {
             })
         };
         addr.do_send(SetRebalancer(rebalancer.clone()));
-        consumer_support::join_group(&client, data, &rebalancer).await?;
+        consumer_support::join_group(&client, data, &rebalancer, Some(addr.clone().recipient()))
+            .await?;
         Ok(PushConsumer { addr })
     }
 
@@ -610,6 +611,53 @@ impl Handler<Assign> for PushConsumerActor {
                 settled
             },
         )))
+    }
+}
+
+impl Handler<ResetOffsets> for PushConsumerActor {
+    type Result = ();
+
+    /// Restarts each queue this member holds at its new offset: the old puller stops first
+    /// (its listener calls finish), so no message is consumed by both.
+    fn handle(&mut self, msg: ResetOffsets, ctx: &mut Self::Context) {
+        if self.stopping {
+            return;
+        }
+        for (mq, offset) in msg.offsets {
+            let Some(old) = self.owned.get(&mq).map(|o| o.puller.clone()) else {
+                continue;
+            };
+            tracing::info!(group = %self.config.consumer_group, queue = ?mq, offset, "offset reset by the broker; restarting the queue there");
+            // The broker committed it already; nothing to commit until the queue moves.
+            self.offsets.insert(mq.clone(), offset);
+            self.committed.insert(mq.clone(), offset);
+            ctx.spawn(
+                {
+                    let old = old.clone();
+                    async move { old.send(StopPulling).await }
+                }
+                .into_actor(self)
+                .map(move |_, act, ctx| {
+                    // Still ours, and not restarted by a rebalance meanwhile.
+                    if act.stopping || !act.owned.get(&mq).is_some_and(|o| o.puller == old) {
+                        return;
+                    }
+                    let settings = act.settings(&mq.topic);
+                    let puller = QueuePuller::new(
+                        mq.clone(),
+                        act.client.clone(),
+                        settings,
+                        ctx.address().recipient(),
+                        offset,
+                    )
+                    .start();
+                    // What the stopped puller reported last is older than the reset.
+                    act.offsets.insert(mq.clone(), offset);
+                    act.committed.insert(mq.clone(), offset);
+                    act.owned.insert(mq, Owned { puller });
+                }),
+            );
+        }
     }
 }
 

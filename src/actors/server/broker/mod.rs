@@ -19,6 +19,7 @@ mod deferred;
 mod reopen;
 mod replication;
 mod requests;
+mod reset_offsets;
 mod send_pull;
 pub mod topic_table;
 

@@ -175,6 +175,7 @@ impl Broker {
                     }
                 });
             }
+            Request::InvokeBrokerToResetOffset(h) => self.reset_offsets(inb, h),
             Request::GetConsumerListByGroup(h) => {
                 let group = match self.group(&h.consumer_group) {
                     Ok(g) => g,
