@@ -67,6 +67,9 @@ pub struct Progress {
     pub mq: MessageQueue,
     /// Lowest offset not yet consumed.
     pub offset: u64,
+    /// The puller reporting: one stopped and replaced (an offset reset) may still have a
+    /// report on its way, which must not count for its successor.
+    pub from: Addr<QueuePuller>,
 }
 
 /// Stops the puller. Answers its final consume offset once the listener calls in flight
@@ -135,10 +138,11 @@ impl QueuePuller {
             .unwrap_or(self.next_offset)
     }
 
-    fn report(&self) {
+    fn report(&self, ctx: &Context<Self>) {
         self.progress.do_send(Progress {
             mq: self.mq.clone(),
             offset: self.consume_offset(),
+            from: ctx.address(),
         });
     }
 
@@ -223,13 +227,13 @@ impl QueuePuller {
                         ResponseCode::PullOffsetMoved => {
                             tracing::warn!(queue = ?act.mq, from = offset, to = next, "offset moved by the broker");
                             act.next_offset = next;
-                            act.report();
+                            act.report(ctx);
                             act.pull(ctx);
                         }
                         // Nothing new (the broker held the pull) or nothing matched: ask again.
                         _ => {
                             act.next_offset = next.max(act.next_offset);
-                            act.report();
+                            act.report(ctx);
                             act.pull(ctx);
                         }
                     }
@@ -268,7 +272,7 @@ impl QueuePuller {
                 self.dispatch(chunk.to_vec(), ctx);
             }
         }
-        self.report();
+        self.report(ctx);
     }
 
     fn consume_next_in_order(&mut self, ctx: &mut Context<Self>) {
@@ -319,7 +323,7 @@ impl QueuePuller {
                             for o in &offsets {
                                 act.cache.remove(o);
                             }
-                            act.report();
+                            act.report(ctx);
                             if act.settings.orderly {
                                 act.consuming = false;
                                 act.consume_next_in_order(ctx);

@@ -217,8 +217,13 @@ fn limits(count: Option<u64>, duration: Option<u64>) -> (u64, Duration) {
 }
 
 fn main() -> ExitCode {
-    actimq::internals::cli::init_tracing_with_default("warn");
     let args = Args::parse();
+    // The chaos audit's clients see every fault as warnings (links reset, locks lost): its
+    // own lines and the processes' logs in the work folder tell the story instead.
+    actimq::internals::cli::init_tracing_with_default(match args.command {
+        Command::Chaos(_) => "error",
+        _ => "warn",
+    });
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
         actimq::internals::actors::busy_poll::start(Duration::from_micros(args.busy_poll_us));

@@ -387,7 +387,12 @@ impl Handler<SetRebalancer> for PushConsumerActor {
 impl Handler<Progress> for PushConsumerActor {
     type Result = ();
     fn handle(&mut self, msg: Progress, _: &mut Self::Context) {
-        if self.owned.contains_key(&msg.mq) {
+        // From the queue's current puller only (a replaced one's last word is stale).
+        if self
+            .owned
+            .get(&msg.mq)
+            .is_some_and(|o| o.puller == msg.from)
+        {
             self.offsets.insert(msg.mq, msg.offset);
         }
     }
@@ -651,7 +656,7 @@ impl Handler<ResetOffsets> for PushConsumerActor {
                         offset,
                     )
                     .start();
-                    // What the stopped puller reported last is older than the reset.
+                    // Reports of the stopped puller no longer count (see `Progress`).
                     act.offsets.insert(mq.clone(), offset);
                     act.committed.insert(mq.clone(), offset);
                     act.owned.insert(mq, Owned { puller });
