@@ -8,7 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{broker, broker_config, eventually, mqadmin, namesrv, spawn, Proc};
+use common::process::{
+    broker, broker_config, create_topic_on, eventually, mqadmin, namesrv, spawn, Proc,
+};
 use serde_json::Value;
 
 const TOPIC: &str = "QueryTopic";
@@ -121,21 +123,7 @@ fn every_query_command_finds_the_message_before_and_after_restarts() {
     let ns = namesrv(dir.path(), 3_000);
     let config = broker_config(dir.path(), "broker-q", "");
     let mut b = broker(&config, &ns.addr);
-    let (ok, out, err) = mqadmin(&[
-        "-n",
-        &ns.addr,
-        "updateTopic",
-        "-b",
-        &b.addr,
-        "-t",
-        TOPIC,
-        "-r",
-        "2",
-        "-w",
-        "2",
-    ]);
-    assert!(ok, "{out}{err}");
-    wait_registered(&ns.addr, &b);
+    create_topic_on(&ns.addr, &b.addr, TOPIC, 2);
     let mut sent = Vec::new();
     for i in 0..6 {
         let body = format!("query body {i}");

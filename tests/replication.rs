@@ -21,7 +21,7 @@ use actimq::internals::protocol::{Frame, RequestCode, ResponseCode};
 use actimq::internals::storage::{MessageStore, StoreConfig};
 use actimq::{ClientConfig, ClientInstance, Message, Producer, ProducerConfig, SendStatus};
 use bytes::Bytes;
-use common::process::{eventually, mqadmin, spawn, Proc};
+use common::process::{create_topic_on, eventually, mqadmin, spawn, Proc};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SEGMENT: u64 = 8 * 1024 * 1024;
@@ -46,25 +46,6 @@ fn config_named(dir: &Path, file: &str, name: &str, extra: &str) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-/// `updateTopic -b` on one broker, asserting it worked.
-fn create_topic_on(ns: &str, broker: &str, topic: &str, queues: u32) {
-    let q = queues.to_string();
-    let (ok, out, err) = mqadmin(&[
-        "-n",
-        ns,
-        "updateTopic",
-        "-b",
-        broker,
-        "-t",
-        topic,
-        "-r",
-        &q,
-        "-w",
-        &q,
-    ]);
-    assert!(ok, "updateTopic {topic} on {broker}: {out}{err}");
 }
 
 /// A push consumer of `group` on `topic` (every tag) from the first offset, rebalancing

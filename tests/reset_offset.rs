@@ -13,7 +13,7 @@ use actimq::{
     ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, Message, MessageListener,
     Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
 };
-use common::process::{broker, broker_config, eventually, mqadmin, namesrv};
+use common::process::{broker, broker_config, create_topic_on, mqadmin, namesrv};
 
 const TOPIC: &str = "Rewind";
 const GROUP: &str = "rewinders";
@@ -75,24 +75,7 @@ fn a_running_group_receives_again_what_was_stored_after_the_time() {
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path(), 3_000);
     let b = broker(&broker_config(dir.path(), "broker-r", ""), &ns.addr);
-    let (ok, out, err) = mqadmin(&[
-        "-n",
-        &ns.addr,
-        "updateTopic",
-        "-b",
-        &b.addr,
-        "-t",
-        TOPIC,
-        "-r",
-        "2",
-        "-w",
-        "2",
-    ]);
-    assert!(ok, "{out}{err}");
-    eventually(Duration::from_secs(30), "the topic's route", || {
-        let (ok, out, _) = mqadmin(&["-n", &ns.addr, "topicRoute", "-t", TOPIC]);
-        (ok && out.contains(&b.addr)).then_some(())
-    });
+    create_topic_on(&ns.addr, &b.addr, TOPIC, 2);
     let system = actix_rt::System::new();
     let ns_addr = ns.addr.clone();
     system.block_on(async move {

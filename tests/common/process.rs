@@ -194,3 +194,27 @@ pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `mqadmin updateTopic -b` of `topic` with `queues` queues on the broker at `broker`,
+/// then waits until the name server's route lists that broker.
+pub fn create_topic_on(ns: &str, broker: &str, topic: &str, queues: u32) {
+    let q = queues.to_string();
+    let (ok, out, err) = mqadmin(&[
+        "-n",
+        ns,
+        "updateTopic",
+        "-b",
+        broker,
+        "-t",
+        topic,
+        "-r",
+        &q,
+        "-w",
+        &q,
+    ]);
+    assert!(ok, "updateTopic {topic} on {broker}: {out}{err}");
+    eventually(Duration::from_secs(30), "the topic's route", || {
+        let (ok, out, _) = mqadmin(&["-n", ns, "topicRoute", "-t", topic]);
+        (ok && out.contains(broker)).then_some(())
+    });
+}

@@ -262,6 +262,21 @@ impl PushConsumer {
 }
 
 impl PushConsumerActor {
+    /// Starts pulling `mq` from `offset`, as its owner.
+    fn start_puller(&mut self, mq: MessageQueue, offset: u64, ctx: &mut Context<Self>) {
+        let settings = self.settings(&mq.topic);
+        let puller = QueuePuller::new(
+            mq.clone(),
+            self.client.clone(),
+            settings,
+            ctx.address().recipient(),
+            offset,
+        )
+        .start();
+        self.offsets.insert(mq.clone(), offset);
+        self.owned.insert(mq, Owned { puller });
+    }
+
     fn settings(&self, topic: &str) -> PullerSettings {
         let expression = self
             .config
@@ -593,17 +608,7 @@ impl Handler<Assign> for PushConsumerActor {
                     if stored {
                         act.committed.insert(mq.clone(), offset);
                     }
-                    let settings = act.settings(&mq.topic);
-                    let puller = QueuePuller::new(
-                        mq.clone(),
-                        act.client.clone(),
-                        settings,
-                        ctx.address().recipient(),
-                        offset,
-                    )
-                    .start();
-                    act.offsets.insert(mq.clone(), offset);
-                    act.owned.insert(mq, Owned { puller });
+                    act.start_puller(mq, offset, ctx);
                 }
                 let owned = &act.owned;
                 act.offsets.retain(|mq, _| owned.contains_key(mq));
@@ -647,19 +652,9 @@ impl Handler<ResetOffsets> for PushConsumerActor {
                     if act.stopping || !act.owned.get(&mq).is_some_and(|o| o.puller == old) {
                         return;
                     }
-                    let settings = act.settings(&mq.topic);
-                    let puller = QueuePuller::new(
-                        mq.clone(),
-                        act.client.clone(),
-                        settings,
-                        ctx.address().recipient(),
-                        offset,
-                    )
-                    .start();
                     // Reports of the stopped puller no longer count (see `Progress`).
-                    act.offsets.insert(mq.clone(), offset);
                     act.committed.insert(mq.clone(), offset);
-                    act.owned.insert(mq, Owned { puller });
+                    act.start_puller(mq, offset, ctx);
                 }),
             );
         }
