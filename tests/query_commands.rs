@@ -150,6 +150,16 @@ fn every_query_command_finds_the_message_before_and_after_restarts() {
     // Restarts keep the port, as a real broker's does: offset ids name it.
     let port = b.addr.rsplit(':').next().unwrap().to_owned();
     let restart = || {
+        // The old process's sockets may hold the port for a moment after it exits.
+        eventually(
+            Duration::from_secs(30),
+            "the broker's port to be free",
+            || {
+                std::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
+                    .ok()
+                    .map(drop)
+            },
+        );
         spawn(
             "mqbroker",
             &[
