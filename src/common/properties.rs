@@ -12,6 +12,29 @@ pub const PROPERTY_TAGS: &str = "TAGS";
 pub const PROPERTY_KEYS: &str = "KEYS";
 /// Property holding the producer's unique message id (indexed).
 pub const PROPERTY_UNIQ_KEY: &str = "UNIQ_KEY";
+/// Property holding a message's delay level (1 = the broker's first `message_delay_level`).
+pub const PROPERTY_DELAY: &str = "DELAY";
+/// Property of a delayed or half message: the topic it is meant for.
+pub const PROPERTY_REAL_TOPIC: &str = "REAL_TOPIC";
+/// Property of a delayed or half message: the queue it is meant for.
+pub const PROPERTY_REAL_QUEUE_ID: &str = "REAL_QID";
+/// Property of a delivered delayed message: when it came due (ms since the epoch). RocketMQ
+/// 5 names a timer message's due time so.
+pub const PROPERTY_DUE_MS: &str = "TIMER_DELIVER_MS";
+/// Property of a message living in `%RETRY%<group>`: the topic it was first sent to.
+pub const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
+/// Property of a retried or dead-lettered message: the offset id of the message consumed.
+pub const PROPERTY_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+/// Property of a retried message: the consumer's limit on reconsumes.
+pub const PROPERTY_MAX_RECONSUME_TIMES: &str = "MAX_RECONSUME_TIMES";
+/// Property of a transactional message: "true" while it is a half message.
+pub const PROPERTY_TRANSACTION_PREPARED: &str = "TRAN_MSG";
+/// Property of a transactional message: the producer group that can be asked about it.
+pub const PROPERTY_PRODUCER_GROUP: &str = "PGROUP";
+/// Property of a half message: how many times the broker has checked it back.
+pub const PROPERTY_TRANSACTION_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
+/// Property of a transactional message: its transaction id.
+pub const PROPERTY_TRANSACTION_ID: &str = "__transactionId__";
 
 /// Builds a RocketMQ properties string.
 pub fn encode_properties<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {

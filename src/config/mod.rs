@@ -36,6 +36,60 @@ pub const DEFAULT_MAX_INCOMPLETE_FRAME_BYTES: usize = 64 * 1024 * 1024;
 /// while a peer that never reads holds at most this much of the server's memory (plus what
 /// the kernel buffers for its socket).
 pub const DEFAULT_MAX_PENDING_WRITE_BYTES: usize = 64 * 1024 * 1024;
+
+/// RocketMQ's delay levels: level 1 is 1 s, level 18 is 2 h.
+pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str =
+    "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+
+/// Most delay levels a broker accepts (a level is a queue of the schedule topic).
+pub const MAX_DELAY_LEVELS: usize = 64;
+
+/// Parses a `message_delay_level` string (`1s 5s 500ms 2m 1h 1d`) into the delay of each
+/// level, level 1 first.
+///
+/// # Errors
+/// A message naming the entry that is not a positive number followed by `ms`, `s`, `m`, `h`
+/// or `d`, or saying there are no levels or too many.
+pub fn parse_delay_levels(text: &str) -> Result<Vec<std::time::Duration>, String> {
+    let mut levels = Vec::new();
+    for item in text.split_whitespace() {
+        let split = item
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("'{item}' has no unit (ms, s, m, h or d)"))?;
+        let (number, unit) = item.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("'{item}' does not start with a number"))?;
+        let ms_per_unit = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => {
+                return Err(format!(
+                    "'{item}': unit '{unit}' is not one of ms, s, m, h, d"
+                ))
+            }
+        };
+        if n == 0 {
+            return Err(format!("'{item}': a delay must be longer than 0"));
+        }
+        levels.push(std::time::Duration::from_millis(
+            n.saturating_mul(ms_per_unit),
+        ));
+    }
+    if levels.is_empty() {
+        return Err("no delay level given".to_owned());
+    }
+    if levels.len() > MAX_DELAY_LEVELS {
+        return Err(format!(
+            "{} levels given, at most {MAX_DELAY_LEVELS} are allowed",
+            levels.len()
+        ));
+    }
+    Ok(levels)
+}
 use crate::storage::{self, StoreConfig};
 
 mod checks;
@@ -357,6 +411,21 @@ pub struct BrokerConfig {
     /// A slave further behind than this many bytes does not count as in sync: a
     /// `sync_master` with too few in-sync slaves answers `SLAVE_NOT_AVAILABLE` at once.
     pub ha_slave_fallbehind_max: u64,
+    /// Delay of each delay level, level 1 first, separated by spaces (RocketMQ's
+    /// `messageDelayLevel`); each is a number and a unit: `ms`, `s`, `m`, `h` or `d`. A message
+    /// with `DELAY` = n waits the n-th delay (the last one if n is larger); a consumer's
+    /// retry number r waits the (3 + r)-th.
+    pub message_delay_level: String,
+    /// A half (transactional) message neither committed nor rolled back this many ms after
+    /// it was stored is checked back with a producer of its group (RocketMQ's
+    /// `transactionTimeOut`).
+    pub transaction_timeout: u64,
+    /// Check-backs of one half message before it is given up (logged and moved to
+    /// `TRANS_CHECK_MAX_TIME_TOPIC`) (RocketMQ's `transactionCheckMax`).
+    pub transaction_check_max: u32,
+    /// How often, in ms, unresolved half messages are looked for (RocketMQ's
+    /// `transactionCheckInterval`).
+    pub transaction_check_interval: u64,
     /// The message store's settings; their keys sit at the top level of the file.
     #[serde(flatten, skip_deserializing)]
     pub store: StoreConfig,
@@ -389,6 +458,10 @@ impl Default for BrokerConfig {
             ha_master_address: String::new(),
             min_in_sync_replicas: 1,
             ha_slave_fallbehind_max: 256 * 1024 * 1024,
+            message_delay_level: DEFAULT_MESSAGE_DELAY_LEVEL.to_owned(),
+            transaction_timeout: 6_000,
+            transaction_check_max: 15,
+            transaction_check_interval: 60_000,
             store: StoreConfig::default(),
         }
     }
@@ -527,6 +600,19 @@ impl BrokerConfig {
             ));
         }
         positive("long_polling_timeout", self.long_polling_timeout)?;
+        parse_delay_levels(&self.message_delay_level)
+            .map_err(|why| invalid("message_delay_level", why))?;
+        positive("transaction_timeout", self.transaction_timeout)?;
+        positive(
+            "transaction_check_interval",
+            self.transaction_check_interval,
+        )?;
+        if self.transaction_check_max == 0 {
+            return Err(invalid(
+                "transaction_check_max",
+                "must be at least 1".to_owned(),
+            ));
+        }
         positive("channel_expired_timeout", self.channel_expired_timeout)?;
         positive(
             "flush_consumer_offset_interval",

@@ -77,8 +77,7 @@ pub use crate::common::properties::{
 pub const PROPERTY_RECORD_CRC: &str = "__CRC32#";
 /// Bytes the record-CRC property adds: name, separator, ten digits, separator.
 pub const RECORD_CRC_SUFFIX_LEN: usize = PROPERTY_RECORD_CRC.len() + 1 + 10 + 1;
-/// Property holding the delay level.
-pub const PROPERTY_DELAY: &str = "DELAY";
+pub use crate::common::properties::PROPERTY_DELAY;
 
 /// Why bytes are not a valid record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

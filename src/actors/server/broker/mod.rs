@@ -16,12 +16,15 @@
 //! send and pull paths.
 
 mod deferred;
+mod internal_store;
 mod reopen;
 mod replication;
 mod requests;
 mod reset_offsets;
 mod send_pull;
 pub mod topic_table;
+
+pub use internal_store::{InternalAnswers, StoreInternal, StoredInternally};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -223,6 +226,9 @@ pub struct Broker {
     /// Replication: this broker's part (master acceptor or slave link), the answers and
     /// wake-ups waiting for slaves, and the status its actors keep (see `replication`).
     ha: replication::Replication,
+    /// Where messages the broker stores on its own behalf are answered (started on first
+    /// use; see `internal_store`).
+    internal: Option<internal_store::InternalStore>,
 }
 
 /// A queue actor and its wake-up flag (see [`MessageQueue::wake_flag`]).
@@ -305,6 +311,7 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             topics_unsaved: false,
             write_side: reopen::WriteSide::default(),
             ha: replication::Replication::new(ha_state, ha_advertised),
+            internal: None,
             config,
         }
     });

@@ -78,6 +78,29 @@ pub(super) struct PendingSends {
 }
 
 impl PendingSends {
+    /// Adds a message the broker stores on its own behalf (see `internal_store`): one
+    /// request of one message, answered to `reply`.
+    pub(super) fn push_internal(
+        &mut self,
+        msg: MessageToStore,
+        opaque: u32,
+        reply: Arc<Recipient<Outbound>>,
+        replies: Arc<Recipient<OutboundBatch>>,
+    ) {
+        let first = self.msgs.len();
+        let queue_id = msg.queue_id;
+        self.msgs.push(msg);
+        self.sends.push(PendingSend {
+            opaque,
+            reply: Some(reply),
+            replies,
+            queue_id,
+            first,
+            count: 1,
+            batch: false,
+        });
+    }
+
     /// Answers every send that wants an answer with `code` and `why` (nothing was stored).
     pub(super) fn fail_all(self, code: ResponseCode, why: &str) {
         let mut answers = Answers::default();
@@ -383,12 +406,14 @@ impl Broker {
     ) {
         let mut told: Vec<(&str, u32)> = Vec::new();
         for s in sends {
-            let topic = msgs[s.first].topic.as_str();
-            if told.contains(&(topic, s.queue_id)) {
+            // The stored queue, which a delayed message's rewrite may have changed from
+            // the one asked for.
+            let (topic, queue_id) = (msgs[s.first].topic.as_str(), msgs[s.first].queue_id);
+            if told.contains(&(topic, queue_id)) {
                 continue;
             }
-            told.push((topic, s.queue_id));
-            if let Some(q) = self.queues.get(topic).and_then(|t| t.get(&s.queue_id)) {
+            told.push((topic, queue_id));
+            if let Some(q) = self.queues.get(topic).and_then(|t| t.get(&queue_id)) {
                 f(&q.addr, &q.wake_pending);
             }
         }
