@@ -51,6 +51,25 @@ impl Message {
         self
     }
 
+    /// Asks the broker to deliver the message only after the delay of `level` (RocketMQ's
+    /// delay levels: with the broker's default `message_delay_level`, 1 = 1 s, 2 = 5 s,
+    /// 3 = 10 s, 4 = 30 s, 5 = 1 min, ... 18 = 2 h; a level past the last means the last).
+    /// The send is acknowledged once the message is stored; it reaches consumers of its
+    /// topic when it comes due. 0 means no delay. Sets the `DELAY` property, so any client
+    /// can do the same.
+    pub fn with_delay_level(mut self, level: u32) -> Self {
+        if level == 0 {
+            self.properties
+                .remove(crate::common::properties::PROPERTY_DELAY);
+        } else {
+            self.properties.insert(
+                crate::common::properties::PROPERTY_DELAY.to_owned(),
+                level.to_string(),
+            );
+        }
+        self
+    }
+
     /// Adds a user property. A send refuses the names the producer sets itself (`TAGS`,
     /// `KEYS`, `UNIQ_KEY`; use [`Self::with_tags`] and [`Self::with_key`]) and names or values
     /// containing `\u{1}` or `\u{2}`, which delimit properties on the wire.

@@ -13,4 +13,5 @@ pub mod listener;
 pub mod log_throttle;
 pub mod message_queue;
 pub mod namesrv;
+pub mod schedule_delivery;
 pub mod write_meter;

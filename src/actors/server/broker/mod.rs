@@ -21,10 +21,12 @@ mod reopen;
 mod replication;
 mod requests;
 mod reset_offsets;
+mod schedule;
 mod send_pull;
 pub mod topic_table;
 
 pub use internal_store::{InternalAnswers, StoreInternal, StoredInternally};
+pub use schedule::ReadQueue;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -229,6 +231,10 @@ pub struct Broker {
     /// Where messages the broker stores on its own behalf are answered (started on first
     /// use; see `internal_store`).
     internal: Option<internal_store::InternalStore>,
+    /// The delay-level deliveries (a master's; started once, kept across restarts).
+    deliveries: Vec<Addr<crate::actors::server::schedule_delivery::ScheduleDelivery>>,
+    /// How many delay levels `message_delay_level` defines.
+    delay_level_count: usize,
 }
 
 /// A queue actor and its wake-up flag (see [`MessageQueue::wake_flag`]).
@@ -312,6 +318,9 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             write_side: reopen::WriteSide::default(),
             ha: replication::Replication::new(ha_state, ha_advertised),
             internal: None,
+            deliveries: Vec::new(),
+            delay_level_count: crate::config::parse_delay_levels(&config.message_delay_level)
+                .map_or(1, |l| l.len()),
             config,
         }
     });
@@ -509,6 +518,7 @@ impl Actor for Broker {
         );
         self.register_all(ctx);
         self.start_replication_timers(ctx);
+        self.start_deliveries(ctx);
         let every = Duration::from_millis(self.config.register_broker_interval);
         ctx.run_interval(every, |act, ctx| {
             if !act.shutting_down {

@@ -163,6 +163,16 @@ impl Broker {
                 "this broker is a slave and does not accept sends",
             );
         }
+        if crate::common::names::is_internal_topic(&h.topic) {
+            return inb.fail(
+                ResponseCode::NoPermission,
+                format!(
+                    "topic '{}' is kept by the broker itself (delays, transactions); send to \
+                     your topic, with a delay level or as a transaction",
+                    h.topic
+                ),
+            );
+        }
         let topic = match self.topic_for_send(&h, ctx) {
             Ok(t) => t,
             Err((code, why)) => return inb.fail(code, why),
@@ -204,7 +214,7 @@ impl Broker {
             body,
             properties,
         };
-        let msgs: Vec<MessageToStore> = if batch {
+        let mut msgs: Vec<MessageToStore> = if batch {
             let entries = match crate::protocol::batch::decode_batch(&body) {
                 Ok(e) if !e.is_empty() => e,
                 Ok(_) => return inb.fail(ResponseCode::MessageIllegal, "empty batch"),
@@ -223,6 +233,9 @@ impl Broker {
             );
             vec![stamp(topic, body, h.flag, properties)]
         };
+        if let Err(why) = self.schedule_delayed(&mut msgs, batch) {
+            return inb.fail(ResponseCode::MessageIllegal, why);
+        }
         // Checked one request at a time, so a bad message fails its own request only (a
         // batch request as a whole) and the batch's append meets no invalid message.
         if let Some(e) = msgs.iter().find_map(|m| self.store.check(m).err()) {
