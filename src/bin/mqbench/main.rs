@@ -96,6 +96,11 @@ enum Command {
         /// Give every message a key (indexed by the broker).
         #[arg(short = 'k', long = "keys")]
         keys: bool,
+        /// Send every message with this delay level (0 = none): the broker delivers it
+        /// once the level's delay has passed; `mqbench consumer` then reports how late
+        /// past its due time each arrived.
+        #[arg(long = "delay-level", default_value_t = 0)]
+        delay_level: u32,
         /// Print one JSON object as the last line.
         #[arg(long)]
         json: bool,
@@ -239,10 +244,21 @@ fn main() -> ExitCode {
                 batch_size,
                 rate,
                 keys,
+                delay_level,
                 json,
             } => {
                 run_producer(
-                    namesrv, topic, size, inflight, count, duration, mode, batch_size, rate, keys,
+                    namesrv,
+                    topic,
+                    size,
+                    inflight,
+                    count,
+                    duration,
+                    mode,
+                    batch_size,
+                    rate,
+                    keys,
+                    delay_level,
                     json,
                 )
                 .await

@@ -26,6 +26,7 @@ pub(super) async fn run_producer(
     batch_size: usize,
     rate: Option<u64>,
     keys: bool,
+    delay_level: u32,
     json: bool,
 ) -> Result<(), String> {
     let (count, duration) = limits(count, duration);
@@ -69,7 +70,7 @@ pub(super) async fn run_producer(
             if keys {
                 m = m.with_key(format!("bench-{i}"));
             }
-            m
+            m.with_delay_level(delay_level)
         }
     };
     let send_one = {
