@@ -1,6 +1,6 @@
 //! The producer's send modes end to end on an in-process cluster: sync, async (callback
 //! exactly once) and one-way sends all arrive; a listener's ReconsumeLater brings the
-//! message back; bad sends fail with typed errors that name what is wrong; a batch lands
+//! message back from the group's retry topic; bad sends fail with typed errors that name what is wrong; a batch lands
 //! in one queue with consecutive offsets.
 
 mod support;
@@ -178,11 +178,15 @@ fn sync_async_and_oneway_sends_all_arrive() {
 }
 
 #[test]
-fn reconsume_later_redelivers_with_reconsume_times() {
+fn reconsume_later_redelivers_from_the_retry_topic_with_reconsume_times() {
     actix_rt::System::new().block_on(async {
         const TOPIC: &str = "ReconsumeTopic";
         const N: usize = 20;
-        let mut cluster = TestCluster::start(1, 1).await;
+        // A first retry waits delay level 3: 300 ms here.
+        let mut cluster = TestCluster::start_with(1, 1, |_, c| {
+            c.message_delay_level = "100ms 200ms 300ms 400ms".into()
+        })
+        .await;
         cluster.create_topic(TOPIC, 2).await;
 
         // Every delivery: (reconsume_times, when). The first delivery of a body is refused.
@@ -201,8 +205,7 @@ fn reconsume_later_redelivers_with_reconsume_times() {
             }
             result
         });
-        let mut config = consumer_config("reconsume-group", TOPIC);
-        config.reconsume_delay = Duration::from_millis(200);
+        let config = consumer_config("reconsume-group", TOPIC);
         let consumer = consumer_owning_all(&cluster, config, listener, TOPIC, 2).await;
         let producer = Producer::start(cluster.client(), ProducerConfig::new("reconsume-prod"));
 
@@ -253,8 +256,8 @@ fn reconsume_later_redelivers_with_reconsume_times() {
             );
             let gap = d[1].1 - d[0].1;
             assert!(
-                gap >= Duration::from_millis(190),
-                "first-{i} came back after {gap:?}, before reconsume_delay"
+                gap >= Duration::from_millis(300),
+                "first-{i} came back after {gap:?}, before delay level 3 (300 ms)"
             );
         }
         consumer

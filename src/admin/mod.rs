@@ -44,6 +44,7 @@ use crate::actors::remote_link::{LinkError, RemoteLink};
 use crate::{ClientConfig, ClientError, ClientInstance, Producer};
 
 mod broker;
+mod dlq;
 mod group;
 mod message;
 mod query;
@@ -52,6 +53,7 @@ mod topic;
 mod transport;
 
 pub use broker::{BrokerStatus, DamageRange};
+pub use dlq::Resent;
 pub use group::{ConsumerAssignment, GroupProgress, QueueProgress};
 pub use message::{ConsumeOptions, ConsumedMessage, PullOutcome, PRODUCER_GROUP};
 pub use query::FoundMessage;

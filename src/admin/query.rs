@@ -67,7 +67,7 @@ pub struct FoundMessage {
 }
 
 impl FoundMessage {
-    fn from_stored(m: StoredMessage, broker_name: &str) -> Self {
+    pub(super) fn from_stored(m: StoredMessage, broker_name: &str) -> Self {
         let properties: BTreeMap<String, String> = parse_properties(&m.properties)
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();

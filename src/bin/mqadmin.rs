@@ -125,6 +125,10 @@ enum Command {
         /// Tag.
         #[arg(short = 'c', long = "tags")]
         tags: Option<String>,
+        /// Delay level: the broker delivers the message once the level's delay passed
+        /// (1 = 1 s, 2 = 5 s, 3 = 10 s, ... with the default `message_delay_level`).
+        #[arg(short = 'd', long = "delay-level", default_value_t = 0)]
+        delay_level: u32,
     },
     /// Print messages of a topic (from the group's committed offsets, or from the start).
     #[command(name = "consumeMessage")]
@@ -173,6 +177,28 @@ enum Command {
         /// The unique id.
         #[arg(short = 'i', long = "msgId")]
         id: String,
+    },
+    /// The dead letters of a consumer group: messages its listeners failed
+    /// `max_reconsume_times` times, kept in `%DLQ%<group>`.
+    #[command(name = "queryDlqMsg")]
+    QueryDlqMsg {
+        /// Consumer group.
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+        /// Print at most this many.
+        #[arg(short = 'c', long = "count", default_value_t = 128)]
+        count: usize,
+    },
+    /// Send dead letters of a group back to the topics they were first sent to (for a
+    /// listener fixed since): one by its id, or all of them. The letters stay listed.
+    #[command(name = "resendDlqMsg")]
+    ResendDlqMsg {
+        /// Consumer group.
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+        /// Only the letter with this unique id (or offset id); all when left out.
+        #[arg(short = 'i', long = "msgId")]
+        id: Option<String>,
     },
     /// The message at one offset of one queue.
     #[command(name = "queryMsgByOffset")]
@@ -601,8 +627,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             body,
             keys,
             tags,
+            delay_level,
         } => {
-            let mut msg = Message::new(topic, body);
+            let mut msg = Message::new(topic, body).with_delay_level(delay_level);
             msg.tags = tags;
             msg.keys = keys
                 .map(|k| k.split_whitespace().map(str::to_owned).collect())
@@ -666,6 +693,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             for m in &found {
                 print_found(m, json);
+            }
+        }
+        Command::QueryDlqMsg { group, count } => {
+            let letters = admin.query_dlq(&group, count).await?;
+            if letters.is_empty() {
+                bail!("group '{group}' has no dead letters");
+            }
+            if !json {
+                println!("{} dead letter(s) of group '{group}':", letters.len());
+            }
+            for m in &letters {
+                if !json {
+                    println!("{:<18}: {}", "Original Topic", m.original_topic());
+                }
+                print_found(m, json);
+            }
+        }
+        Command::ResendDlqMsg { group, id } => {
+            let resent = admin.resend_dlq(&group, id.as_deref()).await?;
+            if resent.is_empty() {
+                bail!("group '{group}' has no dead letters");
+            }
+            for r in &resent {
+                if json {
+                    print_json(
+                        &serde_json::json!({"letter": r.letter.msg_id, "topic": r.result.message_queue.topic, "status": r.result.status.to_string(), "msg_id": r.result.msg_id(), "offset_msg_id": r.result.offset_msg_id}),
+                    )?;
+                } else {
+                    println!(
+                        "resent {} to {} as {} ({})",
+                        r.letter.msg_id,
+                        r.result.message_queue.topic,
+                        r.result.msg_id(),
+                        r.result.status
+                    );
+                }
             }
         }
         Command::QueryMsgByOffset {

@@ -293,6 +293,34 @@ pub async fn commit_offset(
     }
 }
 
+/// Sends a message the group failed back to the master of the broker it came from
+/// (`CONSUMER_SEND_MSG_BACK`): it is delivered again later from the group's retry topic, or
+/// dead-lettered (`delay_level` -1, or after `max_reconsume_times`). Answered once the
+/// broker stored it; the caller may then move its offset past the message.
+pub async fn send_back(
+    client: &Addr<ClientInstance>,
+    group: &str,
+    msg: &MessageExt,
+    delay_level: i32,
+    max_reconsume_times: u32,
+) -> Result<(), ClientError> {
+    let link = broker_for(client, &msg.queue).await?;
+    let h = crate::protocol::message::ConsumerSendMsgBackRequestHeader {
+        offset: msg.commit_log_offset() as i64,
+        group: group.to_owned(),
+        delay_level,
+        origin_msg_id: msg.msg_id().map(str::to_owned),
+        origin_topic: Some(msg.topic().to_owned()),
+        max_reconsume_times: Some(max_reconsume_times.min(i32::MAX as u32) as i32),
+    };
+    let f = request(&link, RequestCode::ConsumerSendMsgBack, &h, REQUEST_TIMEOUT).await?;
+    if f.response_code() == Some(ResponseCode::Success) {
+        Ok(())
+    } else {
+        Err(refused(&link, &f))
+    }
+}
+
 /// Announces a consumer to its client instance, tells the brokers at once, and starts its
 /// group's first rebalance (shared by the push and lite pull consumers).
 pub async fn join_group(
@@ -428,6 +456,16 @@ pub async fn initial_offset(
     timestamp: i64,
     subscribed_at_ms: i64,
 ) -> Result<u64, ClientError> {
+    // A group's retry topic holds only its own failures: all of them are its to consume,
+    // whenever they were stored (RocketMQ starts retry topics at 0 too).
+    let from = if mq
+        .topic
+        .starts_with(crate::common::names::RETRY_GROUP_TOPIC_PREFIX)
+    {
+        ConsumeFromWhere::FirstOffset
+    } else {
+        from
+    };
     let start = start_offset(link, mq, from, timestamp, subscribed_at_ms).await?;
     if from != ConsumeFromWhere::FirstOffset {
         let h = GetMinOffsetRequestHeader {

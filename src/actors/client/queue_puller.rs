@@ -3,7 +3,10 @@
 //! Owns the queue's pull loop and its process queue (messages pulled and not yet consumed).
 //! It long-polls the broker, filters by exact tag, hands messages to the listener (several
 //! batches at once in concurrent mode; one batch at a time, in queue order, in orderly mode),
-//! redelivers a batch the listener answered `ReconsumeLater` after `reconsume_delay`, and
+//! sends a failed message (`ReconsumeLater`, a panic, a call past `consume_timeout`) back to
+//! its broker for a delayed retry (clustering; consumed again here if that fails), retries a
+//! failed orderly batch here after `suspend_current_queue_time` up to `max_reconsume_times`
+//! and then dead-letters it, drops it with a warning (broadcasting), and
 //! stops pulling while `pull_threshold_for_queue` messages wait. Its consume offset (the
 //! lowest offset not yet consumed) is reported to the consumer, which commits it. While the
 //! queue's master is away (gone from the route, or its link down) a concurrent consumer
@@ -22,6 +25,8 @@ use actix::prelude::*;
 use crate::actors::client::client_instance::ClientInstance;
 use crate::actors::client::consumer_support::{self, BrokerLink};
 use crate::client::{ConsumeResult, MessageExt};
+use crate::common::names::RETRY_GROUP_TOPIC_PREFIX;
+use crate::common::properties::PROPERTY_RETRY_TOPIC;
 use crate::protocol::{MessageQueue, ResponseCode};
 
 /// How often a puller reading from a slave looks for its master again.
@@ -51,8 +56,16 @@ pub struct PullerSettings {
     pub pull_threshold_for_queue: usize,
     /// One batch at a time, in queue order.
     pub orderly: bool,
-    /// Wait before redelivering a batch answered `ReconsumeLater`.
+    /// Wait before consuming a failed message again here when it could not be sent back.
     pub reconsume_delay: Duration,
+    /// Broadcasting: failed messages are dropped (logged), not retried.
+    pub broadcasting: bool,
+    /// Redeliveries before a message is dead-lettered.
+    pub max_reconsume_times: u32,
+    /// Orderly: wait before a failed batch is consumed again.
+    pub suspend_current_queue_time: Duration,
+    /// A listener call running longer counts as failed.
+    pub consume_timeout: Duration,
     /// How long the broker may hold a pull.
     pub suspend: Duration,
     /// The handler.
@@ -261,6 +274,13 @@ impl QueuePuller {
             if self.cache.contains_key(&m.queue_offset) {
                 continue;
             }
+            let mut m = m;
+            if self.mq.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
+                // A retry: the listener sees the topic it subscribed.
+                if let Some(t) = m.property(PROPERTY_RETRY_TOPIC).map(str::to_owned) {
+                    m.stored.topic = t;
+                }
+            }
             fresh.push(m.queue_offset);
             self.cache.insert(m.queue_offset, m);
         }
@@ -300,62 +320,197 @@ impl QueuePuller {
         if msgs.is_empty() {
             return;
         }
-        let listener = Arc::clone(&self.settings.listener);
+        let call = run_listener(
+            Arc::clone(&self.settings.listener),
+            msgs,
+            self.settings.consume_timeout,
+            self.mq.clone(),
+        );
         self.in_flight += 1;
-        ctx.spawn(
-            (listener)(msgs)
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    act.in_flight = act.in_flight.saturating_sub(1);
-                    if act.stopped {
-                        // Record what the listener finished, then tell a waiting stop where
-                        // this queue got to.
-                        if result == ConsumeResult::Success {
-                            for o in &offsets {
-                                act.cache.remove(o);
-                            }
-                        }
-                        act.answer_stops(ctx);
-                        return;
+        ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
+            act.in_flight = act.in_flight.saturating_sub(1);
+            if act.stopped {
+                // Record what the listener finished, then tell a waiting stop where this
+                // queue got to.
+                if result == ConsumeResult::Success {
+                    for o in &offsets {
+                        act.cache.remove(o);
                     }
-                    match result {
-                        ConsumeResult::Success => {
-                            for o in &offsets {
-                                act.cache.remove(o);
+                }
+                act.answer_stops(ctx);
+                return;
+            }
+            match result {
+                ConsumeResult::Success => {
+                    for o in &offsets {
+                        act.cache.remove(o);
+                    }
+                    act.report(ctx);
+                    if act.settings.orderly {
+                        act.consuming = false;
+                        act.consume_next_in_order(ctx);
+                    }
+                }
+                ConsumeResult::ReconsumeLater => act.failed(offsets, ctx),
+            }
+        }));
+    }
+
+    /// A batch the listener failed: retried through the broker (clustering), dropped
+    /// (broadcasting, as RocketMQ), or retried here in order (orderly).
+    fn failed(&mut self, offsets: Vec<u64>, ctx: &mut Context<Self>) {
+        if self.settings.orderly {
+            return self.failed_in_order(offsets, ctx);
+        }
+        if self.settings.broadcasting {
+            tracing::warn!(queue = ?self.mq, ?offsets, "a broadcasting consumer does not retry: the failed messages are dropped");
+            for o in &offsets {
+                self.cache.remove(o);
+            }
+            return self.report(ctx);
+        }
+        for o in offsets {
+            self.send_back(o, 0, ctx);
+        }
+    }
+
+    /// Sends the message at `offset` back to its broker (`delay_level` 0: the broker's
+    /// retry schedule; -1: the dead-letter topic); once stored there the queue moves past
+    /// it. If that fails it is consumed again here after `reconsume_delay`, never dropped.
+    fn send_back(&mut self, offset: u64, delay_level: i32, ctx: &mut Context<Self>) {
+        let Some(msg) = self.cache.get(&offset).cloned() else {
+            return;
+        };
+        let (client, group, max) = (
+            self.client.clone(),
+            self.settings.group.clone(),
+            self.settings.max_reconsume_times,
+        );
+        self.in_flight += 1;
+        let fut = async move {
+            consumer_support::send_back(&client, &group, &msg, delay_level, max).await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.in_flight = act.in_flight.saturating_sub(1);
+            match res {
+                Ok(()) => {
+                    act.cache.remove(&offset);
+                    if !act.stopped {
+                        act.report(ctx);
+                        if act.settings.orderly {
+                            act.consuming = false;
+                            act.consume_next_in_order(ctx);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let delay = if act.settings.orderly {
+                        act.settings.suspend_current_queue_time
+                    } else {
+                        act.settings.reconsume_delay
+                    };
+                    tracing::warn!(queue = ?act.mq, offset, error = %e, "a failed message could not be sent back to its broker; consuming it again here in {delay:?}");
+                    if let Some(m) = act.cache.get_mut(&offset) {
+                        m.reconsume_times += 1;
+                    }
+                    if !act.stopped {
+                        ctx.run_later(delay, move |act, ctx| {
+                            if act.stopped {
+                                return;
                             }
-                            act.report(ctx);
                             if act.settings.orderly {
+                                act.waiting.push_front(offset);
                                 act.consuming = false;
                                 act.consume_next_in_order(ctx);
+                            } else {
+                                act.dispatch(vec![offset], ctx);
                             }
-                        }
-                        ConsumeResult::ReconsumeLater => {
-                            for o in &offsets {
-                                if let Some(m) = act.cache.get_mut(o) {
-                                    m.reconsume_times += 1;
-                                }
-                            }
-                            let delay = act.settings.reconsume_delay;
-                            ctx.run_later(delay, move |act, ctx| {
-                                if act.stopped {
-                                    return;
-                                }
-                                if act.settings.orderly {
-                                    // Same batch again, before anything after it.
-                                    for o in offsets.iter().rev() {
-                                        act.waiting.push_front(*o);
-                                    }
-                                    act.consuming = false;
-                                    act.consume_next_in_order(ctx);
-                                } else {
-                                    act.dispatch(offsets, ctx);
-                                }
-                            });
-                        }
+                        });
                     }
-                }),
-        );
+                }
+            }
+            if act.stopped {
+                act.answer_stops(ctx);
+            }
+        }));
     }
+
+    /// Orderly: the same batch again after `suspend_current_queue_time`, before anything
+    /// after it; a message failed `max_reconsume_times` times is dead-lettered instead and
+    /// the queue moves on.
+    fn failed_in_order(&mut self, offsets: Vec<u64>, ctx: &mut Context<Self>) {
+        let max = self.settings.max_reconsume_times;
+        let (exhausted, retry): (Vec<u64>, Vec<u64>) = offsets
+            .into_iter()
+            .partition(|o| self.cache.get(o).is_some_and(|m| m.reconsume_times >= max));
+        for o in &retry {
+            if let Some(m) = self.cache.get_mut(o) {
+                m.reconsume_times += 1;
+            }
+        }
+        if retry.is_empty() {
+            // Every message of the batch is exhausted: dead-letter them in order; the
+            // last answer lets the queue go on (a failure brings the message back here).
+            for o in exhausted {
+                self.send_back(o, -1, ctx);
+            }
+            return;
+        }
+        // Exhausted messages wait with the rest of the batch: order is kept.
+        let mut batch = exhausted;
+        batch.extend(retry);
+        batch.sort_unstable();
+        let delay = self.settings.suspend_current_queue_time;
+        ctx.run_later(delay, move |act, ctx| {
+            if act.stopped {
+                return;
+            }
+            for o in batch.iter().rev() {
+                act.waiting.push_front(*o);
+            }
+            act.consuming = false;
+            act.consume_next_in_order(ctx);
+        });
+    }
+}
+
+/// Runs the listener on a batch; a panic or a call longer than `timeout` counts as
+/// `ReconsumeLater` (logged), so one bad message never stops the consumer.
+async fn run_listener(
+    listener: ListenerFn,
+    msgs: Vec<MessageExt>,
+    timeout: Duration,
+    mq: MessageQueue,
+) -> ConsumeResult {
+    use futures_util::FutureExt;
+    let call = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(msgs))) {
+        Ok(f) => f,
+        Err(panic) => {
+            tracing::error!(queue = ?mq, panic = %panic_text(&panic), "the listener panicked; its messages will be retried");
+            return ConsumeResult::ReconsumeLater;
+        }
+    };
+    match actix_rt::time::timeout(timeout, std::panic::AssertUnwindSafe(call).catch_unwind()).await
+    {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            tracing::error!(queue = ?mq, panic = %panic_text(&panic), "the listener panicked; its messages will be retried");
+            ConsumeResult::ReconsumeLater
+        }
+        Err(_) => {
+            tracing::warn!(queue = ?mq, ?timeout, "the listener ran past consume_timeout; its messages will be retried");
+            ConsumeResult::ReconsumeLater
+        }
+    }
+}
+
+/// The message a panic carried, if it is text.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not text)".to_owned())
 }
 
 impl QueuePuller {

@@ -154,8 +154,26 @@ pub struct PushConsumerConfig {
     pub persist_consumer_offset_interval: Duration,
     /// How often the rebalance runs without a change notice.
     pub rebalance_interval: Duration,
-    /// Wait before redelivering a batch answered `ReconsumeLater`.
+    /// Clustering, concurrent: a failed message (the listener answered `ReconsumeLater`,
+    /// panicked, or ran past `consume_timeout`) is sent back to its broker, which delivers
+    /// it again from the group's retry topic `%RETRY%<group>` after the delay of level
+    /// `3 + reconsume times` (10 s, 30 s, 1 min, ... with the broker's default levels),
+    /// while the rest of its queue goes on. Once it was redelivered this many times it goes
+    /// to the group's dead-letter topic `%DLQ%<group>` instead (`mqadmin queryDlqMsg`).
+    /// Orderly: the queue is retried locally this many times, then the message is
+    /// dead-lettered and the queue moves on. Default 16 (RocketMQ's).
+    pub max_reconsume_times: u32,
+    /// Clustering, concurrent: wait before consuming a failed message again here when it
+    /// could not be sent back to its broker (the broker is away); it is never dropped.
+    /// Default 5 s.
     pub reconsume_delay: Duration,
+    /// Orderly: how long a queue whose batch failed waits before the same batch is
+    /// consumed again (RocketMQ's `suspendCurrentQueueTimeMillis`). Default 1 s.
+    pub suspend_current_queue_time: Duration,
+    /// A listener call running longer than this counts as failed (its messages are
+    /// retried as above). An async listener's future is dropped then; a plain function
+    /// cannot be interrupted and is judged when it returns. Default 15 min (RocketMQ's).
+    pub consume_timeout: Duration,
     /// How long a broker may hold a pull.
     pub pull_suspend: Duration,
     /// Folder of broadcasting consumers' offset files (`<dir>/<group>.toml`, kept across
@@ -183,7 +201,10 @@ impl PushConsumerConfig {
             pull_threshold_for_queue: 1000,
             persist_consumer_offset_interval: Duration::from_secs(5),
             rebalance_interval: Duration::from_secs(20),
-            reconsume_delay: Duration::from_secs(1),
+            max_reconsume_times: 16,
+            reconsume_delay: Duration::from_secs(5),
+            suspend_current_queue_time: Duration::from_secs(1),
+            consume_timeout: Duration::from_secs(15 * 60),
             pull_suspend: Duration::from_secs(15),
             offset_store_dir: home.join(".actimq").join("offsets"),
             allocate_strategy: Arc::new(AllocateAveragely),

@@ -153,7 +153,7 @@ impl PushConsumer {
     /// Starts consuming. Topics that have no route yet are picked up by a later rebalance.
     pub async fn start(
         client: Addr<ClientInstance>,
-        config: PushConsumerConfig,
+        mut config: PushConsumerConfig,
         listener: MessageListener,
     ) -> Result<PushConsumer, ClientError> {
         if config.subscriptions.is_empty() {
@@ -164,11 +164,17 @@ impl PushConsumer {
         }
         crate::common::names::validate_group_name(&config.consumer_group)
             .map_err(ClientError::MessageIllegal)?;
+        // Clustering members take the group's retries too (its brokers create the topic
+        // when they see this subscription in a heartbeat).
+        let retries = crate::common::names::retry_topic(&config.consumer_group);
+        if config.message_model == MessageModel::Clustering {
+            config.subscriptions.insert(retries.clone(), "*".into());
+        }
         let client_id = client
             .send(GetClientId)
             .await
             .map_err(|_| ClientError::Shutdown)?;
-        for topic in config.subscriptions.keys() {
+        for topic in config.subscriptions.keys().filter(|t| **t != retries) {
             if let Ok(Err(e)) = client
                 .send(GetRoute {
                     topic: topic.clone(),
@@ -240,7 +246,9 @@ impl PushConsumer {
         Ok(PushConsumer { addr })
     }
 
-    /// The queues this member consumes now.
+    /// The queues of the subscribed topics this member consumes now. A clustering member
+    /// also reads its share of the group's retry topic `%RETRY%<group>`, which this leaves
+    /// out.
     pub async fn assignment(&self) -> Vec<MessageQueue> {
         self.addr.send(GetAssignment).await.unwrap_or_default()
     }
@@ -293,6 +301,10 @@ impl PushConsumerActor {
             pull_threshold_for_queue: self.config.pull_threshold_for_queue,
             orderly: self.config.orderly,
             reconsume_delay: self.config.reconsume_delay,
+            broadcasting: self.config.message_model == MessageModel::Broadcasting,
+            max_reconsume_times: self.config.max_reconsume_times,
+            suspend_current_queue_time: self.config.suspend_current_queue_time,
+            consume_timeout: self.config.consume_timeout,
             suspend: self.config.pull_suspend,
             listener: Arc::clone(&self.listener),
         }
@@ -434,7 +446,15 @@ impl Handler<GetCommitted> for PushConsumerActor {
 impl Handler<GetAssignment> for PushConsumerActor {
     type Result = MessageResult<GetAssignment>;
     fn handle(&mut self, _: GetAssignment, _: &mut Self::Context) -> Self::Result {
-        let mut v: Vec<MessageQueue> = self.owned.keys().cloned().collect();
+        let mut v: Vec<MessageQueue> = self
+            .owned
+            .keys()
+            .filter(|mq| {
+                !mq.topic
+                    .starts_with(crate::common::names::RETRY_GROUP_TOPIC_PREFIX)
+            })
+            .cloned()
+            .collect();
         v.sort();
         MessageResult(v)
     }

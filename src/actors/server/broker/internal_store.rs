@@ -126,7 +126,7 @@ impl Broker {
     /// Queues one internal message into the batch being built; the receiver gets its
     /// answer. Refused at once (as a producer's send would be) by a slave, a closing broker
     /// or a store that cannot take it.
-    fn queue_internal(
+    pub(super) fn queue_internal(
         &mut self,
         msg: MessageToStore,
     ) -> tokio::sync::oneshot::Receiver<Result<StoredInternally, String>> {

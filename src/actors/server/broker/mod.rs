@@ -21,6 +21,7 @@ mod reopen;
 mod replication;
 mod requests;
 mod reset_offsets;
+mod retry;
 mod schedule;
 mod send_pull;
 pub mod topic_table;

@@ -49,6 +49,7 @@ impl Broker {
             Request::PullMessage(h) => self.on_pull(inb, h),
             Request::HeartBeat(data) => {
                 for consumer in data.consumer_data_set {
+                    self.on_consumer_heartbeat(&consumer, ctx);
                     let name = consumer.group_name.clone();
                     self.conn_groups
                         .entry(inb.conn)
@@ -176,6 +177,7 @@ impl Broker {
                 });
             }
             Request::InvokeBrokerToResetOffset(h) => self.reset_offsets(inb, h),
+            Request::ConsumerSendMsgBack(h) => self.send_back(inb, h, ctx),
             Request::GetConsumerListByGroup(h) => {
                 let group = match self.group(&h.consumer_group) {
                     Ok(g) => g,
