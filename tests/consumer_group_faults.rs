@@ -89,28 +89,7 @@ async fn consumer_connection_shows_the_queues_members_hold() {
     };
     let (c1, p1) = start().await;
     let (c2, p2) = start().await;
-    let mut admin =
-        actimq::admin::AdminClient::new(&cluster.namesrv_addr(), Duration::from_secs(5));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let members = admin
-            .consumer_connection("held-group")
-            .await
-            .unwrap_or_default();
-        let held: Vec<usize> = members.iter().map(|m| m.queues.len()).collect();
-        let all: std::collections::BTreeSet<_> = members
-            .iter()
-            .flat_map(|m| m.queues.iter().cloned())
-            .collect();
-        if held == [4, 4] && all.len() == 8 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "consumerConnection shows {members:?}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_two_members_hold_4_each(&cluster, "held-group", "Held").await;
     for (client, consumer) in [(c1, p1), (c2, p2)] {
         let _ = consumer.shutdown().await;
         ClientInstance::shutdown(&client).await;
@@ -138,21 +117,33 @@ async fn consumer_connection_shows_the_queues_lite_pull_members_hold() {
     };
     let (c1, p1) = start().await;
     let (c2, p2) = start().await;
+    wait_until_two_members_hold_4_each(&cluster, "lite-held", "LiteHeld").await;
+    for (client, consumer) in [(c1, p1), (c2, p2)] {
+        consumer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    }
+    cluster.shutdown().await;
+}
+
+/// Waits until `mqadmin consumerConnection` shows two members of `group` holding 4 of the
+/// 8 queues of `topic` each (a push consumer's share of its group's retry queue is shown
+/// too, and not counted).
+async fn wait_until_two_members_hold_4_each(cluster: &LocalCluster, group: &str, topic: &str) {
     let mut admin =
         actimq::admin::AdminClient::new(&cluster.namesrv_addr(), Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let members = admin
-            .consumer_connection("lite-held")
-            .await
-            .unwrap_or_default();
-        let held: Vec<usize> = members.iter().map(|m| m.queues.len()).collect();
+        let members = admin.consumer_connection(group).await.unwrap_or_default();
+        let held: Vec<usize> = members
+            .iter()
+            .map(|m| m.queues.iter().filter(|q| q.topic == topic).count())
+            .collect();
         let all: std::collections::BTreeSet<_> = members
             .iter()
-            .flat_map(|m| m.queues.iter().cloned())
+            .flat_map(|m| m.queues.iter().filter(|q| q.topic == topic).cloned())
             .collect();
         if held == [4, 4] && all.len() == 8 {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -160,9 +151,4 @@ async fn consumer_connection_shows_the_queues_lite_pull_members_hold() {
         );
         actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
-    for (client, consumer) in [(c1, p1), (c2, p2)] {
-        consumer.shutdown().await;
-        ClientInstance::shutdown(&client).await;
-    }
-    cluster.shutdown().await;
 }
