@@ -13,4 +13,5 @@ pub mod listener;
 pub mod log_throttle;
 pub mod message_queue;
 pub mod namesrv;
+pub mod transaction_check;
 pub mod write_meter;

@@ -17,14 +17,17 @@
 
 mod deferred;
 mod internal_store;
+mod producers;
 mod reopen;
 mod replication;
 mod requests;
 mod reset_offsets;
 mod send_pull;
 pub mod topic_table;
+mod transactions;
 
 pub use internal_store::{InternalAnswers, StoreInternal, StoredInternally};
+pub use transactions::{restore, store_one, AskProducer, CurrentStore, OP_REMOVE_TAG};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -42,6 +45,9 @@ use crate::actors::server::consumer_group::{self, ConsumerGroup, GroupTimings};
 use crate::actors::server::ha;
 use crate::actors::server::listener::{Listener, StopAccepting};
 use crate::actors::server::message_queue::{self, tag_filter, Appended, MessageQueue, Pull};
+use crate::actors::server::transaction_check::{
+    CheckSettings, StopChecking, TransactionCheck, TRANSACTION_CHECK_GROUP,
+};
 use crate::config::BrokerConfig;
 use crate::protocol::group::{GetConsumerListByGroupResponseBody, MessageQueue as Mq};
 use crate::protocol::message::{
@@ -229,6 +235,11 @@ pub struct Broker {
     /// Where messages the broker stores on its own behalf are answered (started on first
     /// use; see `internal_store`).
     internal: Option<internal_store::InternalStore>,
+    /// Producer group → live connections, from heartbeats: whom a transaction check-back
+    /// asks (see `producers`).
+    producers: producers::ProducerRegistry,
+    /// The check-back of unresolved half messages (a master's; started with the broker).
+    transaction_check: Option<Addr<TransactionCheck>>,
 }
 
 /// A queue actor and its wake-up flag (see [`MessageQueue::wake_flag`]).
@@ -312,6 +323,8 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             write_side: reopen::WriteSide::default(),
             ha: replication::Replication::new(ha_state, ha_advertised),
             internal: None,
+            producers: producers::ProducerRegistry::default(),
+            transaction_check: None,
             config,
         }
     });
@@ -408,6 +421,28 @@ impl Broker {
         let addr = Supervisor::start(move |_| ConsumerGroup::new(n, &root, timings));
         self.groups.insert(name.to_owned(), addr.clone());
         Ok(addr)
+    }
+
+    /// Starts the check-back of unresolved half messages on a master, once (a restart after
+    /// a store reopen keeps the one running: it reads the store through the broker).
+    fn start_transaction_check(&mut self, ctx: &mut Context<Self>) {
+        if self.transaction_check.is_some() || !self.config.is_master() {
+            return;
+        }
+        let group = match self.group(TRANSACTION_CHECK_GROUP) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "transaction check-back not started");
+                return;
+            }
+        };
+        let settings = CheckSettings {
+            timeout: Duration::from_millis(self.config.transaction_timeout),
+            check_max: self.config.transaction_check_max,
+            interval: Duration::from_millis(self.config.transaction_check_interval),
+        };
+        let check = TransactionCheck::new(ctx.address().downgrade(), group, settings).start();
+        self.transaction_check = Some(check);
     }
 
     fn register_all(&mut self, ctx: &mut Context<Self>) {
@@ -509,6 +544,7 @@ impl Actor for Broker {
         );
         self.register_all(ctx);
         self.start_replication_timers(ctx);
+        self.start_transaction_check(ctx);
         let every = Duration::from_millis(self.config.register_broker_interval);
         ctx.run_interval(every, |act, ctx| {
             if !act.shutting_down {
@@ -566,6 +602,7 @@ impl Handler<ConnectionClosed> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: ConnectionClosed, _: &mut Self::Context) {
+        self.producers.connection_closed(msg.conn);
         for g in self.conn_groups.remove(&msg.conn).unwrap_or_default() {
             if let Some(addr) = self.groups.get(&g) {
                 addr.do_send(consumer_group::ConnectionGone(msg.conn));
@@ -582,6 +619,9 @@ impl Handler<Shutdown> for Broker {
         self.shutting_down = true;
         if let Some(l) = self.listener.take() {
             l.do_send(StopAccepting);
+        }
+        if let Some(c) = self.transaction_check.take() {
+            c.do_send(StopChecking);
         }
         let queues: Vec<_> = self
             .queues

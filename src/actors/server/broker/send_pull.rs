@@ -163,6 +163,15 @@ impl Broker {
                 "this broker is a slave and does not accept sends",
             );
         }
+        if crate::common::names::is_internal_topic(&h.topic) {
+            return inb.fail(
+                ResponseCode::NoPermission,
+                format!(
+                    "topic '{}' is a system topic: only the broker itself writes it",
+                    h.topic
+                ),
+            );
+        }
         let topic = match self.topic_for_send(&h, ctx) {
             Ok(t) => t,
             Err((code, why)) => return inb.fail(code, why),
@@ -204,7 +213,7 @@ impl Broker {
             body,
             properties,
         };
-        let msgs: Vec<MessageToStore> = if batch {
+        let mut msgs: Vec<MessageToStore> = if batch {
             let entries = match crate::protocol::batch::decode_batch(&body) {
                 Ok(e) if !e.is_empty() => e,
                 Ok(_) => return inb.fail(ResponseCode::MessageIllegal, "empty batch"),
@@ -223,6 +232,10 @@ impl Broker {
             );
             vec![stamp(topic, body, h.flag, properties)]
         };
+        // A transactional send is stored as its half, where no consumer reads it.
+        if let Err(why) = transactions::make_halves(&mut msgs, batch) {
+            return inb.fail(ResponseCode::MessageIllegal, why);
+        }
         // Checked one request at a time, so a bad message fails its own request only (a
         // batch request as a whole) and the batch's append meets no invalid message.
         if let Some(e) = msgs.iter().find_map(|m| self.store.check(m).err()) {
@@ -420,6 +433,17 @@ impl Broker {
     }
 
     pub(super) fn on_pull(&mut self, inb: Inbound, h: PullMessageRequestHeader) {
+        // Half messages, op records, delayed messages: the broker's own bookkeeping, which
+        // a consumer must never see (a half would be delivered before its commit).
+        if crate::common::names::is_internal_topic(&h.topic) {
+            return inb.fail(
+                ResponseCode::NoPermission,
+                format!(
+                    "topic '{}' is a system topic of the broker: consumers cannot pull it",
+                    h.topic
+                ),
+            );
+        }
         let known = self.topics.get(&h.topic).cloned();
         let Some(topic) = known.or_else(|| self.replicated_topic(&h.topic)) else {
             return inb.fail(
