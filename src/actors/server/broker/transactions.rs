@@ -204,12 +204,12 @@ impl Broker {
                 tracing::debug!(msg_id = %h.msg_id, group = %h.producer_group, from_check = h.from_transaction_check, "transaction state unknown; it will be checked back");
                 return response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
             }
-            other => return inb.fail(
-                ResponseCode::InvalidParameter,
-                format!(
-                    "commit_or_rollback {other} is not 0 (unknown), 8 (commit) or 12 (rollback)"
-                ),
-            ),
+            other => {
+                let why = format!(
+                    "commit_or_rollback {other}: expected 0 unknown, 8 commit, 12 rollback"
+                );
+                return inb.fail(ResponseCode::InvalidParameter, why);
+            }
         };
         let half = match self.check_half(&h) {
             Ok(half) => half,
