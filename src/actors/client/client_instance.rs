@@ -420,8 +420,26 @@ impl ClientInstance {
         &mut self,
         ctx: &mut Context<Self>,
     ) -> impl std::future::Future<Output = ()> + 'static {
+        self.heartbeat_including(None, ctx)
+    }
+
+    /// [`Self::heartbeat`], to `also` as well even if no cached route lists it yet: a
+    /// broker that restarted is dropped from the routes while it is away and comes back
+    /// into them a moment after its link does; it must learn this client's groups now (a
+    /// transaction check-back needs a producer of the group), not at the next timer.
+    fn heartbeat_including(
+        &mut self,
+        also: Option<&str>,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = ()> + 'static {
         let frame = self.heartbeat_frame();
-        let targets = self.broker_links(ctx);
+        let mut targets = self.broker_links(ctx);
+        if let Some(addr) = also {
+            if !targets.iter().any(|(a, _)| a == addr) {
+                let link = self.link(addr, ctx);
+                targets.push((addr.to_owned(), link));
+            }
+        }
         async move {
             let Some(frame) = frame else { return };
             for (addr, link) in targets {
@@ -799,8 +817,9 @@ impl Handler<remote_link::LinkStateChanged> for ClientInstance {
         tracing::debug!(broker = %msg.addr, up = msg.up, "broker link changed; refreshing routes");
         if msg.up {
             // A broker that (re)started knows none of this client's groups: tell it now,
-            // not at the next heartbeat (an orderly consumer's locks need it).
-            let fut = self.heartbeat(ctx);
+            // not at the next heartbeat (an orderly consumer's locks need it, and a
+            // transaction check-back needs a producer of the group).
+            let fut = self.heartbeat_including(Some(&msg.addr), ctx);
             ctx.spawn(fut.into_actor(self));
         }
         self.refresh_routes(true, ctx);
