@@ -7,7 +7,10 @@
 //! 2. a producer that shuts down with its half unresolved: the broker asks another live
 //!    producer of the group (CHECK_TRANSACTION_STATE), which commits; consumed once;
 //! 3. a half is invisible to a consumer running throughout, across two check-backs that
-//!    answer "unknown", until a check-back commits it; a pull of the half topic is refused.
+//!    answer "unknown", until a check-back commits it; a pull of the half topic is refused;
+//! 4. after a `kill -9` and a restart of the broker, an unresolved half is checked back
+//!    again (the progress is in the commit log and the system group's offsets), and a
+//!    committed one is not.
 
 mod common;
 
@@ -27,7 +30,7 @@ use actimq::{
     TransactionListener, TransactionProducer,
 };
 use bytes::Bytes;
-use common::process::{broker, broker_config, create_topic_on, namesrv, Proc};
+use common::process::{broker, broker_config, create_topic_on, eventually, namesrv, spawn, Proc};
 
 const TOPIC: &str = "TxTopic";
 const TX_GROUP: &str = "tx-producers";
@@ -90,17 +93,19 @@ impl TransactionListener for Scripted {
     }
 }
 
+/// The config of a broker with quick check-backs.
+fn tx_broker_config(dir: &std::path::Path) -> std::path::PathBuf {
+    broker_config(
+        dir,
+        "broker-tx",
+        "transaction_timeout = 1000\ntransaction_check_interval = 500",
+    )
+}
+
 /// A name server and a broker with quick check-backs, and the topic.
 fn cluster(dir: &std::path::Path) -> (Proc, Proc) {
     let ns = namesrv(dir, 3_000);
-    let b = broker(
-        &broker_config(
-            dir,
-            "broker-tx",
-            "transaction_timeout = 1000\ntransaction_check_interval = 500",
-        ),
-        &ns.addr,
-    );
+    let b = broker(&tx_broker_config(dir), &ns.addr);
     create_topic_on(&ns.addr, &b.addr, TOPIC, 2);
     (ns, b)
 }
@@ -318,5 +323,72 @@ fn a_half_message_is_invisible_until_committed() {
         plain.shutdown().await;
         TransactionProducer::shutdown(&producer).await;
         ClientInstance::shutdown(&client).await;
+    });
+}
+
+#[test]
+fn an_unresolved_half_is_checked_back_after_a_kill_9_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, mut b) = cluster(dir.path());
+    let config = tx_broker_config(dir.path());
+    let ns_addr = ns.addr.clone();
+    actix_rt::System::new().block_on(async move {
+        let client = ClientInstance::start(ClientConfig::new(ns_addr.clone())).unwrap();
+        let (consumer, seen) = consumer(&client, "tx-consumers-4").await;
+        let listener = Scripted::new(false);
+        let producer = TransactionProducer::start(
+            client.clone(),
+            ProducerConfig::new(TX_GROUP),
+            listener.clone(),
+        );
+        send(&producer, "commit-before").await;
+        send(&producer, "held").await;
+        // Checked once (answered unknown): the check progress past "commit-before" is saved.
+        wait_until("a check-back of the half", || listener.checked("held") >= 1).await;
+
+        // Same port, as a real broker restarts: the client's link finds it again.
+        let port = b.addr.rsplit(':').next().unwrap().to_owned();
+        let b = tokio::task::spawn_blocking(move || {
+            b.kill9();
+            eventually(
+                Duration::from_secs(30),
+                "the broker's port to be free",
+                || {
+                    std::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
+                        .ok()
+                        .map(drop)
+                },
+            );
+            spawn(
+                "mqbroker",
+                &[
+                    "-c",
+                    config.to_str().unwrap(),
+                    "-n",
+                    &ns_addr,
+                    "--listen-port",
+                    &port,
+                ],
+            )
+        })
+        .await
+        .unwrap();
+        listener.commit_on_check.store(true, Ordering::SeqCst);
+        wait_until(
+            "the half committed by a check-back after the restart",
+            || count(&seen, "held") >= 1,
+        )
+        .await;
+        assert_eq!(
+            listener.checked("commit-before"),
+            0,
+            "a committed half was checked back after the restart"
+        );
+        assert!(count(&seen, "commit-before") >= 1);
+
+        consumer.shutdown().await.unwrap();
+        TransactionProducer::shutdown(&producer).await;
+        ClientInstance::shutdown(&client).await;
+        drop(b);
     });
 }
