@@ -10,7 +10,9 @@
 //!    answer "unknown", until a check-back commits it; a pull of the half topic is refused;
 //! 4. after a `kill -9` and a restart of the broker, an unresolved half is checked back
 //!    again (the progress is in the commit log and the system group's offsets), and a
-//!    committed one is not.
+//!    committed one is not;
+//! 5. a half still unknown after `transaction_check_max` check-backs is given up: no more
+//!    checks, a warning naming it, never delivered.
 
 mod common;
 
@@ -390,5 +392,47 @@ fn an_unresolved_half_is_checked_back_after_a_kill_9_and_a_restart() {
         TransactionProducer::shutdown(&producer).await;
         ClientInstance::shutdown(&client).await;
         drop(b);
+    });
+}
+
+#[test]
+fn a_half_unknown_after_check_max_checks_is_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path(), 3_000);
+    let b = broker(
+        &broker_config(
+            dir.path(),
+            "broker-tx-max",
+            "transaction_timeout = 1000\ntransaction_check_interval = 300\ntransaction_check_max = 2",
+        ),
+        &ns.addr,
+    );
+    create_topic_on(&ns.addr, &b.addr, TOPIC, 2);
+    actix_rt::System::new().block_on(async move {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let (consumer, seen) = consumer(&client, "tx-consumers-5").await;
+        let listener = Scripted::new(false);
+        let producer = TransactionProducer::start(
+            client.clone(),
+            ProducerConfig::new(TX_GROUP),
+            listener.clone(),
+        );
+        send(&producer, "hopeless").await;
+        wait_until("the broker giving the half up", || {
+            b.log_text()
+                .contains("given up, moved to TRANS_CHECK_MAX_TIME_TOPIC")
+        })
+        .await;
+        assert_eq!(listener.checked("hopeless"), 2);
+        // Committing from now on changes nothing: nobody is asked any more.
+        listener.commit_on_check.store(true, Ordering::SeqCst);
+        send(&producer, "commit-later").await;
+        wait_until("the later message", || count(&seen, "commit-later") == 1).await;
+        assert_eq!(listener.checked("hopeless"), 2);
+        assert_eq!(count(&seen, "hopeless"), 0);
+
+        consumer.shutdown().await.unwrap();
+        TransactionProducer::shutdown(&producer).await;
+        ClientInstance::shutdown(&client).await;
     });
 }
