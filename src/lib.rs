@@ -136,6 +136,9 @@ pub use actors::rebalancer::allocate::{
     AllocateAveragely, AllocateAveragelyByCircle, AllocateStrategy,
 };
 pub use actors::remote_link::LinkConfig;
+pub use actors::transaction_producer::{
+    LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
+};
 pub use client::{
     ClientError, ConsumeFromWhere, ConsumeResult, Message, MessageExt, MessageModel, SendResult,
     SendStatus,

@@ -8,6 +8,8 @@
 //!   group consumes it once.
 //! - A listener that panics on one message: the consumer keeps running, the message comes
 //!   back from the retry topic and is consumed, every other message is consumed once.
+//! - An orderly queue retries a failing message in place, then dead-letters it and goes
+//!   on in order; a listener running past `consume_timeout` has its message retried.
 
 mod common;
 
@@ -357,6 +359,83 @@ fn an_orderly_queue_retries_in_place_then_dead_letters_and_moves_on_in_order() {
             ok && out.contains("m3") && out.contains("1 dead letter"),
             "{out}{err}"
         );
+        consumer.shutdown().await.unwrap();
+        producer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    });
+}
+
+/// A listener actor that takes 2 s over the first delivery of "slow".
+struct SlowOnce {
+    log: Log,
+}
+
+impl actimq::actix::Actor for SlowOnce {
+    type Context = actimq::actix::Context<Self>;
+}
+
+impl actimq::actix::Handler<actimq::ConsumeMessages> for SlowOnce {
+    type Result = actimq::actix::ResponseFuture<ConsumeResult>;
+
+    fn handle(&mut self, batch: actimq::ConsumeMessages, _: &mut Self::Context) -> Self::Result {
+        let mut slow = false;
+        for m in &batch.0 {
+            let body = String::from_utf8_lossy(m.body()).into_owned();
+            slow |= body == "slow" && m.reconsume_times == 0;
+            self.log
+                .lock()
+                .unwrap()
+                .entry(body)
+                .or_default()
+                .push((m.reconsume_times, Instant::now()));
+        }
+        Box::pin(async move {
+            if slow {
+                actix_rt::time::sleep(Duration::from_secs(2)).await;
+            }
+            ConsumeResult::Success
+        })
+    }
+}
+
+#[test]
+fn a_listener_running_past_consume_timeout_has_its_message_retried() {
+    use actimq::actix::Actor;
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, _b) = cluster(dir.path());
+    let ns_addr = ns.addr.clone();
+    actix_rt::System::new().block_on(async move {
+        let client = ClientInstance::start(ClientConfig::new(ns_addr.clone())).unwrap();
+        let producer = Producer::start(client.clone(), ProducerConfig::new("slow-producers"));
+        let log: Log = Default::default();
+        let listener = SlowOnce {
+            log: Arc::clone(&log),
+        }
+        .start();
+        let mut config = PushConsumerConfig::new("slow-readers").subscribe("Flaky", "*");
+        config.consume_from_where = ConsumeFromWhere::FirstOffset;
+        config.consume_timeout = Duration::from_millis(300);
+        let consumer = PushConsumer::start(
+            client.clone(),
+            config,
+            MessageListener::actor(listener.recipient()),
+        )
+        .await
+        .unwrap();
+        producer.send(Message::new("Flaky", "slow")).await.unwrap();
+        producer.send(Message::new("Flaky", "quick")).await.unwrap();
+        wait_for(&log, "the slow message retried", |l| {
+            l.get("slow").is_some_and(|d| d.len() == 2) && l.contains_key("quick")
+        })
+        .await;
+        let seen = log.lock().unwrap().clone();
+        let slow: Vec<u32> = seen["slow"].iter().map(|(c, _)| *c).collect();
+        assert_eq!(
+            slow,
+            vec![0, 1],
+            "timed out once, then consumed from the retry topic"
+        );
+        assert_eq!(seen["quick"].len(), 1);
         consumer.shutdown().await.unwrap();
         producer.shutdown().await;
         ClientInstance::shutdown(&client).await;

@@ -20,9 +20,9 @@ pub mod server;
 
 pub use client::{
     client_instance, consumer_support, producer, pull_consumer, push_consumer, queue_puller,
-    rebalancer,
+    rebalancer, transaction_producer,
 };
 pub use server::{
     broker, connection, consumer_group, frame_budget, listener, log_throttle, message_queue,
-    namesrv,
+    namesrv, transaction_check,
 };

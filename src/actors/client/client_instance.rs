@@ -77,6 +77,31 @@ pub struct ResetOffsets {
     pub offsets: Vec<(MessageQueue, u64)>,
 }
 
+/// A broker asks the producer group of a half message whether its transaction committed
+/// (CHECK_TRANSACTION_STATE): routed to the group's transaction producer here, which
+/// answers the broker with END_TRANSACTION.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct CheckTransactionState {
+    /// The broker that asked (where the answer goes).
+    pub broker_addr: String,
+    /// The request's header (offsets and ids of the half record).
+    pub header: crate::protocol::message::CheckTransactionStateRequestHeader,
+    /// The half record the broker stored, decoded.
+    pub half: crate::storage::StoredMessage,
+}
+
+/// Routes the CHECK_TRANSACTION_STATE requests of a producer group to its transaction
+/// producer (dropped with the group by [`UnregisterProducer`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterTransactionChecker {
+    /// The producer group.
+    pub group: String,
+    /// Where its checks go.
+    pub checker: Recipient<CheckTransactionState>,
+}
+
 /// The route of a topic (from the cache unless `refresh`).
 #[derive(Message)]
 #[rtype(result = "Result<TopicRouteData, ClientError>")]
@@ -161,6 +186,8 @@ pub struct ClientInstance {
     consumers: HashMap<String, (ConsumerData, Recipient<RebalanceNow>)>,
     /// Group → where its offset resets go.
     resets: HashMap<String, Recipient<ResetOffsets>>,
+    /// Producer group → its transaction producer, which answers the brokers' checks.
+    checkers: HashMap<String, Recipient<CheckTransactionState>>,
 }
 
 impl ClientInstance {
@@ -184,6 +211,7 @@ impl ClientInstance {
             producer_groups: BTreeSet::new(),
             consumers: HashMap::new(),
             resets: HashMap::new(),
+            checkers: HashMap::new(),
             config,
         }))
     }
@@ -392,8 +420,26 @@ impl ClientInstance {
         &mut self,
         ctx: &mut Context<Self>,
     ) -> impl std::future::Future<Output = ()> + 'static {
+        self.heartbeat_including(None, ctx)
+    }
+
+    /// [`Self::heartbeat`], to `also` as well even if no cached route lists it yet: a
+    /// broker that restarted is dropped from the routes while it is away and comes back
+    /// into them a moment after its link does; it must learn this client's groups now (a
+    /// transaction check-back needs a producer of the group), not at the next timer.
+    fn heartbeat_including(
+        &mut self,
+        also: Option<&str>,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = ()> + 'static {
         let frame = self.heartbeat_frame();
-        let targets = self.broker_links(ctx);
+        let mut targets = self.broker_links(ctx);
+        if let Some(addr) = also {
+            if !targets.iter().any(|(a, _)| a == addr) {
+                let link = self.link(addr, ctx);
+                targets.push((addr.to_owned(), link));
+            }
+        }
         async move {
             let Some(frame) = frame else { return };
             for (addr, link) in targets {
@@ -562,6 +608,14 @@ impl Handler<RegisterProducer> for ClientInstance {
     }
 }
 
+impl Handler<RegisterTransactionChecker> for ClientInstance {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterTransactionChecker, _: &mut Self::Context) {
+        self.checkers.insert(msg.group, msg.checker);
+    }
+}
+
 impl Handler<RegisterConsumer> for ClientInstance {
     type Result = ();
 
@@ -590,6 +644,7 @@ impl Handler<UnregisterProducer> for ClientInstance {
 
     fn handle(&mut self, msg: UnregisterProducer, ctx: &mut Self::Context) -> Self::Result {
         self.producer_groups.remove(&msg.0);
+        self.checkers.remove(&msg.0);
         Box::pin(self.unregister(Some(msg.0), None, ctx).into_actor(self))
     }
 }
@@ -607,6 +662,7 @@ impl Handler<Shutdown> for ClientInstance {
             );
         }
         let producers = std::mem::take(&mut self.producer_groups);
+        self.checkers.clear();
         let consumers: Vec<String> = self.consumers.drain().map(|(g, _)| g).collect();
         let leaving: Vec<_> = producers
             .into_iter()
@@ -671,6 +727,9 @@ impl Handler<PeerRequest> for ClientInstance {
         if msg.frame.request_code() == Some(RequestCode::ResetConsumerClientOffset) {
             return self.reset_offsets(&msg.frame);
         }
+        if msg.frame.request_code() == Some(RequestCode::CheckTransactionState) {
+            return self.check_transaction(msg);
+        }
         if msg.frame.request_code() != Some(RequestCode::NotifyConsumerIdsChanged) {
             return;
         }
@@ -687,6 +746,38 @@ impl Handler<PeerRequest> for ClientInstance {
 }
 
 impl ClientInstance {
+    /// Hands a broker's `CHECK_TRANSACTION_STATE` to the transaction producer of the half's
+    /// group (its `PGROUP` property; the header does not name it).
+    fn check_transaction(&self, msg: PeerRequest) {
+        use crate::common::properties::{property, PROPERTY_PRODUCER_GROUP};
+        let decoded = msg
+            .frame
+            .decode_header::<crate::protocol::message::CheckTransactionStateRequestHeader>()
+            .map_err(|e| e.to_string())
+            .and_then(|h| {
+                let half = crate::storage::StoredMessage::decode(msg.frame.body.clone())
+                    .map_err(|e| format!("undecodable half message: {e}"))?;
+                Ok((h, half))
+            });
+        let (header, half) = match decoded {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::warn!(broker = %msg.addr, error = %e, "ignoring an undecodable transaction check");
+                return;
+            }
+        };
+        let group = property(&half.properties, PROPERTY_PRODUCER_GROUP).unwrap_or("");
+        let Some(checker) = self.checkers.get(group) else {
+            tracing::debug!(broker = %msg.addr, group, "a transaction check for a group with no transaction producer here; ignored");
+            return;
+        };
+        checker.do_send(CheckTransactionState {
+            broker_addr: msg.addr,
+            header,
+            half,
+        });
+    }
+
     /// Hands a broker's `RESET_CONSUMER_CLIENT_OFFSET` to the group's consumer here.
     fn reset_offsets(&self, frame: &Frame) {
         let decoded = frame
@@ -726,8 +817,9 @@ impl Handler<remote_link::LinkStateChanged> for ClientInstance {
         tracing::debug!(broker = %msg.addr, up = msg.up, "broker link changed; refreshing routes");
         if msg.up {
             // A broker that (re)started knows none of this client's groups: tell it now,
-            // not at the next heartbeat (an orderly consumer's locks need it).
-            let fut = self.heartbeat(ctx);
+            // not at the next heartbeat (an orderly consumer's locks need it, and a
+            // transaction check-back needs a producer of the group).
+            let fut = self.heartbeat_including(Some(&msg.addr), ctx);
             ctx.spawn(fut.into_actor(self));
         }
         self.refresh_routes(true, ctx);

@@ -11,6 +11,7 @@ pub mod pull_consumer;
 pub mod push_consumer;
 pub mod queue_puller;
 pub mod rebalancer;
+pub mod transaction_producer;
 
 use crate::actors::remote_link::LinkError;
 use crate::client::ClientError;

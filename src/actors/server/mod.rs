@@ -14,4 +14,5 @@ pub mod log_throttle;
 pub mod message_queue;
 pub mod namesrv;
 pub mod schedule_delivery;
+pub mod transaction_check;
 pub mod write_meter;

@@ -23,10 +23,9 @@ use crate::actors::server::broker::{Broker, ReadQueue, StoreInternal};
 use crate::actors::server::consumer_group::{CommitOffset, ConsumerGroup, QueryOffset};
 use crate::common::names::SCHEDULE_TOPIC;
 use crate::common::properties::{
-    encode_properties, parse_properties, property, PROPERTY_DELAY, PROPERTY_DUE_MS,
-    PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC,
+    property, PROPERTY_DELAY, PROPERTY_DUE_MS, PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC,
 };
-use crate::storage::record::{StoredMessage, PROPERTY_RECORD_CRC};
+use crate::storage::record::StoredMessage;
 use crate::storage::{GetStatus, MessageToStore};
 
 /// The system group whose offsets are the delivery offsets (topic [`SCHEDULE_TOPIC`],
@@ -46,18 +45,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// topic and queue in properties.
 pub fn to_schedule(msg: &mut MessageToStore, level: u32, levels: usize) {
     let level = (level as usize).clamp(1, levels.max(1));
-    let queue = msg.queue_id.to_string();
-    let mut props = encode_properties(
-        parse_properties(&msg.properties)
-            .filter(|(n, _)| *n != PROPERTY_REAL_TOPIC && *n != PROPERTY_REAL_QUEUE_ID),
-    );
-    props.push_str(&encode_properties([
-        (PROPERTY_REAL_TOPIC, msg.topic.as_str()),
-        (PROPERTY_REAL_QUEUE_ID, queue.as_str()),
-    ]));
-    msg.properties = props;
-    msg.topic = SCHEDULE_TOPIC.to_owned();
-    msg.queue_id = (level - 1) as u32;
+    msg.park(SCHEDULE_TOPIC, (level - 1) as u32);
 }
 
 /// The delay level a message asks for, if any (`DELAY` > 0).
@@ -80,30 +68,18 @@ pub fn restore(stored: &StoredMessage, due_ms: i64) -> Result<MessageToStore, St
         .and_then(|q| q.parse().ok())
         .ok_or("it has no valid REAL_QID property")?;
     let due = due_ms.to_string();
-    let mut properties =
-        encode_properties(parse_properties(&stored.properties).filter(|(n, _)| {
-            !matches!(
-                *n,
-                PROPERTY_DELAY
-                    | PROPERTY_REAL_TOPIC
-                    | PROPERTY_REAL_QUEUE_ID
-                    | PROPERTY_DUE_MS
-                    | PROPERTY_RECORD_CRC
-            )
-        }));
-    properties.push_str(&encode_properties([(PROPERTY_DUE_MS, due.as_str())]));
-    Ok(MessageToStore {
-        topic,
+    Ok(MessageToStore::rebuilt_from(
+        stored,
+        &topic,
         queue_id,
-        flag: stored.flag,
-        sys_flag: stored.sys_flag,
-        born_timestamp: stored.born_timestamp,
-        born_host: stored.born_host,
-        reconsume_times: stored.reconsume_times,
-        prepared_transaction_offset: 0,
-        body: stored.body.clone(),
-        properties,
-    })
+        &[
+            PROPERTY_DELAY,
+            PROPERTY_REAL_TOPIC,
+            PROPERTY_REAL_QUEUE_ID,
+            PROPERTY_DUE_MS,
+        ],
+        &[(PROPERTY_DUE_MS, due.as_str())],
+    ))
 }
 
 /// Now, in ms since the epoch.

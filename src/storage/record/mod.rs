@@ -171,6 +171,53 @@ pub struct MessageToStore {
 }
 
 impl MessageToStore {
+    /// A stored message made ready to store again in `topic`/`queue_id` (a delayed message
+    /// coming due, a retry, a committed transaction): body, flags, born time and host and
+    /// reconsume count kept, `drop` removed from its properties and `add` appended. The
+    /// stored record CRC property is always removed, or the store would append a second.
+    pub fn rebuilt_from(
+        stored: &StoredMessage,
+        topic: &str,
+        queue_id: u32,
+        drop: &[&str],
+        add: &[(&str, &str)],
+    ) -> Self {
+        MessageToStore {
+            topic: topic.to_owned(),
+            queue_id,
+            flag: stored.flag,
+            sys_flag: stored.sys_flag,
+            born_timestamp: stored.born_timestamp,
+            born_host: stored.born_host,
+            reconsume_times: stored.reconsume_times,
+            prepared_transaction_offset: 0,
+            body: stored.body.clone(),
+            properties: encode_properties(
+                parse_properties(&stored.properties)
+                    .filter(|(k, _)| *k != PROPERTY_RECORD_CRC && !drop.contains(k))
+                    .chain(add.iter().copied()),
+            ),
+        }
+    }
+
+    /// Moves the message into `topic`/`queue_id`, one the broker keeps for itself (a delay
+    /// level's schedule queue, the half-message queue), its own topic and queue kept in the
+    /// `REAL_TOPIC` and `REAL_QID` properties (replacing any already there).
+    pub fn park(&mut self, topic: &str, queue_id: u32) {
+        use crate::common::properties::{PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC};
+        let queue = self.queue_id.to_string();
+        self.properties = encode_properties(
+            parse_properties(&self.properties)
+                .filter(|(n, _)| *n != PROPERTY_REAL_TOPIC && *n != PROPERTY_REAL_QUEUE_ID)
+                .chain([
+                    (PROPERTY_REAL_TOPIC, self.topic.as_str()),
+                    (PROPERTY_REAL_QUEUE_ID, queue.as_str()),
+                ]),
+        );
+        self.topic = topic.to_owned();
+        self.queue_id = queue_id;
+    }
+
     /// A message with the given topic, queue and body and neutral defaults elsewhere.
     pub fn new(topic: impl Into<String>, queue_id: u32, body: impl Into<Bytes>) -> Self {
         MessageToStore {

@@ -17,6 +17,7 @@
 
 mod deferred;
 mod internal_store;
+mod producers;
 mod reopen;
 mod replication;
 mod requests;
@@ -25,9 +26,11 @@ mod retry;
 mod schedule;
 mod send_pull;
 pub mod topic_table;
+mod transactions;
 
 pub use internal_store::{InternalAnswers, StoreInternal, StoredInternally};
 pub use schedule::ReadQueue;
+pub use transactions::{store_one, AskProducer, CurrentStore, OP_REMOVE_TAG};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -45,6 +48,9 @@ use crate::actors::server::consumer_group::{self, ConsumerGroup, GroupTimings};
 use crate::actors::server::ha;
 use crate::actors::server::listener::{Listener, StopAccepting};
 use crate::actors::server::message_queue::{self, tag_filter, Appended, MessageQueue, Pull};
+use crate::actors::server::transaction_check::{
+    CheckSettings, StopChecking, TransactionCheck, TRANSACTION_CHECK_GROUP,
+};
 use crate::config::BrokerConfig;
 use crate::protocol::group::{GetConsumerListByGroupResponseBody, MessageQueue as Mq};
 use crate::protocol::message::{
@@ -236,6 +242,11 @@ pub struct Broker {
     deliveries: Vec<Addr<crate::actors::server::schedule_delivery::ScheduleDelivery>>,
     /// How many delay levels `message_delay_level` defines.
     delay_level_count: usize,
+    /// Producer group → live connections, from heartbeats: whom a transaction check-back
+    /// asks (see `producers`).
+    producers: producers::ProducerRegistry,
+    /// The check-back of unresolved half messages (a master's; started with the broker).
+    transaction_check: Option<Addr<TransactionCheck>>,
 }
 
 /// A queue actor and its wake-up flag (see [`MessageQueue::wake_flag`]).
@@ -322,6 +333,8 @@ pub async fn start_broker(config: BrokerConfig) -> Result<BrokerHandle, BrokerEr
             deliveries: Vec::new(),
             delay_level_count: crate::config::parse_delay_levels(&config.message_delay_level)
                 .map_or(1, |l| l.len()),
+            producers: producers::ProducerRegistry::default(),
+            transaction_check: None,
             config,
         }
     });
@@ -418,6 +431,28 @@ impl Broker {
         let addr = Supervisor::start(move |_| ConsumerGroup::new(n, &root, timings));
         self.groups.insert(name.to_owned(), addr.clone());
         Ok(addr)
+    }
+
+    /// Starts the check-back of unresolved half messages on a master, once (a restart after
+    /// a store reopen keeps the one running: it reads the store through the broker).
+    fn start_transaction_check(&mut self, ctx: &mut Context<Self>) {
+        if self.transaction_check.is_some() || !self.config.is_master() {
+            return;
+        }
+        let group = match self.group(TRANSACTION_CHECK_GROUP) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "transaction check-back not started");
+                return;
+            }
+        };
+        let settings = CheckSettings {
+            timeout: Duration::from_millis(self.config.transaction_timeout),
+            check_max: self.config.transaction_check_max,
+            interval: Duration::from_millis(self.config.transaction_check_interval),
+        };
+        let check = TransactionCheck::new(ctx.address().downgrade(), group, settings).start();
+        self.transaction_check = Some(check);
     }
 
     fn register_all(&mut self, ctx: &mut Context<Self>) {
@@ -520,6 +555,7 @@ impl Actor for Broker {
         self.register_all(ctx);
         self.start_replication_timers(ctx);
         self.start_deliveries(ctx);
+        self.start_transaction_check(ctx);
         let every = Duration::from_millis(self.config.register_broker_interval);
         ctx.run_interval(every, |act, ctx| {
             if !act.shutting_down {
@@ -577,6 +613,7 @@ impl Handler<ConnectionClosed> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: ConnectionClosed, _: &mut Self::Context) {
+        self.producers.connection_closed(msg.conn);
         for g in self.conn_groups.remove(&msg.conn).unwrap_or_default() {
             if let Some(addr) = self.groups.get(&g) {
                 addr.do_send(consumer_group::ConnectionGone(msg.conn));
@@ -593,6 +630,9 @@ impl Handler<Shutdown> for Broker {
         self.shutting_down = true;
         if let Some(l) = self.listener.take() {
             l.do_send(StopAccepting);
+        }
+        if let Some(c) = self.transaction_check.take() {
+            c.do_send(StopChecking);
         }
         let queues: Vec<_> = self
             .queues

@@ -48,6 +48,28 @@ impl Broker {
             Request::SendBatchMessage(h, body) => self.on_send(inb, h, body, true, ctx),
             Request::PullMessage(h) => self.on_pull(inb, h),
             Request::HeartBeat(data) => {
+                let internal = data
+                    .consumer_data_set
+                    .iter()
+                    .flat_map(|c| c.subscription_data_set.iter())
+                    .find(|s| crate::common::names::is_internal_topic(&s.topic));
+                if let Some(s) = internal {
+                    return inb.fail(
+                        ResponseCode::NoPermission,
+                        format!(
+                            "topic '{}' is a system topic of the broker: consumers cannot subscribe to it",
+                            s.topic
+                        ),
+                    );
+                }
+                for producer in &data.producer_data_set {
+                    self.producers.heartbeat(
+                        &producer.group_name,
+                        &data.client_id,
+                        inb.conn,
+                        &inb.reply,
+                    );
+                }
                 for consumer in data.consumer_data_set {
                     self.on_consumer_heartbeat(&consumer, ctx);
                     let name = consumer.group_name.clone();
@@ -69,6 +91,9 @@ impl Broker {
                 response(&inb, ResponseCode::Success, &NoHeader {}, Bytes::new());
             }
             Request::UnregisterClient(h) => {
+                if let Some(g) = h.producer_group.as_deref() {
+                    self.producers.unregister(g, &h.client_id);
+                }
                 if let Some(g) = h.consumer_group.as_deref().filter(|g| !g.is_empty()) {
                     if let Ok(g) = self.group(g) {
                         g.do_send(consumer_group::Leave {
@@ -178,6 +203,7 @@ impl Broker {
             }
             Request::InvokeBrokerToResetOffset(h) => self.reset_offsets(inb, h),
             Request::ConsumerSendMsgBack(h) => self.send_back(inb, h, ctx),
+            Request::EndTransaction(h) => self.end_transaction(inb, h, ctx),
             Request::GetConsumerListByGroup(h) => {
                 let group = match self.group(&h.consumer_group) {
                     Ok(g) => g,

@@ -14,14 +14,12 @@ use super::*;
 use crate::actors::server::schedule_delivery::to_schedule;
 use crate::common::names::{dlq_topic, retry_topic, RETRY_GROUP_TOPIC_PREFIX};
 use crate::common::properties::{
-    encode_properties, parse_properties, PROPERTY_DELAY, PROPERTY_DUE_MS,
-    PROPERTY_MAX_RECONSUME_TIMES, PROPERTY_ORIGIN_MESSAGE_ID, PROPERTY_REAL_QUEUE_ID,
-    PROPERTY_REAL_TOPIC, PROPERTY_RETRY_TOPIC,
+    encode_properties, PROPERTY_DELAY, PROPERTY_DUE_MS, PROPERTY_MAX_RECONSUME_TIMES,
+    PROPERTY_ORIGIN_MESSAGE_ID, PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC, PROPERTY_RETRY_TOPIC,
 };
 use crate::protocol::group::{ConsumeType, ConsumerData, MessageModel};
 use crate::protocol::message::ConsumerSendMsgBackRequestHeader;
 use crate::protocol::topic::{TopicConfig, PERM_READ_WRITE};
-use crate::storage::record::PROPERTY_RECORD_CRC;
 
 /// RocketMQ's default retry limit (a push consumer's `maxReconsumeTimes` of -1).
 pub(super) const DEFAULT_MAX_RECONSUME_TIMES: i32 = 16;
@@ -118,37 +116,26 @@ impl Broker {
             .or(h.origin_msg_id.clone())
             .unwrap_or_else(|| original.offset_msg_id());
         let max_text = max.to_string();
-        let mut properties =
-            encode_properties(parse_properties(&original.properties).filter(|(n, _)| {
-                !matches!(
-                    *n,
-                    PROPERTY_RECORD_CRC
-                        | PROPERTY_DELAY
-                        | PROPERTY_DUE_MS
-                        | PROPERTY_REAL_TOPIC
-                        | PROPERTY_REAL_QUEUE_ID
-                        | PROPERTY_RETRY_TOPIC
-                        | PROPERTY_ORIGIN_MESSAGE_ID
-                        | PROPERTY_MAX_RECONSUME_TIMES
-                )
-            }));
-        properties.push_str(&encode_properties([
-            (PROPERTY_RETRY_TOPIC, first_topic.as_str()),
-            (PROPERTY_ORIGIN_MESSAGE_ID, origin_id.as_str()),
-            (PROPERTY_MAX_RECONSUME_TIMES, max_text.as_str()),
-        ]));
-        let mut msg = MessageToStore {
-            topic: topic.clone(),
-            queue_id: 0,
-            flag: original.flag,
-            sys_flag: original.sys_flag,
-            born_timestamp: original.born_timestamp,
-            born_host: original.born_host,
-            reconsume_times: if dead { times } else { times + 1 },
-            prepared_transaction_offset: 0,
-            body: original.body.clone(),
-            properties,
-        };
+        let mut msg = MessageToStore::rebuilt_from(
+            &original,
+            &topic,
+            0,
+            &[
+                PROPERTY_DELAY,
+                PROPERTY_DUE_MS,
+                PROPERTY_REAL_TOPIC,
+                PROPERTY_REAL_QUEUE_ID,
+                PROPERTY_RETRY_TOPIC,
+                PROPERTY_ORIGIN_MESSAGE_ID,
+                PROPERTY_MAX_RECONSUME_TIMES,
+            ],
+            &[
+                (PROPERTY_RETRY_TOPIC, first_topic.as_str()),
+                (PROPERTY_ORIGIN_MESSAGE_ID, origin_id.as_str()),
+                (PROPERTY_MAX_RECONSUME_TIMES, max_text.as_str()),
+            ],
+        );
+        msg.reconsume_times = if dead { times } else { times + 1 };
         let level = if dead {
             0
         } else if h.delay_level > 0 {

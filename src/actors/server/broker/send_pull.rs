@@ -233,7 +233,11 @@ impl Broker {
             );
             vec![stamp(topic, body, h.flag, properties)]
         };
-        if let Err(why) = self.schedule_delayed(&mut msgs, batch) {
+        // A transactional send is stored as its half, where no consumer reads it; a
+        // delayed one waits in the schedule topic (a delayed half is delayed on commit).
+        if let Err(why) = transactions::make_halves(&mut msgs, batch)
+            .and_then(|()| self.schedule_delayed(&mut msgs, batch))
+        {
             return inb.fail(ResponseCode::MessageIllegal, why);
         }
         // Checked one request at a time, so a bad message fails its own request only (a
@@ -433,6 +437,17 @@ impl Broker {
     }
 
     pub(super) fn on_pull(&mut self, inb: Inbound, h: PullMessageRequestHeader) {
+        // Half messages, op records, delayed messages: the broker's own bookkeeping, which
+        // a consumer must never see (a half would be delivered before its commit).
+        if crate::common::names::is_internal_topic(&h.topic) {
+            return inb.fail(
+                ResponseCode::NoPermission,
+                format!(
+                    "topic '{}' is a system topic of the broker: consumers cannot pull it",
+                    h.topic
+                ),
+            );
+        }
         let known = self.topics.get(&h.topic).cloned();
         let Some(topic) = known.or_else(|| self.replicated_topic(&h.topic)) else {
             return inb.fail(
