@@ -210,20 +210,28 @@ pub(super) async fn run_producer(
     }
     reporter.abort();
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-    let s = stats.borrow();
-    let tps = s.acked as f64 / elapsed;
-    let mb_s = tps * size as f64 / 1_000_000.0;
-    let mode_name = format!("{mode:?}").to_lowercase();
-    if json {
-        let counts = (s.sent, s.acked, s.failed);
-        let v = send_summary(&mode_name, size, inflight, counts, elapsed, tps, &s.hist);
-        println!("{v}");
-    } else {
-        println!(
+    {
+        let s = stats.borrow();
+        let tps = s.acked as f64 / elapsed;
+        let mb_s = tps * size as f64 / 1_000_000.0;
+        let mode_name = format!("{mode:?}").to_lowercase();
+        if json {
+            let counts = (s.sent, s.acked, s.failed);
+            let v = send_summary(&mode_name, size, inflight, counts, elapsed, tps, &s.hist);
+            println!("{v}");
+        } else {
+            println!(
             "sent {} acked {} failed {} in {:.2} s: {:.0} msgs/s, {:.1} MB/s; send→ack p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
             s.sent, s.acked, s.failed, elapsed, tps, mb_s,
             s.hist.value_at_quantile(0.5), s.hist.value_at_quantile(0.99), s.hist.value_at_quantile(0.999), s.hist.max()
         );
+        }
+    }
+    if mode == Mode::Oneway {
+        // A one-way send is done once handed to its connection, and no answer says when
+        // the connection wrote it: give the last ones a moment before the process exits
+        // (a loaded machine was seen to lose the tail of a run without it).
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Ok(())
 }

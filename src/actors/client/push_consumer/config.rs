@@ -226,7 +226,8 @@ impl PushConsumerConfig {
     }
 
     /// Broadcasting: every member of the group gets every message, and offsets are kept
-    /// in `offset_store_dir` on this machine instead of on the brokers.
+    /// in `offset_store_dir` on this machine instead of on the brokers. A message the
+    /// listener fails is not retried (as in RocketMQ): it is dropped with a warning.
     pub fn broadcasting(mut self) -> Self {
         self.message_model = MessageModel::Broadcasting;
         self
