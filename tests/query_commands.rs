@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::process::{
-    broker, broker_config, create_topic_on, eventually, mqadmin, namesrv, spawn, Proc,
+    broker, broker_config, create_topic_on, eventually, mqadmin, namesrv, restart_broker_on, Proc,
 };
 use serde_json::Value;
 
@@ -148,30 +148,8 @@ fn every_query_command_finds_the_message_before_and_after_restarts() {
     check_every_lookup(&ns.addr, &sent);
 
     // Restarts keep the port, as a real broker's does: offset ids name it.
-    let port = b.addr.rsplit(':').next().unwrap().to_owned();
-    let restart = || {
-        // The old process's sockets may hold the port for a moment after it exits.
-        eventually(
-            Duration::from_secs(30),
-            "the broker's port to be free",
-            || {
-                std::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
-                    .ok()
-                    .map(drop)
-            },
-        );
-        spawn(
-            "mqbroker",
-            &[
-                "-c",
-                config.to_str().unwrap(),
-                "-n",
-                &ns.addr,
-                "--listen-port",
-                &port,
-            ],
-        )
-    };
+    let old_addr = b.addr.clone();
+    let restart = || restart_broker_on(&config, &ns.addr, &old_addr);
     // A clean restart: the index and the queues come back from disk.
     assert!(b.terminate().success());
     let mut b = restart();

@@ -32,7 +32,7 @@ use actimq::{
     TransactionListener, TransactionProducer,
 };
 use bytes::Bytes;
-use common::process::{broker, broker_config, create_topic_on, eventually, namesrv, spawn, Proc};
+use common::process::{broker, broker_config, create_topic_on, namesrv, restart_broker_on, Proc};
 
 const TOPIC: &str = "TxTopic";
 const TX_GROUP: &str = "tx-producers";
@@ -349,29 +349,9 @@ fn an_unresolved_half_is_checked_back_after_a_kill_9_and_a_restart() {
         wait_until("a check-back of the half", || listener.checked("held") >= 1).await;
 
         // Same port, as a real broker restarts: the client's link finds it again.
-        let port = b.addr.rsplit(':').next().unwrap().to_owned();
         let b = tokio::task::spawn_blocking(move || {
             b.kill9();
-            eventually(
-                Duration::from_secs(30),
-                "the broker's port to be free",
-                || {
-                    std::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
-                        .ok()
-                        .map(drop)
-                },
-            );
-            spawn(
-                "mqbroker",
-                &[
-                    "-c",
-                    config.to_str().unwrap(),
-                    "-n",
-                    &ns_addr,
-                    "--listen-port",
-                    &port,
-                ],
-            )
+            restart_broker_on(&config, &ns_addr, &b.addr)
         })
         .await
         .unwrap();

@@ -218,3 +218,30 @@ pub fn create_topic_on(ns: &str, broker: &str, topic: &str, queues: u32) {
         (ok && out.contains(broker)).then_some(())
     });
 }
+
+/// Starts a broker from `config` again on the port of `old_addr` (as a real broker
+/// restarts: offset ids and clients' links name the port), once the old process's sockets
+/// have let go of it (they may hold it for a moment after it exits).
+pub fn restart_broker_on(config: &Path, namesrv: &str, old_addr: &str) -> Proc {
+    let port = old_addr.rsplit(':').next().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(30),
+        "the broker's port to be free",
+        || {
+            std::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
+                .ok()
+                .map(drop)
+        },
+    );
+    spawn(
+        "mqbroker",
+        &[
+            "-c",
+            config.to_str().unwrap(),
+            "-n",
+            namesrv,
+            "--listen-port",
+            &port,
+        ],
+    )
+}
