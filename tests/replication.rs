@@ -1101,3 +1101,64 @@ fn no_broker_sends_a_consumer_back_for_records_it_has_not_confirmed_or_not_copie
     );
     assert_eq!(next, 30);
 }
+
+/// Delayed messages on a master with a slave: the messages the master delivered and its
+/// delivery offsets (system group `SCHEDULE_DELIVERY`) reach the slave, so a group that
+/// never ran reads every delivered message from the slave once the master is gone, and the
+/// slave knows how far delivery got.
+#[test]
+fn delivered_delayed_messages_and_the_delivery_offsets_reach_the_slave() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    let levels = "message_delay_level = \"200ms 400ms\"";
+    let mut master = start(&config(dir.path(), "master", levels), &ns.addr);
+    let slave = start(
+        &config(dir.path(), "slave", &format!("{SLAVE}\n{levels}")),
+        &ns.addr,
+    );
+    create_topic_on(&ns.addr, &master.addr, "Later", 2);
+    let system = actix_rt::System::new();
+    let slave_addr = slave.addr.clone();
+    system.block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let producer = Producer::start(client.clone(), ProducerConfig::new("later-producers"));
+        let (listener, first) = counting_listener();
+        let consumer =
+            actimq::PushConsumer::start(client.clone(), push_config("later-a", "Later"), listener)
+                .await
+                .unwrap();
+        for i in 0..20 {
+            producer
+                .send(Message::new("Later", format!("numbered-{i}")).with_delay_level(1))
+                .await
+                .unwrap();
+        }
+        wait_delivered(&first, 20, "the delayed messages").await;
+        // The slave's copy of the delivery offset of level 1 (queue 0) reaches 20.
+        let deadline = std::time::Instant::now() + WAIT;
+        while committed_on(&slave_addr, "SCHEDULE_DELIVERY", "SCHEDULE_TOPIC_XXXX", 1).await
+            != (20, true)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slave never copied the delivery offsets"
+            );
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = consumer.shutdown().await;
+        producer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    });
+    master.kill9();
+    let (listener, second) = counting_listener();
+    system.block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let consumer =
+            actimq::PushConsumer::start(client.clone(), push_config("later-b", "Later"), listener)
+                .await
+                .unwrap();
+        wait_delivered(&second, 20, "the delivered messages, from the slave").await;
+        let _ = consumer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    });
+}
