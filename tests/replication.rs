@@ -13,6 +13,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actimq::internals::actors::remote_link::{self, LinkConfig, RemoteLink};
@@ -1161,4 +1162,80 @@ fn delivered_delayed_messages_and_the_delivery_offsets_reach_the_slave() {
         let _ = consumer.shutdown().await;
         ClientInstance::shutdown(&client).await;
     });
+}
+
+/// A message failed while its master is away (the consumer reads from the slave, which
+/// takes no send-back): it is not lost and not sent anywhere; the consumer keeps it and
+/// consumes it again after `reconsume_delay`, with its count raised, and the queue's offset
+/// stays below it until then.
+#[test]
+fn a_message_that_cannot_be_sent_back_is_consumed_again_by_its_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::process::namesrv(dir.path(), 3_000);
+    let mut master = start(&config(dir.path(), "master", ""), &ns.addr);
+    let slave = start(&config(dir.path(), "slave", SLAVE), &ns.addr);
+    create_topic_on(&ns.addr, &master.addr, "Back", 1);
+    let system = actix_rt::System::new();
+    assert_eq!(system.block_on(produce(&ns.addr, "Back", 0, 10)), 10);
+    wait_caught_up(&ns.addr, &master.addr, &slave.addr);
+    master.kill9();
+    // Every delivery of each body: (reconsume count, when); numbered-3 fails once.
+    type Log = Arc<Mutex<BTreeMap<String, Vec<(u32, std::time::Instant)>>>>;
+    let log: Log = Default::default();
+    let l = Arc::clone(&log);
+    let listener = actimq::MessageListener::from_fn(move |msgs| {
+        let mut result = actimq::ConsumeResult::Success;
+        let mut log = l.lock().unwrap();
+        for m in msgs {
+            let body = String::from_utf8_lossy(m.body()).into_owned();
+            let seen = log.entry(body.clone()).or_default();
+            if body == "numbered-3" && seen.is_empty() {
+                result = actimq::ConsumeResult::ReconsumeLater;
+            }
+            seen.push((m.reconsume_times, std::time::Instant::now()));
+        }
+        result
+    });
+    system.block_on(async {
+        let client = ClientInstance::start(ClientConfig::new(ns.addr.clone())).unwrap();
+        let mut config = push_config("back-group", "Back");
+        config.reconsume_delay = Duration::from_millis(500);
+        let consumer = actimq::PushConsumer::start(client.clone(), config, listener)
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let done = {
+                let log = log.lock().unwrap();
+                log.len() == 10 && log["numbered-3"].len() == 2
+            };
+            if done {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "deliveries so far: {:?}",
+                log.lock().unwrap()
+            );
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = consumer.shutdown().await;
+        ClientInstance::shutdown(&client).await;
+    });
+    let log = log.lock().unwrap();
+    let again = &log["numbered-3"];
+    assert_eq!(
+        again.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        vec![0, 1],
+        "consumed again here, its count raised"
+    );
+    assert!(
+        again[1].1 - again[0].1 >= Duration::from_millis(500),
+        "consumed again before reconsume_delay"
+    );
+    for (body, d) in log.iter() {
+        if body != "numbered-3" {
+            assert_eq!(d.len(), 1, "{body} delivered {} times", d.len());
+        }
+    }
 }
