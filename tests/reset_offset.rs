@@ -6,19 +6,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actimq::{
-    ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, Message, MessageListener,
-    Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
+    ClientConfig, ClientInstance, ConsumeFromWhere, Message, Producer, ProducerConfig,
+    PushConsumer, PushConsumerConfig,
 };
 use common::process::{broker, broker_config, create_topic_on, mqadmin, namesrv};
 
 const TOPIC: &str = "Rewind";
 const GROUP: &str = "rewinders";
 
-type Seen = Arc<Mutex<BTreeMap<String, u32>>>;
+type Seen = common::BodyCounts;
 
 /// Waits (without blocking the actors on this thread) until `pred` holds on the counts.
 async fn wait_for(seen: &Seen, what: &str, pred: impl Fn(&BTreeMap<String, u32>) -> bool) {
@@ -81,16 +80,7 @@ fn a_running_group_receives_again_what_was_stored_after_the_time() {
     system.block_on(async move {
         let client = ClientInstance::start(ClientConfig::new(ns_addr.clone())).unwrap();
         let producer = Producer::start(client.clone(), ProducerConfig::new("rewind-producers"));
-        let seen: Seen = Default::default();
-        let s = Arc::clone(&seen);
-        let listener = MessageListener::from_fn(move |msgs| {
-            let mut map = s.lock().unwrap();
-            for m in msgs {
-                *map.entry(String::from_utf8_lossy(m.body()).into_owned())
-                    .or_default() += 1;
-            }
-            ConsumeResult::Success
-        });
+        let (listener, seen) = common::counting_listener();
         let mut config = PushConsumerConfig::new(GROUP).subscribe(TOPIC, "*");
         config.consume_from_where = ConsumeFromWhere::FirstOffset;
         let consumer = PushConsumer::start(client.clone(), config, listener)

@@ -17,7 +17,6 @@
 mod common;
 
 use std::any::Any;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,9 +26,9 @@ use actimq::admin::AdminClient;
 use actimq::internals::protocol::message::PullMessageRequestHeader;
 use actimq::internals::protocol::{RequestCode, ResponseCode};
 use actimq::{
-    ClientConfig, ClientInstance, ConsumeFromWhere, ConsumeResult, LocalTransactionState, Message,
-    MessageExt, MessageListener, Producer, ProducerConfig, PushConsumer, PushConsumerConfig,
-    TransactionListener, TransactionProducer,
+    ClientConfig, ClientInstance, ConsumeFromWhere, LocalTransactionState, Message, MessageExt,
+    Producer, ProducerConfig, PushConsumer, PushConsumerConfig, TransactionListener,
+    TransactionProducer,
 };
 use bytes::Bytes;
 use common::process::{broker, broker_config, create_topic_on, namesrv, restart_broker_on, Proc};
@@ -37,7 +36,7 @@ use common::process::{broker, broker_config, create_topic_on, namesrv, restart_b
 const TOPIC: &str = "TxTopic";
 const TX_GROUP: &str = "tx-producers";
 
-type Seen = Arc<Mutex<BTreeMap<String, u32>>>;
+type Seen = common::BodyCounts;
 
 /// A listener whose answers the test sets: `execute` by the body's prefix, `check` from a
 /// switch; it records the bodies it was asked to check.
@@ -114,16 +113,7 @@ fn cluster(dir: &std::path::Path) -> (Proc, Proc) {
 
 /// A push consumer of the topic counting bodies.
 async fn consumer(client: &Addr<ClientInstance>, group: &str) -> (PushConsumer, Seen) {
-    let seen: Seen = Default::default();
-    let s = Arc::clone(&seen);
-    let listener = MessageListener::from_fn(move |msgs| {
-        let mut map = s.lock().unwrap();
-        for m in msgs {
-            *map.entry(String::from_utf8_lossy(m.body()).into_owned())
-                .or_default() += 1;
-        }
-        ConsumeResult::Success
-    });
+    let (listener, seen) = common::counting_listener();
     let config = PushConsumerConfig::new(group)
         .subscribe(TOPIC, "*")
         .consume_from(ConsumeFromWhere::FirstOffset);

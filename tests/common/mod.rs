@@ -70,3 +70,21 @@ pub fn message(topic: &str, queue_id: u32, seq: u64, body_len: usize) -> Message
 }
 
 pub mod process;
+
+/// Deliveries per body, as text.
+pub type BodyCounts = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u32>>>;
+
+/// A listener that counts each body it receives and accepts everything, and its counts.
+pub fn counting_listener() -> (actimq::MessageListener, BodyCounts) {
+    let counts: BodyCounts = Default::default();
+    let c = std::sync::Arc::clone(&counts);
+    let listener = actimq::MessageListener::from_fn(move |msgs| {
+        let mut map = c.lock().unwrap();
+        for m in msgs {
+            *map.entry(String::from_utf8_lossy(m.body()).into_owned())
+                .or_default() += 1;
+        }
+        actimq::ConsumeResult::Success
+    });
+    (listener, counts)
+}

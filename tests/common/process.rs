@@ -155,8 +155,13 @@ pub fn broker_config(dir: &Path, name: &str, extra: &str) -> std::path::PathBuf 
     file
 }
 
-/// Starts a broker from `config` registering with `namesrv`.
+/// Starts a broker from `config` registering with `namesrv`, on a free port.
 pub fn broker(config: &Path, namesrv: &str) -> Proc {
+    broker_on_port(config, namesrv, "0")
+}
+
+/// Starts a broker from `config` registering with `namesrv`, listening on `port`.
+fn broker_on_port(config: &Path, namesrv: &str, port: &str) -> Proc {
     spawn(
         "mqbroker",
         &[
@@ -165,7 +170,7 @@ pub fn broker(config: &Path, namesrv: &str) -> Proc {
             "-n",
             namesrv,
             "--listen-port",
-            "0",
+            port,
         ],
     )
 }
@@ -233,15 +238,5 @@ pub fn restart_broker_on(config: &Path, namesrv: &str, old_addr: &str) -> Proc {
                 .map(drop)
         },
     );
-    spawn(
-        "mqbroker",
-        &[
-            "-c",
-            config.to_str().unwrap(),
-            "-n",
-            namesrv,
-            "--listen-port",
-            &port,
-        ],
-    )
+    broker_on_port(config, namesrv, &port)
 }
